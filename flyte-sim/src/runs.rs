@@ -1,0 +1,200 @@
+//! The runs the stand-in has created, and their simulated lifecycle.
+//!
+//! A run's phase is computed from the clock when asked (QUEUED for `queued_for`, RUNNING for
+//! `running_for`, then the outcome its task's rules chose), so no background task drives it and
+//! a paused test cannot miss a transition.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use flyte_client::literal::NamedLiteral;
+use flyte_client::messages::{
+    AbortInfo, ActionDetails, ActionStatus, ErrorInfo, ErrorKind, Inputs, RunId,
+};
+use flyte_client::{ActionPhase, TaskId};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::catalogue::Outcome;
+
+/// How a run will end, fixed when it is created.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    Succeeded(Vec<NamedLiteral>),
+    Failed { message: String, kind: ErrorKind },
+    TimedOut,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub task: TaskId,
+    pub inputs: Inputs,
+    pub created_at: DateTime<Utc>,
+    created: Instant,
+    queued_for: Duration,
+    running_for: Duration,
+    ending: Ending,
+    aborted: Option<(Duration, String)>,
+    /// How many `CreateRun` calls named this run (1 unless someone retried).
+    pub create_calls: u32,
+}
+
+/// What `/_sim/runs` shows about a run.
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub project: String,
+    pub domain: String,
+    pub name: String,
+    pub task: String,
+    pub phase: ActionPhase,
+    pub inputs: Map<String, Value>,
+    pub raw_inputs: Inputs,
+    pub create_calls: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+impl RunRecord {
+    pub fn new(
+        id: RunId,
+        task: TaskId,
+        inputs: Inputs,
+        lifecycle: (Duration, Duration),
+        ending: Ending,
+    ) -> Self {
+        RunRecord {
+            id,
+            task,
+            inputs,
+            created_at: Utc::now(),
+            created: Instant::now(),
+            queued_for: lifecycle.0,
+            running_for: lifecycle.1,
+            ending,
+            aborted: None,
+            create_calls: 1,
+        }
+    }
+
+    fn ends_after(&self) -> Duration {
+        self.queued_for + self.running_for
+    }
+
+    /// The phase now, and since when it has been in it (relative to creation).
+    fn phase(&self) -> (ActionPhase, Option<Duration>) {
+        let elapsed = self.created.elapsed();
+        if let Some((at, _)) = &self.aborted {
+            return (ActionPhase::Aborted, Some(*at));
+        }
+        if elapsed < self.queued_for {
+            return (ActionPhase::Queued, None);
+        }
+        if elapsed < self.ends_after() {
+            return (ActionPhase::Running, None);
+        }
+        let phase = match self.ending {
+            Ending::Succeeded(_) => ActionPhase::Succeeded,
+            Ending::Failed { .. } => ActionPhase::Failed,
+            Ending::TimedOut => ActionPhase::TimedOut,
+        };
+        (phase, Some(self.ends_after()))
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.phase().0.is_terminal()
+    }
+
+    /// Aborts the run unless it already ended; returns whether it did.
+    pub fn abort(&mut self, reason: String) -> bool {
+        if self.is_terminal() {
+            return false;
+        }
+        self.aborted = Some((self.created.elapsed(), reason));
+        true
+    }
+
+    pub fn status(&self) -> ActionStatus {
+        let (phase, ended) = self.phase();
+        let end_time = ended
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| self.created_at + d);
+        ActionStatus {
+            phase,
+            start_time: Some(self.created_at),
+            end_time,
+            attempts: 1,
+            duration_ms: ended.map(|d| d.as_millis() as u64),
+        }
+    }
+
+    pub fn details(&self) -> ActionDetails {
+        let status = self.status();
+        let mut details = ActionDetails {
+            id: self.id.root_action(),
+            error_info: None,
+            abort_info: None,
+            status,
+        };
+        match (details.status.phase, &self.ending, &self.aborted) {
+            (ActionPhase::Aborted, _, Some((_, reason))) => {
+                details.abort_info = Some(AbortInfo {
+                    reason: reason.clone(),
+                })
+            }
+            (ActionPhase::Failed, Ending::Failed { message, kind }, _) => {
+                details.error_info = Some(ErrorInfo {
+                    message: message.clone(),
+                    kind: *kind,
+                    code: String::new(),
+                })
+            }
+            (ActionPhase::TimedOut, _, _) => {
+                details.error_info = Some(ErrorInfo {
+                    message: format!(
+                        "flyte-sim: the run exceeded its {}s deadline",
+                        self.ends_after().as_secs()
+                    ),
+                    kind: ErrorKind::System,
+                    code: "Timeout".into(),
+                })
+            }
+            _ => {}
+        }
+        details
+    }
+
+    /// Outputs once succeeded; empty before, as Flyte answers.
+    pub fn outputs(&self) -> Vec<NamedLiteral> {
+        match (&self.ending, self.phase().0) {
+            (Ending::Succeeded(outputs), ActionPhase::Succeeded) => outputs.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn view(&self) -> RunView {
+        RunView {
+            project: self.id.project.clone(),
+            domain: self.id.domain.clone(),
+            name: self.id.name.clone(),
+            task: self.task.to_string(),
+            phase: self.phase().0,
+            inputs: flyte_client::outputs::literals_to_json(&self.inputs.literals),
+            raw_inputs: self.inputs.clone(),
+            create_calls: self.create_calls,
+            created_at: self.created_at,
+        }
+    }
+}
+
+impl Ending {
+    pub fn from_outcome(outcome: Outcome, message: &str, outputs: Vec<NamedLiteral>) -> Ending {
+        match outcome {
+            Outcome::Succeeded => Ending::Succeeded(outputs),
+            Outcome::Failed => Ending::Failed {
+                message: message.to_string(),
+                kind: ErrorKind::User,
+            },
+            Outcome::TimedOut => Ending::TimedOut,
+        }
+    }
+}
