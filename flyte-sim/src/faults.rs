@@ -25,9 +25,13 @@ pub struct Fault {
     /// Fail only this many more calls, then stop (counts down).
     #[serde(default)]
     pub count: Option<u32>,
-    /// Added before answering, failing or not.
+    /// Added before handling the call, failing or not.
     #[serde(default)]
     pub latency_ms: u64,
+    /// Added after handling the call, before answering: the work is done but the caller does
+    /// not know yet (to catch a client that crashes between a call's effect and its answer).
+    #[serde(default)]
+    pub latency_after_ms: u64,
     /// Sent as `Retry-After` with a failure.
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
@@ -41,6 +45,7 @@ fn always() -> f64 {
 #[derive(Debug, Default, PartialEq)]
 pub struct Verdict {
     pub delay: Duration,
+    pub delay_after: Duration,
     pub failure: Option<Failure>,
 }
 
@@ -84,6 +89,7 @@ impl Fault {
             rate,
             count: None,
             latency_ms: 0,
+            latency_after_ms: 0,
             retry_after_secs: None,
         };
         fault.validate().with_context(|| text.to_string())?;
@@ -103,6 +109,7 @@ impl Fault {
             rate: 1.0,
             count: None,
             latency_ms: latency.as_millis() as u64,
+            latency_after_ms: 0,
             retry_after_secs: None,
         })
     }
@@ -117,6 +124,7 @@ pub fn judge(faults: &mut [Fault], rpc_name: &str) -> Verdict {
     let mut verdict = Verdict::default();
     for fault in faults.iter_mut().filter(|f| f.matches(rpc_name)) {
         verdict.delay += Duration::from_millis(fault.latency_ms);
+        verdict.delay_after += Duration::from_millis(fault.latency_after_ms);
         if verdict.failure.is_some() || (fault.code.is_none() && fault.http_status.is_none()) {
             continue;
         }

@@ -290,7 +290,7 @@ async fn rpc(
         None => {}
     }
 
-    match rpc {
+    let response = match rpc {
         GET_TASK_DETAILS => serve(&body, |r| sim.get_task_details(r)),
         CREATE_RUN => serve(&body, |r| sim.create_run(r)),
         GET_RUN_DETAILS => serve(&body, |r| sim.get_run_details(r)),
@@ -306,7 +306,11 @@ async fn rpc(
             Code::Unimplemented,
             format!("flyte-sim does not implement {rpc_name}"),
         ),
+    };
+    if !verdict.delay_after.is_zero() {
+        tokio::time::sleep(verdict.delay_after).await;
     }
+    response
 }
 
 /// Maps a request path to the client's `'static` RPC constant, if it is one we serve.

@@ -1,0 +1,361 @@
+//! Settings: the essentials from environment variables (with defaults that point at local
+//! services), everything else from the TOML file named by `FLYHOOK_CONFIG`. Mistakes are
+//! reported at start-up with the file's line and column.
+//!
+//! ```toml
+//! [ingress]
+//! max_body_bytes = 1048576     # larger bodies get 413
+//! publish_timeout_ms = 5000    # no broker confirm within this: 503
+//! rate_limit = { per_second = 1000, burst = 2000 }   # per API key
+//!
+//! [[api_keys]]
+//! name = "ci"
+//! sha256 = "…64 hex digits…"   # printf %s "$KEY" | sha256sum; or env = "CI_WEBHOOK_KEY"
+//! rate_limit = { per_second = 50, burst = 100 }
+//!
+//! [worker]
+//! prefetch = 32                # unacknowledged messages held per worker
+//! concurrency = 16             # dispatches processed at once
+//! max_attempts = 5             # transient failures before a dispatch is recorded failed
+//!
+//! [flyte]
+//! timeout_ms = 10000
+//! task_cache_ttl_secs = 300
+//! ```
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use flyte_client::{FlyteAuth, FlyteConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::api_keys::{KeyOwner, KeyRing, RateLimit};
+
+/// Everything a flyhook process needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub amqp_url: SecretString,
+    /// Where the ingress listens (`FLYHOOK_LISTEN`); port 0 picks a free port.
+    pub listen: String,
+    /// Prefix of every exchange and queue name (`FLYHOOK_QUEUE_PREFIX`).
+    pub queue_prefix: String,
+    pub flyte: FlyteConfig,
+    pub keys: KeyRing,
+    /// Signs dispatch ids (see [`crate::dispatch`]); shared by every ingress replica.
+    pub id_secret: SecretString,
+    pub ingress: IngressSettings,
+    pub worker: WorkerSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngressSettings {
+    pub max_body_bytes: usize,
+    pub publish_timeout: Duration,
+    /// Default per-key rate, for keys without their own.
+    pub rate_limit: RateLimit,
+    /// Confirm-mode channels publishes are spread over.
+    pub publish_channels: usize,
+    /// Bound on the work queue's length; publishes beyond it are refused (503).
+    pub max_queue_length: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub prefetch: u16,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    ingress: IngressFile,
+    #[serde(default)]
+    worker: WorkerFile,
+    #[serde(default)]
+    flyte: FlyteFile,
+    #[serde(default)]
+    api_keys: Vec<KeyEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngressFile {
+    max_body_bytes: Option<usize>,
+    publish_timeout_ms: Option<u64>,
+    rate_limit: Option<RateLimitEntry>,
+    publish_channels: Option<usize>,
+    max_queue_length: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkerFile {
+    prefetch: Option<u16>,
+    concurrency: Option<usize>,
+    max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlyteFile {
+    timeout_ms: Option<u64>,
+    task_cache_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitEntry {
+    per_second: u32,
+    burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    name: String,
+    sha256: Option<String>,
+    env: Option<String>,
+    rate_limit: Option<RateLimitEntry>,
+}
+
+impl RateLimitEntry {
+    fn resolve(self) -> anyhow::Result<RateLimit> {
+        if self.per_second == 0 {
+            bail!("rate_limit.per_second must be at least 1");
+        }
+        Ok(RateLimit {
+            per_second: self.per_second,
+            burst: self.burst.unwrap_or(self.per_second).max(1),
+        })
+    }
+}
+
+/// The name the bootstrap key (`WEBHOOK_API_KEY`) is known by.
+pub const BOOTSTRAP_KEY_NAME: &str = "default";
+
+impl Settings {
+    /// Reads the process environment and the config file it names.
+    pub fn from_env() -> anyhow::Result<Settings> {
+        Settings::load(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Builds settings from `env` (a lookup, so tests need not touch the process environment).
+    pub fn load(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        let file = match env("FLYHOOK_CONFIG") {
+            Some(path) => read_file(Path::new(&path))?,
+            None => FileConfig::default(),
+        };
+        let secret = |name: &str| env(name).map(SecretString::from);
+
+        let mut keys = KeyRing::default();
+        if let Some(key) = secret("WEBHOOK_API_KEY") {
+            keys.add_key(
+                &key,
+                KeyOwner {
+                    name: BOOTSTRAP_KEY_NAME.into(),
+                    rate_limit: None,
+                },
+            )
+            .context("WEBHOOK_API_KEY")?;
+        }
+        let mut key_digests = Vec::new();
+        for entry in file.api_keys {
+            let owner = KeyOwner {
+                name: entry.name.clone(),
+                rate_limit: entry.rate_limit.map(RateLimitEntry::resolve).transpose()?,
+            };
+            match (entry.sha256, entry.env) {
+                (Some(digest), None) => {
+                    key_digests.push(digest.clone());
+                    keys.add_digest(&digest, owner)?
+                }
+                (None, Some(var)) => {
+                    let key = secret(&var).with_context(|| {
+                        format!(
+                            "api key {:?}: environment variable {var} is not set",
+                            entry.name
+                        )
+                    })?;
+                    key_digests.push(crate::api_keys::key_digest_hex(key.expose_secret()));
+                    keys.add_key(&key, owner)?
+                }
+                _ => bail!("api key {:?} needs exactly one of sha256, env", entry.name),
+            }
+        }
+        if let Some(key) = env("WEBHOOK_API_KEY") {
+            key_digests.push(crate::api_keys::key_digest_hex(&key));
+        }
+
+        Ok(Settings {
+            database_url: secret("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/flyhook".into()),
+            amqp_url: secret("AMQP_URL")
+                .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            listen: env("FLYHOOK_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            queue_prefix: env("FLYHOOK_QUEUE_PREFIX").unwrap_or_else(|| "flyhook".into()),
+            flyte: flyte_config(&env, &file.flyte)?,
+            keys,
+            id_secret: secret("FLYHOOK_ID_SECRET")
+                .unwrap_or_else(|| derived_id_secret(key_digests)),
+            ingress: IngressSettings {
+                max_body_bytes: file.ingress.max_body_bytes.unwrap_or(1024 * 1024),
+                publish_timeout: Duration::from_millis(
+                    file.ingress.publish_timeout_ms.unwrap_or(5000),
+                ),
+                rate_limit: file
+                    .ingress
+                    .rate_limit
+                    .map(RateLimitEntry::resolve)
+                    .transpose()?
+                    .unwrap_or(RateLimit {
+                        per_second: 1000,
+                        burst: 2000,
+                    }),
+                publish_channels: file.ingress.publish_channels.unwrap_or(4).max(1),
+                max_queue_length: file.ingress.max_queue_length.unwrap_or(1_000_000),
+            },
+            worker: WorkerSettings {
+                prefetch: file.worker.prefetch.unwrap_or(32).max(1),
+                concurrency: file.worker.concurrency.unwrap_or(16).max(1),
+                max_attempts: file.worker.max_attempts.unwrap_or(5).max(1),
+            },
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading FLYHOOK_CONFIG file {}", path.display()))?;
+    // toml's errors carry the line and column, and quote the offending line.
+    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Without `FLYHOOK_ID_SECRET`, replicas configured with the same keys still agree on one
+/// secret: a digest of the key digests. Setting the variable is better (it survives key rotation).
+fn derived_id_secret(mut key_digests: Vec<String>) -> SecretString {
+    key_digests.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(b"flyhook/id-secret/v1");
+    for digest in key_digests {
+        hasher.update(digest.as_bytes());
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    SecretString::from(hex)
+}
+
+fn flyte_config(
+    env: &impl Fn(&str) -> Option<String>,
+    file: &FlyteFile,
+) -> anyhow::Result<FlyteConfig> {
+    let mut config = match env("FLYTE_API_KEY") {
+        Some(key) => FlyteConfig::from_api_key(&key).context("FLYTE_API_KEY")?,
+        None => FlyteConfig::new("http://127.0.0.1:8090"),
+    };
+    if let Some(endpoint) = env("FLYTE_ENDPOINT") {
+        config.endpoint = endpoint;
+    }
+    if let Some(org) = env("FLYTE_ORG") {
+        config.org = org;
+    }
+    if let Some(token) = env("FLYTE_TOKEN") {
+        if !matches!(config.auth, FlyteAuth::None) {
+            bail!("set FLYTE_API_KEY or FLYTE_TOKEN, not both");
+        }
+        config.auth = FlyteAuth::Bearer(SecretString::from(token));
+    }
+    config.console_url = env("FLYTE_CONSOLE_URL");
+    if let Some(ms) = file.timeout_ms {
+        config.timeout = Duration::from_millis(ms);
+    }
+    if let Some(secs) = file.task_cache_ttl_secs {
+        config.task_cache_ttl = Duration::from_secs(secs);
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load(|k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_point_at_local_services() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.flyte.endpoint, "http://127.0.0.1:8090");
+        assert_eq!(s.queue_prefix, "flyhook");
+        assert!(s.keys.is_empty());
+        assert_eq!(s.ingress.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn the_flyte_api_key_sets_endpoint_org_and_auth_and_env_overrides_win() {
+        let key = "Zmx5dGUuZXhhbXBsZTppZDpzZWNyZXQ6YWNtZQ=="; // flyte.example:id:secret:acme
+        let s = load(&[("FLYTE_API_KEY", key)]).unwrap();
+        assert_eq!(s.flyte.endpoint, "https://flyte.example");
+        assert_eq!(s.flyte.org, "acme");
+        let s = load(&[
+            ("FLYTE_API_KEY", key),
+            ("FLYTE_ENDPOINT", "http://h:1"),
+            ("FLYTE_ORG", "o"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.flyte.endpoint.as_str(), s.flyte.org.as_str()),
+            ("http://h:1", "o")
+        );
+        assert!(load(&[("FLYTE_API_KEY", key), ("FLYTE_TOKEN", "t")]).is_err());
+        assert!(load(&[("FLYTE_API_KEY", "nope")]).is_err());
+    }
+
+    #[test]
+    fn config_file_mistakes_name_the_line() {
+        let dir = std::env::temp_dir().join(format!("flyhook-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("flyhook.toml");
+        std::fs::write(&path, "[ingress]\nmax_body_bytes = 10\nmax_bdoy = 3\n").unwrap();
+        let err = load(&[("FLYHOOK_CONFIG", path.to_str().unwrap())]).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("line 3") && text.contains("max_bdoy"),
+            "{text}"
+        );
+        std::fs::write(
+            &path,
+            "[[api_keys]]\nname = \"ci\"\nenv = \"NOT_SET_ANYWHERE\"\n",
+        )
+        .unwrap();
+        let err = load(&[("FLYHOOK_CONFIG", path.to_str().unwrap())]).unwrap_err();
+        assert!(format!("{err:#}").contains("NOT_SET_ANYWHERE"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn replicas_with_the_same_keys_derive_the_same_id_secret() {
+        let a = load(&[("WEBHOOK_API_KEY", "k1")]).unwrap();
+        let b = load(&[("WEBHOOK_API_KEY", "k1")]).unwrap();
+        let c = load(&[("WEBHOOK_API_KEY", "k2")]).unwrap();
+        assert_eq!(a.id_secret.expose_secret(), b.id_secret.expose_secret());
+        assert_ne!(a.id_secret.expose_secret(), c.id_secret.expose_secret());
+        let explicit = load(&[("WEBHOOK_API_KEY", "k1"), ("FLYHOOK_ID_SECRET", "s")]).unwrap();
+        assert_eq!(explicit.id_secret.expose_secret(), "s");
+    }
+}

@@ -1,0 +1,393 @@
+//! Dispatches: one accepted webhook meant to become one Flyte run.
+//!
+//! # Why dispatch ids carry a tag
+//! The ingress must answer `GET /dispatches/{id}` with `queued` right after it answered `202`,
+//! even when no worker has recorded anything yet, and even while PostgreSQL is down (intake does
+//! not depend on it: the broker is the durable store of intake). So an id proves by itself that
+//! this deployment issued it: 16 bytes of identity followed by a 4-byte HMAC tag over them,
+//! keyed by `FLYHOOK_ID_SECRET`. An id with a valid tag and no record is `queued`; an id without
+//! one was never issued and is a 404. No lookup, no shared state between ingress replicas.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use flyte_client::RunName;
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const TAG_LEN: usize = 4;
+
+/// A dispatch id: a UUID (v7 when flyhook chose it, so ids sort by time; v8 when derived from
+/// the sender's idempotency key) and its issuer tag. Written as 40 lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DispatchId {
+    uuid: Uuid,
+    tag: [u8; TAG_LEN],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a dispatch id")]
+pub struct NotADispatchId;
+
+impl DispatchId {
+    /// Reads the text form. This checks the shape only; [`IdIssuer::verify`] checks the tag.
+    pub fn parse(text: &str) -> Result<DispatchId, NotADispatchId> {
+        if text.len() != 40
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(NotADispatchId);
+        }
+        let uuid = Uuid::try_parse(&text[..32]).map_err(|_| NotADispatchId)?;
+        let mut tag = [0u8; TAG_LEN];
+        for (i, byte) in tag.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[32 + 2 * i..34 + 2 * i], 16)
+                .map_err(|_| NotADispatchId)?;
+        }
+        Ok(DispatchId { uuid, tag })
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The Flyte run this dispatch starts: the same name for every attempt, so Flyte itself
+    /// refuses a second run.
+    pub fn run_name(&self) -> RunName {
+        RunName::for_dispatch(self.uuid)
+    }
+
+    /// When flyhook issued the id, for ids it chose itself (UUIDv7).
+    pub fn issued_at(&self) -> Option<DateTime<Utc>> {
+        let (secs, nanos) = self.uuid.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(secs as i64, nanos)
+    }
+}
+
+impl fmt::Display for DispatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.uuid.simple())?;
+        self.tag.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl Serialize for DispatchId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DispatchId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        DispatchId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Issues and verifies dispatch ids. Every ingress replica of a deployment must share the secret.
+#[derive(Clone)]
+pub struct IdIssuer {
+    mac: Hmac<Sha256>,
+}
+
+impl fmt::Debug for IdIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdIssuer { .. }")
+    }
+}
+
+impl IdIssuer {
+    pub fn new(secret: &SecretString) -> IdIssuer {
+        IdIssuer {
+            // HMAC takes keys of any length.
+            mac: Hmac::new_from_slice(secret.expose_secret().as_bytes())
+                .expect("HMAC accepts any key length"),
+        }
+    }
+
+    fn tag(&self, uuid: Uuid) -> [u8; TAG_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(uuid.as_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&full[..TAG_LEN]);
+        tag
+    }
+
+    /// A fresh, time-ordered id.
+    pub fn issue(&self) -> DispatchId {
+        let uuid = Uuid::now_v7();
+        DispatchId {
+            uuid,
+            tag: self.tag(uuid),
+        }
+    }
+
+    /// The id for a send the sender marked with an idempotency key: the same key from the same
+    /// API key for the same task always gives the same id, so a retried send is the same dispatch.
+    pub fn issue_for_idempotency_key(
+        &self,
+        api_key_name: &str,
+        task: &TaskRef,
+        idempotency_key: &str,
+    ) -> DispatchId {
+        let mut hasher = Sha256::new();
+        for part in [
+            "flyhook/idempotency/v1",
+            api_key_name,
+            &task.project,
+            &task.domain,
+            &task.name,
+            &task.version,
+            idempotency_key,
+        ] {
+            // Length-prefixed, so no two different tuples hash the same bytes.
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        DispatchId {
+            uuid,
+            tag: self.tag(uuid),
+        }
+    }
+
+    /// Whether this deployment issued `id` (constant-time comparison of the tag).
+    pub fn verify(&self, id: &DispatchId) -> bool {
+        use subtle::ConstantTimeEq;
+        self.tag(id.uuid).ct_eq(&id.tag).into()
+    }
+}
+
+/// A deployed Flyte task, as named in `/run-task/{project}/{domain}/{name}/{version}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawTaskRef")]
+pub struct TaskRef {
+    project: String,
+    domain: String,
+    name: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct RawTaskRef {
+    project: String,
+    domain: String,
+    name: String,
+    version: String,
+}
+
+impl TryFrom<RawTaskRef> for TaskRef {
+    type Error = InvalidTaskRef;
+    fn try_from(raw: RawTaskRef) -> Result<Self, Self::Error> {
+        TaskRef::parse(&raw.project, &raw.domain, &raw.name, &raw.version)
+    }
+}
+
+/// Which path segment is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidTaskRef {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+fn check_label(field: &'static str, value: &str) -> Result<(), InvalidTaskRef> {
+    // Flyte projects and domains are DNS-1123 labels.
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    ok.then_some(()).ok_or_else(|| InvalidTaskRef {
+        field,
+        reason: "must be 1 to 63 lowercase letters, digits or '-', not starting or ending with '-'"
+            .into(),
+    })
+}
+
+fn check_identifier(field: &'static str, value: &str, max: usize) -> Result<(), InvalidTaskRef> {
+    let ok = !value.is_empty()
+        && value.len() <= max
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    ok.then_some(()).ok_or_else(|| InvalidTaskRef {
+        field,
+        reason: format!("must be 1 to {max} letters, digits, '_', '.' or '-'"),
+    })
+}
+
+impl TaskRef {
+    pub fn parse(
+        project: &str,
+        domain: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<TaskRef, InvalidTaskRef> {
+        check_label("project", project)?;
+        check_label("domain", domain)?;
+        check_identifier("name", name, 255)?;
+        check_identifier("version", version, 63)?;
+        Ok(TaskRef {
+            project: project.into(),
+            domain: domain.into(),
+            name: name.into(),
+            version: version.into(),
+        })
+    }
+
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+impl fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}:{}",
+            self.project, self.domain, self.name, self.version
+        )
+    }
+}
+
+/// What the ingress publishes and the worker consumes. Versioned by its `type` tag, so a newer
+/// ingress and an older worker can tell they disagree instead of misreading each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DispatchMessage {
+    DispatchV1(Dispatch),
+}
+
+/// One dispatch, everything the worker needs without asking anyone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub id: DispatchId,
+    pub task: TaskRef,
+    /// The task inputs as the sender posted them.
+    pub inputs: Map<String, Value>,
+    pub received_at: DateTime<Utc>,
+    /// The name of the API key that sent it (never the key).
+    pub api_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer(secret: &str) -> IdIssuer {
+        IdIssuer::new(&SecretString::from(secret.to_string()))
+    }
+
+    fn task() -> TaskRef {
+        TaskRef::parse("flytesnacks", "development", "hello.main", "v1").unwrap()
+    }
+
+    #[test]
+    fn issued_ids_round_trip_and_verify_only_with_their_secret() {
+        let ours = issuer("s1");
+        let id = ours.issue();
+        let text = id.to_string();
+        assert_eq!(text.len(), 40);
+        let parsed = DispatchId::parse(&text).unwrap();
+        assert_eq!(parsed, id);
+        assert!(ours.verify(&parsed));
+        assert!(!issuer("s2").verify(&parsed));
+        assert!(id.issued_at().is_some());
+    }
+
+    #[test]
+    fn a_changed_id_no_longer_verifies() {
+        let ours = issuer("s1");
+        let text = ours.issue().to_string();
+        let mut bytes = text.into_bytes();
+        bytes[5] = if bytes[5] == b'0' { b'1' } else { b'0' };
+        let forged = DispatchId::parse(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        assert!(!ours.verify(&forged));
+    }
+
+    #[test]
+    fn idempotency_keys_give_stable_ids_scoped_to_key_and_task() {
+        let ours = issuer("s1");
+        let a = ours.issue_for_idempotency_key("ci", &task(), "delivery-1");
+        assert_eq!(
+            a,
+            ours.issue_for_idempotency_key("ci", &task(), "delivery-1")
+        );
+        assert!(ours.verify(&a));
+        assert_ne!(
+            a,
+            ours.issue_for_idempotency_key("other-key", &task(), "delivery-1")
+        );
+        assert_ne!(
+            a,
+            ours.issue_for_idempotency_key("ci", &task(), "delivery-2")
+        );
+        let other_task = TaskRef::parse("flytesnacks", "development", "hello.main", "v2").unwrap();
+        assert_ne!(
+            a,
+            ours.issue_for_idempotency_key("ci", &other_task, "delivery-1")
+        );
+        assert_eq!(a.run_name(), a.run_name());
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for bad in ["", "xyz", &"g".repeat(40), &"A".repeat(40), &"0".repeat(39)] {
+            assert_eq!(DispatchId::parse(bad), Err(NotADispatchId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn task_refs_name_the_bad_segment() {
+        assert!(TaskRef::parse("p", "d", "my_task.main", "v1.2-rc").is_ok());
+        assert_eq!(
+            TaskRef::parse("P", "d", "n", "v").unwrap_err().field,
+            "project"
+        );
+        assert_eq!(
+            TaskRef::parse("p", "-d", "n", "v").unwrap_err().field,
+            "domain"
+        );
+        assert_eq!(
+            TaskRef::parse("p", "d", "n/../x", "v").unwrap_err().field,
+            "name"
+        );
+        assert_eq!(
+            TaskRef::parse("p", "d", "n", &"v".repeat(64))
+                .unwrap_err()
+                .field,
+            "version"
+        );
+        assert_eq!(
+            TaskRef::parse("p", "d", "n", "").unwrap_err().field,
+            "version"
+        );
+    }
+
+    #[test]
+    fn messages_refuse_invalid_task_refs() {
+        let json = serde_json::json!({"project": "P!", "domain": "d", "name": "n", "version": "v"});
+        assert!(serde_json::from_value::<TaskRef>(json).is_err());
+    }
+}

@@ -1,0 +1,22 @@
+//! What flyhook's ingress and workers share, so both sides of the queue agree by construction.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment and the TOML file.
+//! - [`dispatch`]: dispatch ids (self-verifying, so status works before anything is recorded),
+//!   task references and the queue message.
+//! - [`api_keys`]: bearer API keys, stored hashed and compared in constant time.
+//! - [`broker`]: RabbitMQ connection and the exchange/queue topology.
+//! - [`store`]: the PostgreSQL status store and its migrations.
+//! - [`telemetry`], [`shutdown`]: logging and the one shutdown signal.
+
+pub mod api_keys;
+pub mod broker;
+pub mod config;
+pub mod dispatch;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use dispatch::{DispatchId, DispatchMessage, IdIssuer, TaskRef};
+pub use store::{DispatchStatus, DispatchStore, MIGRATOR};

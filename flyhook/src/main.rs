@@ -1,0 +1,137 @@
+//! `flyhook`: one binary for every role. Run `flyhook --help`.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flyhook_common::{Settings, shutdown, telemetry};
+use flyhook_ingress::Application;
+use flyhook_worker::Worker;
+use secrecy::ExposeSecret;
+use sqlx::migrate::MigrateDatabase;
+use tokio_util::sync::CancellationToken;
+
+/// Webhooks in, tracked Flyte runs out.
+///
+/// Configuration comes from the environment (DATABASE_URL, AMQP_URL, FLYHOOK_LISTEN,
+/// FLYHOOK_QUEUE_PREFIX, FLYTE_ENDPOINT, FLYTE_API_KEY, FLYTE_ORG, FLYTE_TOKEN,
+/// FLYTE_CONSOLE_URL, WEBHOOK_API_KEY, FLYHOOK_ID_SECRET) and the TOML file named by
+/// FLYHOOK_CONFIG. Defaults point at local services.
+#[derive(Debug, Parser)]
+#[command(name = "flyhook", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP intake: authenticate, validate, enqueue durably, answer status.
+    Ingress,
+    /// Consume the queue: start Flyte runs and record their status.
+    Worker,
+    /// Create the database if needed and apply the migrations.
+    Migrate,
+    /// Everything on one machine: flyte-sim (unless FLYTE_ENDPOINT or FLYTE_API_KEY is set),
+    /// migrations, ingress and worker, against the local RabbitMQ and PostgreSQL.
+    Dev,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    let shutdown = shutdown::on_signal();
+    match cli.command {
+        Command::Ingress => {
+            let app = Application::build(Settings::from_env()?, shutdown).await?;
+            tracing::info!(port = app.port(), "ingress listening");
+            app.run_until_stopped().await?;
+        }
+        Command::Worker => {
+            Worker::build(&Settings::from_env()?)?
+                .run_until_stopped(shutdown)
+                .await?
+        }
+        Command::Migrate => migrate(&Settings::from_env()?).await?,
+        Command::Dev => dev(shutdown).await?,
+    }
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings.database_url.expose_secret();
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("reaching PostgreSQL")?
+    {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("creating the database")?;
+        tracing::info!("database created");
+    }
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .context("connecting to PostgreSQL")?;
+    flyhook_common::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// The key `flyhook dev` uses when WEBHOOK_API_KEY is not set.
+const DEV_API_KEY: &str = "flyhook-dev-key";
+
+async fn dev(shutdown: CancellationToken) -> anyhow::Result<()> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let settings = Settings::load(|name| match name {
+        "WEBHOOK_API_KEY" => env(name).or_else(|| Some(DEV_API_KEY.into())),
+        "FLYTE_CONSOLE_URL" => env(name).or_else(|| {
+            (env("FLYTE_ENDPOINT").is_none() && env("FLYTE_API_KEY").is_none())
+                .then(|| "http://127.0.0.1:8090".into())
+        }),
+        _ => env(name),
+    })?;
+    let api_key = env("WEBHOOK_API_KEY").unwrap_or_else(|| DEV_API_KEY.into());
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if env("FLYTE_ENDPOINT").is_none() && env("FLYTE_API_KEY").is_none() {
+        let sim = flyte_sim::Simulator::build(flyte_sim::SimConfig::default()).context(
+            "starting flyte-sim on 127.0.0.1:8090 (set FLYTE_ENDPOINT to use another Flyte)",
+        )?;
+        tracing::info!(port = sim.port(), "flyte-sim listening");
+        tasks.spawn(async move { sim.run_until_stopped().await.context("flyte-sim") });
+    }
+    migrate(&settings).await?;
+    let worker = Worker::build(&settings)?;
+    let worker_shutdown = shutdown.clone();
+    tasks.spawn(async move { worker.run_until_stopped(worker_shutdown).await });
+    let app = Application::build(settings, shutdown.clone()).await?;
+    let port = app.port();
+    let connected = app
+        .publisher()
+        .wait_connected(Duration::from_secs(10))
+        .await;
+    tasks.spawn(async move { app.run_until_stopped().await.context("ingress") });
+
+    println!(
+        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n",
+        if connected {
+            ""
+        } else {
+            " (still waiting for RabbitMQ: intake answers 503 until it connects)"
+        }
+    );
+
+    // The first part to stop (or fail) stops the rest.
+    let first = tasks.join_next().await;
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    match first {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(e).context("a flyhook part panicked"),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,137 @@
+//! The ingress's one error type, and how each error reads on the wire: a problem document
+//! (`application/problem+json`) with a stable `code`, a human `message`, and for input errors
+//! the `field` at fault. Bad input is always a 4xx; a failing dependency a 503 with
+//! `Retry-After`; anything unexpected a 500 whose body says nothing about internals.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use flyhook_common::api_keys::ApiKeyError;
+use flyhook_common::dispatch::InvalidTaskRef;
+use flyte_client::InputError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Unauthorized(#[from] ApiKeyError),
+    #[error("rate limit exceeded for this API key")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("no such dispatch")]
+    DispatchNotFound,
+    #[error("invalid path segment {0}")]
+    InvalidPath(#[from] InvalidTaskRef),
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the body could not be read: {0}")]
+    UnreadableBody(String),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body must be a JSON object of task inputs")]
+    NotAnObject,
+    #[error("invalid Idempotency-Key: {0}")]
+    InvalidIdempotencyKey(&'static str),
+    #[error("the inputs do not fit the task: {0}")]
+    InvalidInputs(#[from] InputError),
+    #[error("the queue cannot take the dispatch right now; retry")]
+    BrokerUnavailable,
+    #[error("the status store is unreachable; retry")]
+    StoreUnavailable,
+    #[error("internal error")]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(ApiKeyError::Missing) => "missing_api_key",
+            ApiError::Unauthorized(ApiKeyError::Invalid) => "invalid_api_key",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::DispatchNotFound => "dispatch_not_found",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::NotAnObject => "inputs_not_an_object",
+            ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            ApiError::InvalidInputs(_) => "invalid_inputs",
+            ApiError::BrokerUnavailable => "queue_unavailable",
+            ApiError::StoreUnavailable => "status_store_unavailable",
+            ApiError::Unexpected(_) => "internal_error",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::InvalidPath(e) => Some(e.field),
+            ApiError::InvalidInputs(e) => Some(e.field()),
+            ApiError::InvalidIdempotencyKey(_) => Some("Idempotency-Key"),
+            _ => None,
+        }
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::BrokerUnavailable | ApiError::StoreUnavailable => Some(1),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::DispatchNotFound => StatusCode::NOT_FOUND,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnreadableBody(_)
+            | ApiError::MalformedJson(_)
+            | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidPath(_) | ApiError::NotAnObject | ApiError::InvalidInputs(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::BrokerUnavailable | ApiError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let message = match self {
+            // Internals stay in the logs.
+            ApiError::Unexpected(e) => {
+                tracing::error!(error = %format!("{e:#}"), "request failed");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({
+            "status": status.as_u16(),
+            "code": self.code(),
+            "message": message,
+        });
+        if let Some(field) = self.field() {
+            body["field"] = json!(field);
+        }
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if let Some(secs) = self.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"flyhook\""),
+            ));
+        }
+        response.body(body.to_string())
+    }
+}

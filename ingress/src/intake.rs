@@ -1,0 +1,144 @@
+//! Accepting a dispatch: choose its id, check its inputs when the task's interface is known,
+//! publish it durably, and say where to follow it.
+//!
+//! Intake never waits on Flyte. Inputs are checked only against an interface already cached;
+//! on a miss the dispatch is accepted and the interface fetched in the background for the next
+//! request (the worker validates anyway and records `failed` with the reason).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use flyhook_common::dispatch::Dispatch;
+use flyhook_common::{DispatchId, DispatchMessage, IdIssuer, TaskRef};
+use flyte_client::{FlyteClient, TaskId, convert_inputs};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::publisher::{PublishError, Publisher};
+
+/// What a `202` says.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub id: DispatchId,
+    pub status: &'static str,
+    pub status_url: String,
+    pub run_name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Intake {
+    issuer: IdIssuer,
+    publisher: Publisher,
+    flyte: FlyteClient,
+    /// Interfaces being fetched, so a burst of misses fetches each once.
+    fetching: Arc<Mutex<HashSet<TaskId>>>,
+}
+
+/// The Flyte id of a task reference, in the client's org.
+pub fn flyte_task_id(flyte: &FlyteClient, task: &TaskRef) -> TaskId {
+    flyte.task_id(task.project(), task.domain(), task.name(), task.version())
+}
+
+impl Intake {
+    pub fn new(issuer: IdIssuer, publisher: Publisher, flyte: FlyteClient) -> Intake {
+        Intake {
+            issuer,
+            publisher,
+            flyte,
+            fetching: Arc::default(),
+        }
+    }
+
+    pub fn issuer(&self) -> &IdIssuer {
+        &self.issuer
+    }
+
+    pub fn flyte(&self) -> &FlyteClient {
+        &self.flyte
+    }
+
+    pub async fn accept(
+        &self,
+        caller: &Caller,
+        task: TaskRef,
+        inputs: Map<String, Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Accepted, ApiError> {
+        self.check_inputs(&task, &inputs)?;
+        let id = match idempotency_key {
+            Some(key) => self
+                .issuer
+                .issue_for_idempotency_key(&caller.key_name, &task, key),
+            None => self.issuer.issue(),
+        };
+        let run = self
+            .flyte
+            .run_id(task.project(), task.domain(), &id.run_name());
+        let message = DispatchMessage::DispatchV1(Dispatch {
+            id,
+            task,
+            inputs,
+            received_at: Utc::now(),
+            api_key: caller.key_name.clone(),
+        });
+        self.publisher
+            .publish(&id.to_string(), &message)
+            .await
+            .map_err(|e| {
+                match &e {
+                    PublishError::Encode(_) => {
+                        tracing::error!(error = %e, "cannot encode dispatch")
+                    }
+                    _ => tracing::warn!(error = %e, "dispatch not accepted by the broker"),
+                }
+                ApiError::BrokerUnavailable
+            })?;
+        tracing::info!(dispatch = %id, caller = %caller.key_name, "dispatch queued");
+        Ok(Accepted {
+            id,
+            status: "queued",
+            status_url: format!("/dispatches/{id}"),
+            run_name: run.name.clone(),
+            url: self.flyte.run_url(&run),
+        })
+    }
+
+    fn check_inputs(&self, task: &TaskRef, inputs: &Map<String, Value>) -> Result<(), ApiError> {
+        let task_id = flyte_task_id(&self.flyte, task);
+        match self.flyte.cached_task_spec(&task_id) {
+            Some(spec) => convert_inputs(&spec, inputs)
+                .map(drop)
+                .map_err(ApiError::from),
+            None => {
+                self.fetch_in_background(task_id);
+                Ok(())
+            }
+        }
+    }
+
+    fn fetch_in_background(&self, task_id: TaskId) {
+        if !self
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task_id.clone())
+        {
+            return;
+        }
+        let flyte = self.flyte.clone();
+        let fetching = self.fetching.clone();
+        tokio::spawn(async move {
+            if let Err(e) = flyte.task_spec(&task_id).await {
+                tracing::debug!(task = %task_id, error = %e, "task interface not fetched");
+            }
+            fetching
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&task_id);
+        });
+    }
+}

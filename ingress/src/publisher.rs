@@ -1,0 +1,240 @@
+//! Durable publishing: a message counts as accepted only when RabbitMQ confirmed it, persistent,
+//! routed to the quorum work queue (`mandatory`, so an unroutable message comes back instead of
+//! vanishing).
+//!
+//! One connection with a few confirm-mode channels, used round-robin. A supervisor task keeps
+//! the connection up: when the broker goes away, publishes fail fast (the HTTP layer answers
+//! 503 with `Retry-After`) while it reconnects with backoff, so intake never hangs on a dead
+//! socket and nothing is reported accepted that was not confirmed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use flyhook_common::DispatchMessage;
+use flyhook_common::broker::{self, ROUTING_KEY, Topology};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use secrecy::SecretString;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected to RabbitMQ")]
+    NotConnected,
+    #[error("RabbitMQ did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("RabbitMQ refused the message (queue full or unroutable)")]
+    Refused,
+    #[error("RabbitMQ channel failed: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("encoding the message: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+struct Link {
+    connection: Connection,
+    channels: Vec<Channel>,
+}
+
+impl Link {
+    fn is_healthy(&self) -> bool {
+        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
+    }
+}
+
+/// Publishes dispatches; cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    url: SecretString,
+    topology: Topology,
+    channel_count: usize,
+    confirm_timeout: Duration,
+    link: RwLock<Option<Arc<Link>>>,
+    /// Wakes the supervisor when a publish saw the link fail.
+    broken: Notify,
+    /// What the supervisor last saw.
+    connected: watch::Sender<bool>,
+    next_channel: AtomicUsize,
+}
+
+impl Publisher {
+    /// Starts the supervisor, which connects in the background; until then publishes fail with
+    /// [`PublishError::NotConnected`].
+    pub fn start(
+        url: SecretString,
+        topology: Topology,
+        channel_count: usize,
+        confirm_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> Publisher {
+        let inner = Arc::new(Inner {
+            url,
+            topology,
+            channel_count: channel_count.max(1),
+            confirm_timeout,
+            link: RwLock::new(None),
+            broken: Notify::new(),
+            connected: watch::Sender::new(false),
+            next_channel: AtomicUsize::new(0),
+        });
+        tokio::spawn(supervise(inner.clone(), shutdown));
+        Publisher { inner }
+    }
+
+    fn current_link(&self) -> Option<Arc<Link>> {
+        self.inner
+            .link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|link| link.is_healthy())
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.current_link().is_some()
+    }
+
+    /// Waits until the supervisor has connected, or `within` passes; for start-up and tests.
+    pub async fn wait_connected(&self, within: Duration) -> bool {
+        let mut connected = self.inner.connected.subscribe();
+        tokio::time::timeout(within, connected.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Publishes `message` and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        message_id: &str,
+        message: &DispatchMessage,
+    ) -> Result<(), PublishError> {
+        let link = self.current_link().ok_or(PublishError::NotConnected)?;
+        let body = serde_json::to_vec(message)?;
+        let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
+        let channel = &link.channels[index];
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2) // persistent
+            .with_content_type("application/json".into())
+            .with_message_id(message_id.into());
+        let confirmed = async {
+            channel
+                .basic_publish(
+                    self.inner.topology.exchange().into(),
+                    ROUTING_KEY.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &body,
+                    properties,
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(self.inner.confirm_timeout, confirmed).await {
+            Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
+            Ok(Err(e)) => {
+                self.inner.broken.notify_one();
+                Err(PublishError::Broker(e))
+            }
+            Ok(Ok(confirmation)) => {
+                if confirmation.is_ack() && confirmation.take_message().is_none() {
+                    Ok(())
+                } else {
+                    Err(PublishError::Refused)
+                }
+            }
+        }
+    }
+
+    /// Closes the connection after in-flight publishes finished (call after the HTTP server
+    /// stopped).
+    pub async fn close(&self) {
+        let link = self
+            .inner
+            .link
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(link) = link {
+            let _ = link
+                .connection
+                .close(200, "flyhook ingress stopping".into())
+                .await;
+        }
+    }
+}
+
+async fn connect(inner: &Inner) -> anyhow::Result<Link> {
+    let connection = broker::connect(&inner.url, "flyhook-ingress").await?;
+    let setup = connection.create_channel().await?;
+    inner.topology.declare(&setup).await?;
+    let _ = setup.close(200, "declared".into()).await;
+    let mut channels = Vec::with_capacity(inner.channel_count);
+    for _ in 0..inner.channel_count {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    Ok(Link {
+        connection,
+        channels,
+    })
+}
+
+/// Keeps a healthy link in place: connects, watches, reconnects with capped exponential
+/// backoff and jitter.
+async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let healthy = inner
+            .link
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|l| l.is_healthy());
+        inner.connected.send_replace(healthy);
+        if !healthy {
+            match connect(&inner).await {
+                Ok(link) => {
+                    tracing::info!("connected to RabbitMQ");
+                    *inner.link.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(link));
+                    inner.connected.send_replace(true);
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "RabbitMQ unreachable");
+                    let jitter = backoff.mul_f64(fastrand::f64() / 2.0);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff + jitter) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = inner.broken.notified() => {}
+            // The connection can also die while idle; look now and then.
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+    }
+}

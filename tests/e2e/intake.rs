@@ -1,0 +1,286 @@
+//! The accept path's refusals: each a clear 4xx, and nothing enqueued.
+
+use std::time::Duration;
+
+use flyhook_e2e::{API_KEY, Sender, TestEnv};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const HELLO: &str = "flytesnacks/development/hello.main/v1";
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "errors are problem documents"
+    );
+    (status, response.json().await.unwrap())
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let dir = std::env::temp_dir().join(format!("flyhook-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("flyhook.toml");
+    std::fs::write(&config, "[ingress]\nmax_body_bytes = 1024\n").unwrap();
+    let ingress = env
+        .start_ingress(env.settings_with(&[("FLYHOOK_CONFIG", config.to_str().unwrap())]))
+        .await;
+    let sender = Sender::new(&ingress);
+    let url = format!("{}/run-task/{HELLO}", ingress.base);
+    let http = &env.http;
+
+    // 401 with WWW-Authenticate: no key, a wrong key.
+    let response = http.post(&url).json(&json!({})).send().await.unwrap();
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"flyhook\""
+    );
+    assert_eq!(
+        problem(response).await,
+        (
+            401,
+            json!({"status": 401, "code": "missing_api_key", "message": "no bearer API key was sent"})
+        )
+    );
+    let response = http
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await.1["code"], "invalid_api_key");
+
+    // 415: not JSON.
+    let response = sender
+        .run_task(HELLO)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await.0, 415);
+
+    // 413: too large, declared or streamed.
+    let big = json!({"name": "x".repeat(2000)});
+    let response = sender.run_task(HELLO).json(&big).send().await.unwrap();
+    assert_eq!(problem(response).await.0, 413);
+    let status = chunked_post(
+        &ingress.base,
+        &format!("/run-task/{HELLO}"),
+        &[&[b' '; 600], &[b' '; 600]],
+    )
+    .await;
+    assert_eq!(status, 413, "a streamed body is cut off at the limit");
+
+    // 400 malformed JSON, 422 not an object, 422 a bad path segment naming it.
+    let response = sender
+        .run_task(HELLO)
+        .header("content-type", "application/json")
+        .body("{\"name\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await.1["code"], "malformed_json");
+    let response = sender
+        .run_task(HELLO)
+        .json(&json!([1, 2]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(response).await,
+        (
+            422,
+            json!({"status": 422, "code": "inputs_not_an_object", "message": "the body must be a JSON object of task inputs"})
+        )
+    );
+    let response = sender
+        .run_task("Flytesnacks/development/hello.main/v1")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = problem(response).await;
+    assert_eq!((status, &body["field"]), (422, &json!("project")));
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let response = sender
+        .run_task(HELLO)
+        .header("content-type", "application/json")
+        .body(format!("{{\"name\": {deep}}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await.0, 400);
+
+    // 400: an unusable Idempotency-Key.
+    let response = sender
+        .run_task(HELLO)
+        .header("Idempotency-Key", "k".repeat(300))
+        .json(&json!({"name": "a"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await.1["field"], "Idempotency-Key");
+
+    assert_eq!(env.ready_messages().await, 0, "no bad request was enqueued");
+    ingress.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+    env.cleanup().await;
+}
+
+/// Sends a chunked (undeclared-length) JSON POST over a raw socket; returns the status code.
+async fn chunked_post(base: &str, path: &str, chunks: &[&[u8]]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in chunks {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer and close before reading everything; that is fine.
+    let _ = socket.write_all(&request).await;
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    let text = String::from_utf8_lossy(&answer);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn inputs_that_do_not_fit_a_known_interface_get_422_naming_the_field(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    // The first send teaches the ingress the interface (fetched in the background).
+    let (status, _) = sender.send_hello(json!({"name": "a"})).await;
+    assert_eq!(status, 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = sender.send_hello(json!({"name": 5})).await;
+        if status == 422 {
+            assert_eq!(body["code"], "invalid_inputs");
+            assert_eq!(body["field"], "name");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("expected str, got an integer")
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "interface never cached"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (status, body) = sender
+        .send_hello(json!({"name": "a", "colour": "red"}))
+        .await;
+    assert_eq!((status, &body["field"]), (422, &json!("colour")));
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let dir = std::env::temp_dir().join(format!("flyhook-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("flyhook.toml");
+    std::fs::write(
+        &config,
+        "[ingress]\nrate_limit = { per_second = 1, burst = 2 }\n",
+    )
+    .unwrap();
+    let ingress = env
+        .start_ingress(env.settings_with(&[("FLYHOOK_CONFIG", config.to_str().unwrap())]))
+        .await;
+    let sender = Sender::new(&ingress);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let response = sender
+            .run_task(HELLO)
+            .json(&json!({"name": "a"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 429]);
+    ingress.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn ids_never_issued_are_404_and_status_needs_a_key(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    let (_, accepted) = sender.send_hello(json!({"name": "a"})).await;
+    let id = accepted["id"].as_str().unwrap().to_string();
+
+    let mut forged = id.clone().into_bytes();
+    forged[39] = if forged[39] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).unwrap();
+    for unknown in [forged.as_str(), "not-an-id", &"0".repeat(40)] {
+        let (status, body) = sender.dispatch(unknown).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (404, &json!("dispatch_not_found")),
+            "{unknown}"
+        );
+    }
+    let response = env
+        .http
+        .get(format!("{}/dispatches/{id}", ingress.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let response = env
+        .http
+        .get(format!("{}/dispatches/{id}", ingress.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn health_endpoints_answer(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    for (path, expected) in [("/health", "ok"), ("/livez", "ok"), ("/readyz", "ready")] {
+        let response = env
+            .http
+            .get(format!("{}{path}", ingress.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], expected);
+    }
+    ingress.stop().await;
+    env.cleanup().await;
+}

@@ -1,0 +1,4 @@
+//! End to end: the real ingress and worker, real RabbitMQ and PostgreSQL, flyte-sim for Flyte.
+
+mod intake;
+mod pipeline;

@@ -1,0 +1,308 @@
+//! From `202` to a running Flyte run: idempotency, redelivery, crashes, missing dependencies.
+
+use std::time::Duration;
+
+use flyhook_e2e::{Proxy, Sender, TestEnv, closed_port};
+use serde_json::json;
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_it(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+
+    let (status, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    let id = accepted["id"].as_str().unwrap();
+    let run_name = accepted["run_name"].as_str().unwrap();
+    assert!(
+        accepted["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/runs/{run_name}"))
+    );
+    assert_eq!(accepted["status_url"], format!("/dispatches/{id}"));
+
+    // No worker yet: the id alone proves it was accepted.
+    let (code, body) = sender.dispatch(id).await;
+    assert_eq!(
+        (code, &body["status"], &body["recorded"]),
+        (200, &json!("queued"), &json!(false))
+    );
+
+    let worker = env.start_worker(&env.settings());
+    let running = sender.wait_for_status(id, "running", WAIT).await;
+    assert_eq!(running["run_name"], run_name);
+    assert_eq!(running["attempts"], 1);
+    assert_eq!(running["url"], accepted["url"]);
+
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["name"], run_name);
+    assert_eq!(runs[0]["inputs"], json!({"name": "ann", "count": 1}));
+    assert_eq!(runs[0]["create_calls"], 1);
+
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    let send = || async {
+        let response = sender
+            .run_task("flytesnacks/development/hello.main/v1")
+            .header("Idempotency-Key", "delivery-42")
+            .json(&json!({"name": "ann"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(
+        first["id"], second["id"],
+        "the same key gives the same dispatch"
+    );
+
+    // Two messages with one id are now queued; the worker must start one run. One at a time,
+    // so the second delivery meets the record of the first (concurrent duplicates are covered
+    // by the crash test below: Flyte's `already_exists` stops them).
+    let dir = std::env::temp_dir().join(format!("flyhook-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("flyhook.toml");
+    std::fs::write(&config, "[worker]\nprefetch = 1\nconcurrency = 1\n").unwrap();
+    let worker =
+        env.start_worker(&env.settings_with(&[("FLYHOOK_CONFIG", config.to_str().unwrap())]));
+    let id = first["id"].as_str().unwrap();
+    sender.wait_for_status(id, "running", WAIT).await;
+    worker.stop().await; // drains: both deliveries are settled
+    assert_eq!(env.ready_messages().await, 0, "both deliveries were acked");
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0]["create_calls"], 1,
+        "the second delivery found the dispatch running"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+
+    // Flyte creates the run but holds its answer, so the worker is caught between the run's
+    // creation and its ack.
+    env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "latency_after_ms": 600000}]))
+        .await;
+    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let doomed = env.start_worker(&env.settings_with(&[("AMQP_URL", &broker.amqp_url())]));
+    let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    let id = accepted["id"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while env.sim_runs().await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run was never created"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    doomed.kill().await;
+    broker.cut(); // its connection dies with it: the broker requeues the unacked delivery
+
+    env.set_sim_faults(json!([])).await;
+    let survivor = env.start_worker(&env.settings());
+    let running = sender.wait_for_status(id, "running", WAIT).await;
+    assert_eq!(running["attempts"], 2);
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 1, "one run");
+    assert_eq!(
+        runs[0]["create_calls"], 2,
+        "the retry found the run already there"
+    );
+
+    survivor.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn intake_answers_503_with_retry_after_when_the_broker_is_unreachable(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port());
+    let ingress = env
+        .start_ingress(env.settings_with(&[("AMQP_URL", &url)]))
+        .await;
+    assert!(!ingress.connected);
+    let sender = Sender::new(&ingress);
+    let response = sender
+        .run_task("flytesnacks/development/hello.main/v1")
+        .json(&json!({"name": "ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "queue_unavailable");
+    let ready = env
+        .http
+        .get(format!("{}/readyz", ingress.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["broker"],
+        "down"
+    );
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_lost(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let dead_db = format!("postgres://postgres@127.0.0.1:{}/nowhere", closed_port());
+    let ingress = env
+        .start_ingress(env.settings_with(&[("DATABASE_URL", &dead_db)]))
+        .await;
+    let sender = Sender::new(&ingress);
+
+    let (status, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    assert_eq!(status, 202, "{accepted}");
+    let id = accepted["id"].as_str().unwrap();
+    let (code, body) = sender.dispatch(id).await;
+    assert_eq!(
+        (code, &body["code"]),
+        (503, &json!("status_store_unavailable"))
+    );
+    let ready = env
+        .http
+        .get(format!("{}/readyz", ingress.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["database"],
+        "down"
+    );
+
+    // A worker that can reach the database takes the dispatch: it was not lost.
+    let worker = env.start_worker(&env.settings());
+    let healthy_ingress = env.start_ingress(env.settings()).await;
+    Sender::new(&healthy_ingress)
+        .wait_for_status(id, "running", WAIT)
+        .await;
+    assert_eq!(env.sim_runs().await.len(), 1);
+
+    worker.stop().await;
+    healthy_ingress.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    let worker = env.start_worker(&env.settings());
+
+    // The interface is not cached yet, so intake accepts; the worker finds the input missing.
+    let (status, accepted) = sender.send_hello(json!({"nmae": "typo"})).await;
+    assert_eq!(status, 202);
+    let failed = sender
+        .wait_for_status(accepted["id"].as_str().unwrap(), "failed", WAIT)
+        .await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid inputs: name"),
+        "{failed}"
+    );
+
+    let response = sender
+        .run_task("flytesnacks/development/no.such.task/v1")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    let failed = sender
+        .wait_for_status(accepted["id"].as_str().unwrap(), "failed", WAIT)
+        .await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("not_found"),
+        "{failed}"
+    );
+    assert!(env.sim_runs().await.is_empty());
+
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "unavailable", "count": 2}]))
+        .await;
+    let worker = env.start_worker(&env.settings());
+    let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    let running = sender
+        .wait_for_status(accepted["id"].as_str().unwrap(), "running", WAIT)
+        .await;
+    assert_eq!(running["attempts"], 3);
+    assert_eq!(env.sim_runs().await.len(), 1);
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn transient_failures_give_up_after_the_configured_attempts(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "internal"}]))
+        .await;
+    let worker = env.start_worker(&env.settings());
+    let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    let failed = sender
+        .wait_for_status(
+            accepted["id"].as_str().unwrap(),
+            "failed",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(failed["attempts"], 5);
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("gave up after 5 attempts"),
+        "{failed}"
+    );
+    worker.stop().await;
+    assert_eq!(env.ready_messages().await, 0);
+    ingress.stop().await;
+    env.cleanup().await;
+}

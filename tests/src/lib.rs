@@ -1,0 +1,348 @@
+//! Test kit for end-to-end tests: start the real ingress and worker (the same `Application` and
+//! `Worker` that `flyhook` runs) against the real RabbitMQ and PostgreSQL and a flyte-sim, each
+//! test with its own database, queue names and stand-in; cut connections with a TCP proxy.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use flyhook_common::Settings;
+use flyhook_common::broker::Topology;
+use flyhook_ingress::Application;
+use flyhook_worker::Worker;
+use flyte_sim::{SimConfig, Simulator};
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const API_KEY: &str = "test-key";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// A port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// One test's world: its database, queue prefix and flyte-sim.
+#[derive(Debug)]
+pub struct TestEnv {
+    pub vars: HashMap<String, String>,
+    pub sim_url: String,
+    pub http: reqwest::Client,
+    prefix: String,
+}
+
+impl TestEnv {
+    /// `pool` is the test's own database (from `#[sqlx::test]`); runs in the stand-in end at
+    /// once unless `sim` says otherwise.
+    pub async fn new(pool: &PgPool, sim: SimConfig) -> TestEnv {
+        let sim = Simulator::build(SimConfig {
+            listen: "127.0.0.1:0".into(),
+            workers: 1,
+            ..sim
+        })
+        .expect("flyte-sim starts");
+        let sim_url = format!("http://127.0.0.1:{}", sim.port());
+        tokio::spawn(sim.run_until_stopped());
+        let options = pool.connect_options();
+        let database = options
+            .get_database()
+            .expect("sqlx::test names the database");
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let vars = HashMap::from([
+            (
+                "DATABASE_URL".to_string(),
+                format!("postgres://postgres@127.0.0.1:5432/{database}"),
+            ),
+            ("AMQP_URL".into(), AMQP_URL.into()),
+            ("FLYHOOK_LISTEN".into(), "127.0.0.1:0".into()),
+            ("FLYHOOK_QUEUE_PREFIX".into(), prefix.clone()),
+            ("FLYTE_ENDPOINT".into(), sim_url.clone()),
+            ("WEBHOOK_API_KEY".into(), API_KEY.into()),
+        ]);
+        TestEnv {
+            vars,
+            sim_url,
+            http: reqwest::Client::new(),
+            prefix,
+        }
+    }
+
+    /// Runs in the stand-in that end at once.
+    pub fn instant_runs() -> SimConfig {
+        SimConfig {
+            queued_for: Duration::ZERO,
+            running_for: Duration::ZERO,
+            ..SimConfig::default()
+        }
+    }
+
+    /// Runs in the stand-in that stay running for an hour.
+    pub fn long_runs() -> SimConfig {
+        SimConfig {
+            queued_for: Duration::ZERO,
+            running_for: Duration::from_secs(3600),
+            ..SimConfig::default()
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings_with(&[])
+    }
+
+    /// Settings with some variables replaced.
+    pub fn settings_with(&self, overrides: &[(&str, &str)]) -> Settings {
+        let mut vars = self.vars.clone();
+        for (k, v) in overrides {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        Settings::load(|k| vars.get(k).cloned()).expect("test settings")
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.prefix, 1_000_000)
+    }
+
+    pub async fn start_ingress(&self, settings: Settings) -> Ingress {
+        let shutdown = CancellationToken::new();
+        let app = Application::build(settings, shutdown.clone())
+            .await
+            .expect("ingress builds");
+        let connected = app
+            .publisher()
+            .wait_connected(Duration::from_secs(10))
+            .await;
+        let port = app.port();
+        let task = tokio::spawn(app.run_until_stopped());
+        Ingress {
+            base: format!("http://127.0.0.1:{port}"),
+            connected,
+            shutdown,
+            task,
+        }
+    }
+
+    pub fn start_worker(&self, settings: &Settings) -> RunningWorker {
+        let shutdown = CancellationToken::new();
+        let worker = Worker::build(settings).expect("worker builds");
+        let task = tokio::spawn(worker.run_until_stopped(shutdown.clone()));
+        RunningWorker { shutdown, task }
+    }
+
+    pub async fn sim_runs(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/_sim/runs", self.sim_url))
+            .send()
+            .await
+            .expect("flyte-sim answers")
+            .json()
+            .await
+            .expect("runs as JSON")
+    }
+
+    pub async fn set_sim_faults(&self, faults: Value) {
+        let response = self
+            .http
+            .put(format!("{}/_sim/faults", self.sim_url))
+            .json(&faults)
+            .send()
+            .await
+            .expect("flyte-sim answers");
+        assert_eq!(response.status(), 204);
+    }
+
+    /// Messages ready (not held by a consumer) in the work queue.
+    pub async fn ready_messages(&self) -> u32 {
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+            .await
+            .expect("RabbitMQ");
+        let channel = connection.create_channel().await.expect("channel");
+        let queue = channel
+            .queue_declare(
+                self.topology().work_queue().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("the work queue exists");
+        let _ = connection.close(200, "".into()).await;
+        queue.message_count()
+    }
+
+    /// Deletes this test's queues and exchanges (quorum queues are not free to keep around).
+    pub async fn cleanup(self) {
+        let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await else {
+            return;
+        };
+        let Ok(channel) = connection.create_channel().await else {
+            return;
+        };
+        let topology = self.topology();
+        for queue in [topology.work_queue(), topology.dead_queue()] {
+            let _ = channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for exchange in [topology.exchange(), topology.dead_exchange()] {
+            let _ = channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = connection.close(200, "".into()).await;
+    }
+}
+
+#[derive(Debug)]
+pub struct Ingress {
+    pub base: String,
+    /// Whether the publisher reached RabbitMQ at start.
+    pub connected: bool,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Ingress {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+#[derive(Debug)]
+pub struct RunningWorker {
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningWorker {
+    /// Graceful stop: in-flight dispatches finish and are acked.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Stops the worker dead, as `kill -9` would; pair with a cut of its broker connection.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Calls the ingress as a sender would.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Sender {
+    pub fn new(ingress: &Ingress) -> Sender {
+        Sender {
+            base: ingress.base.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn run_task(&self, task_path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/run-task/{task_path}", self.base))
+            .bearer_auth(API_KEY)
+    }
+
+    /// Posts `inputs` to hello.main and returns the status and body.
+    pub async fn send_hello(&self, inputs: Value) -> (u16, Value) {
+        let response = self
+            .run_task("flytesnacks/development/hello.main/v1")
+            .json(&inputs)
+            .send()
+            .await
+            .expect("ingress answers");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON body"),
+        )
+    }
+
+    pub async fn dispatch(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}/dispatches/{id}", self.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("ingress answers");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON body"),
+        )
+    }
+
+    /// Polls the dispatch until its status is `status`, failing after `within`.
+    pub async fn wait_for_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (code, body) = self.dispatch(id).await;
+            if code == 200 && body["status"] == status {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "dispatch {id} did not become {status} within {within:?}; last: {code} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// A TCP proxy in front of a service, whose connections a test can cut to simulate a crash or
+/// a network failure without touching the shared service.
+#[derive(Debug)]
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let (cut, _) = watch::channel(0u64);
+        let cuts = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cut_rx = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    /// Closes every connection open through the proxy.
+    pub fn cut(&self) {
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+
+    /// `amqp://…` through this proxy.
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addr)
+    }
+}

@@ -1,0 +1,190 @@
+//! The consume loop: prefetch-bounded deliveries processed concurrently, acked only after their
+//! outcome is recorded. The connection is rebuilt with backoff whenever it breaks (unacked
+//! deliveries go back to the queue by themselves), and shutdown stops consuming, lets in-flight
+//! dispatches finish within a bound, then closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use flyhook_common::broker::{self, Topology};
+use flyhook_common::{DispatchMessage, DispatchStore, Settings};
+use flyte_client::FlyteClient;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{Outcome, Processor};
+
+/// How long shutdown waits for in-flight dispatches before closing (they are then redelivered).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub struct Worker {
+    processor: Arc<Processor>,
+    amqp_url: SecretString,
+    topology: Topology,
+    prefetch: u16,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("topology", &self.topology)
+            .field("prefetch", &self.prefetch)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Wires a worker from settings. Nothing is connected yet; PostgreSQL is connected on use.
+    pub fn build(settings: &Settings) -> anyhow::Result<Worker> {
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.worker.concurrency as u32 + 2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy(settings.database_url.expose_secret())
+            .context("DATABASE_URL")?;
+        let flyte = FlyteClient::new(settings.flyte.clone()).context("Flyte client")?;
+        Ok(Worker {
+            processor: Arc::new(Processor::new(
+                DispatchStore::new(pool),
+                flyte,
+                settings.worker.max_attempts,
+            )),
+            amqp_url: settings.amqp_url.clone(),
+            topology: Topology::new(&settings.queue_prefix, settings.ingress.max_queue_length),
+            prefetch: settings.worker.prefetch,
+            concurrency: settings.worker.concurrency,
+        })
+    }
+
+    pub fn processor(&self) -> &Processor {
+        &self.processor
+    }
+
+    /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker goes away.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown, &mut backoff).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "consumer stopped; reconnecting");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        shutdown: &CancellationToken,
+        backoff: &mut Duration,
+    ) -> anyhow::Result<()> {
+        let connection = broker::connect(&self.amqp_url, "flyhook-worker").await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        // QoS applies to consumers declared after it.
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!("flyhook-worker-{:08x}", fastrand::u32(..));
+        let mut consumer = channel
+            .basic_consume(
+                self.topology.work_queue().into(),
+                tag.clone().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %self.topology.work_queue(), prefetch = self.prefetch, "consuming");
+        *backoff = Duration::from_millis(100);
+
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut in_flight = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let slot = slots.clone().acquire_owned().await?;
+                        let processor = self.processor.clone();
+                        in_flight.spawn(async move {
+                            handle(&processor, delivery).await;
+                            drop(slot);
+                        });
+                    }
+                    Some(Err(e)) => bail!("consumer failed: {e}"),
+                    None => bail!("the broker cancelled the consumer"),
+                },
+            }
+        }
+
+        // Shutdown: take no more, finish what we hold, then close (the rest is requeued).
+        let _ = channel
+            .basic_cancel(tag.into(), BasicCancelOptions::default())
+            .await;
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = in_flight.len(),
+                "shutdown bound reached; the rest will be redelivered"
+            );
+        }
+        let _ = connection
+            .close(200, "flyhook worker stopping".into())
+            .await;
+        Ok(())
+    }
+}
+
+/// Processes one delivery and settles it with the broker.
+pub async fn handle(processor: &Processor, delivery: Delivery) {
+    let outcome = match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
+        Ok(DispatchMessage::DispatchV1(dispatch)) => processor.process(&dispatch).await,
+        Err(e) => {
+            // Nothing to record it under; the dead-letter queue keeps it for a human.
+            tracing::error!(error = %e, "unreadable message; dead-lettering it");
+            if let Err(e) = delivery.reject(BasicRejectOptions { requeue: false }).await {
+                tracing::warn!(error = %e, "reject failed; the message will be redelivered");
+            }
+            return;
+        }
+    };
+    let settled = match outcome {
+        Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
+        Outcome::Retry(after) => {
+            tokio::time::sleep(after).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await
+        }
+    };
+    if let Err(e) = settled {
+        // The channel is gone; the broker redelivers, and processing is idempotent.
+        tracing::warn!(error = %e, "could not settle a delivery; it will be redelivered");
+    }
+}

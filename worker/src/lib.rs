@@ -1,0 +1,12 @@
+//! flyhook's worker: consumes dispatches from RabbitMQ, starts each as a Flyte run exactly once
+//! (the run name is derived from the dispatch id), and records every step in PostgreSQL.
+//!
+//! # Layout
+//! - [`consumer`]: [`Worker`], the supervised consume loop, acks and shutdown.
+//! - [`process`]: [`Processor`], one attempt at one dispatch, returning an [`Outcome`].
+
+pub mod consumer;
+pub mod process;
+
+pub use consumer::Worker;
+pub use process::{Outcome, Processor};

@@ -1,0 +1,165 @@
+//! One dispatch, one attempt: claim it in the status store, resolve the task, convert the
+//! inputs, create the run under the name derived from the dispatch id, record the result. The
+//! caller acks only after this returned, so a crash at any point means a redelivery, and the
+//! derived run name makes the redelivery find the run instead of starting a second one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flyhook_common::DispatchStore;
+use flyhook_common::dispatch::Dispatch;
+use flyhook_common::store::Claim;
+use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
+use flyte_client::{Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
+
+/// What to do with the delivery after processing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished with it (run started, failure recorded, or nothing left to do): ack.
+    Done,
+    /// Could not finish now: requeue after this delay.
+    Retry(Duration),
+}
+
+/// Why a run could not be started.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// Retrying cannot help (no such task, inputs that do not fit).
+    #[error("{0}")]
+    Permanent(String),
+    #[error(transparent)]
+    Transient(FlyteError),
+}
+
+impl From<FlyteError> for StartError {
+    fn from(e: FlyteError) -> Self {
+        match e.disposition() {
+            Disposition::Permanent => StartError::Permanent(e.to_string()),
+            Disposition::Retry | Disposition::AlreadyExists => StartError::Transient(e),
+        }
+    }
+}
+
+/// Processes dispatches; shared by all of a worker's concurrent tasks.
+#[derive(Debug, Clone)]
+pub struct Processor {
+    store: DispatchStore,
+    flyte: FlyteClient,
+    max_attempts: u32,
+}
+
+/// Label that ties a Flyte run back to its dispatch.
+pub const DISPATCH_LABEL: &str = "flyhook-dispatch";
+
+/// Exponential backoff with full jitter, capped at 30 s.
+pub fn backoff(attempt: i32, floor: Option<Duration>) -> Duration {
+    let exp = 200u64.saturating_mul(1 << attempt.clamp(0, 8));
+    let ceiling = Duration::from_millis(exp.min(30_000));
+    let jittered = ceiling.mul_f64(fastrand::f64());
+    jittered.max(floor.unwrap_or_default())
+}
+
+impl Processor {
+    pub fn new(store: DispatchStore, flyte: FlyteClient, max_attempts: u32) -> Processor {
+        Processor {
+            store,
+            flyte,
+            max_attempts,
+        }
+    }
+
+    pub fn store(&self) -> &DispatchStore {
+        &self.store
+    }
+
+    pub async fn process(&self, dispatch: &Dispatch) -> Outcome {
+        let id = dispatch.id;
+        let attempt = match self.store.claim(dispatch).await {
+            Ok(Claim::Proceed { attempt }) => attempt,
+            Ok(Claim::Settled(status)) => {
+                tracing::info!(dispatch = %id, %status, "already handled; dropping this delivery");
+                return Outcome::Done;
+            }
+            // Without a record we must not go on: requeue until the store is back.
+            Err(e) => {
+                tracing::warn!(dispatch = %id, error = %e, "status store unavailable");
+                return Outcome::Retry(backoff(3, None));
+            }
+        };
+        let result = match self.start_run(dispatch).await {
+            Ok(started) => {
+                let url = self.flyte.run_url(&started.id);
+                tracing::info!(dispatch = %id, run = %started.id, already_existed = started.already_existed, "run started");
+                self.store.record_running(&id, &url).await
+            }
+            Err(StartError::Permanent(reason)) => {
+                tracing::warn!(dispatch = %id, %reason, "dispatch failed");
+                self.store.record_failed(&id, &reason).await
+            }
+            Err(StartError::Transient(e)) if attempt >= self.max_attempts as i32 => {
+                let reason = format!("gave up after {attempt} attempts: {e}");
+                tracing::warn!(dispatch = %id, %reason, "dispatch failed");
+                self.store.record_failed(&id, &reason).await
+            }
+            Err(StartError::Transient(e)) => {
+                tracing::info!(dispatch = %id, attempt, error = %e, "will retry");
+                // The error is worth showing but not worth holding the retry for.
+                if let Err(store_error) = self.store.record_retryable_error(&id, &e.to_string()).await {
+                    tracing::warn!(dispatch = %id, error = %store_error, "could not record the error");
+                }
+                return Outcome::Retry(backoff(attempt, e.retry_after));
+            }
+        };
+        match result {
+            Ok(()) => Outcome::Done,
+            // The outcome is not recorded: keep the message, the next delivery repeats the
+            // (idempotent) work and records it.
+            Err(e) => {
+                tracing::warn!(dispatch = %id, error = %e, "could not record the outcome");
+                Outcome::Retry(backoff(attempt, None))
+            }
+        }
+    }
+
+    async fn start_run(&self, dispatch: &Dispatch) -> Result<StartedRun, StartError> {
+        let task = &dispatch.task;
+        let task_id =
+            self.flyte
+                .task_id(task.project(), task.domain(), task.name(), task.version());
+        let spec = self.flyte.task_spec(&task_id).await?;
+        let inputs = convert_inputs(&spec, &dispatch.inputs)
+            .map_err(|e| StartError::Permanent(format!("invalid inputs: {e}")))?;
+        let run_id = self
+            .flyte
+            .run_id(task.project(), task.domain(), &dispatch.id.run_name());
+        let request = CreateRunRequest {
+            run_id,
+            task_id,
+            inputs,
+            run_spec: Some(RunSpec {
+                labels: Some(Labels {
+                    values: BTreeMap::from([(DISPATCH_LABEL.to_string(), dispatch.id.to_string())]),
+                }),
+            }),
+        };
+        Ok(self.flyte.create_run(&request).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_the_servers_floor() {
+        for attempt in 0..20 {
+            let d = backoff(attempt, None);
+            assert!(d <= Duration::from_secs(30), "{attempt}: {d:?}");
+        }
+        assert!(backoff(1, None) <= Duration::from_millis(400));
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+    }
+}
