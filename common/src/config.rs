@@ -7,6 +7,8 @@
 //! max_body_bytes = 1048576     # larger bodies get 413
 //! publish_timeout_ms = 5000    # no broker confirm within this: 503
 //! rate_limit = { per_second = 1000, burst = 2000 }   # per API key
+//! default_wait_secs = 30       # run-and-wait without ?wait=
+//! max_wait_secs = 300          # the longest ?wait= honoured
 //!
 //! [[api_keys]]
 //! name = "ci"
@@ -17,6 +19,12 @@
 //! prefetch = 32                # unacknowledged messages held per worker
 //! concurrency = 16             # dispatches processed at once
 //! max_attempts = 5             # transient failures before a dispatch is recorded failed
+//!
+//! [worker.tracking]
+//! min_poll_ms = 1000           # first pause between looks at a run
+//! max_poll_ms = 30000          # pause for long runs
+//! lease_ms = 30000             # a dead worker's runs are taken over after this
+//! batch = 100                  # runs leased at once
 //!
 //! [flyte]
 //! timeout_ms = 10000
@@ -61,6 +69,10 @@ pub struct IngressSettings {
     pub publish_channels: usize,
     /// Bound on the work queue's length; publishes beyond it are refused (503).
     pub max_queue_length: u32,
+    /// How long run-and-wait holds a request when the caller does not say.
+    pub default_wait: Duration,
+    /// The longest a caller may ask run-and-wait to hold a request.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +80,21 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     pub concurrency: usize,
     pub max_attempts: u32,
+    pub tracking: TrackingSettings,
+}
+
+/// How the fleet follows runs to their end.
+#[derive(Debug, Clone)]
+pub struct TrackingSettings {
+    /// First and shortest pause between two looks at a run.
+    pub min_poll: Duration,
+    /// Longest pause: long runs are looked at this often.
+    pub max_poll: Duration,
+    /// How long a worker holds a run it is looking at; a dead worker's runs are taken over
+    /// after this.
+    pub lease: Duration,
+    /// Runs leased at once by one worker.
+    pub batch: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +118,8 @@ struct IngressFile {
     rate_limit: Option<RateLimitEntry>,
     publish_channels: Option<usize>,
     max_queue_length: Option<u32>,
+    default_wait_secs: Option<u64>,
+    max_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +128,17 @@ struct WorkerFile {
     prefetch: Option<u16>,
     concurrency: Option<usize>,
     max_attempts: Option<u32>,
+    #[serde(default)]
+    tracking: TrackingFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackingFile {
+    min_poll_ms: Option<u64>,
+    max_poll_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    batch: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,11 +259,23 @@ impl Settings {
                     }),
                 publish_channels: file.ingress.publish_channels.unwrap_or(4).max(1),
                 max_queue_length: file.ingress.max_queue_length.unwrap_or(1_000_000),
+                default_wait: Duration::from_secs(file.ingress.default_wait_secs.unwrap_or(30)),
+                max_wait: Duration::from_secs(file.ingress.max_wait_secs.unwrap_or(300)),
             },
             worker: WorkerSettings {
                 prefetch: file.worker.prefetch.unwrap_or(32).max(1),
                 concurrency: file.worker.concurrency.unwrap_or(16).max(1),
                 max_attempts: file.worker.max_attempts.unwrap_or(5).max(1),
+                tracking: TrackingSettings {
+                    min_poll: Duration::from_millis(
+                        file.worker.tracking.min_poll_ms.unwrap_or(1000),
+                    ),
+                    max_poll: Duration::from_millis(
+                        file.worker.tracking.max_poll_ms.unwrap_or(30_000),
+                    ),
+                    lease: Duration::from_millis(file.worker.tracking.lease_ms.unwrap_or(30_000)),
+                    batch: file.worker.tracking.batch.unwrap_or(100).max(1),
+                },
             },
         })
     }

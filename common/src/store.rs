@@ -7,8 +7,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use flyte_client::ActionPhase;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
@@ -62,9 +66,23 @@ impl DispatchStatus {
         }
     }
 
-    /// No worker will start a run for it (any more).
-    pub fn is_past_starting(self) -> bool {
-        !matches!(self, DispatchStatus::Queued | DispatchStatus::Starting)
+    /// Nothing more will happen to it (short of a replay).
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            DispatchStatus::Queued | DispatchStatus::Starting | DispatchStatus::Running
+        )
+    }
+
+    /// The dispatch status a terminal Flyte phase means.
+    pub fn for_terminal_phase(phase: ActionPhase) -> Option<DispatchStatus> {
+        match phase {
+            ActionPhase::Succeeded | ActionPhase::Recovered => Some(DispatchStatus::Succeeded),
+            ActionPhase::Failed => Some(DispatchStatus::Failed),
+            ActionPhase::Aborted => Some(DispatchStatus::Aborted),
+            ActionPhase::TimedOut => Some(DispatchStatus::TimedOut),
+            _ => None,
+        }
     }
 }
 
@@ -90,14 +108,21 @@ pub struct DispatchRecord {
     pub id: String,
     #[sqlx(try_from = "String")]
     pub status: StatusColumn,
-    pub project: String,
-    pub domain: String,
-    pub task_name: String,
-    pub task_version: String,
+    /// The task is unknown only for a dispatch cancelled before any worker saw it.
+    pub project: Option<String>,
+    pub domain: Option<String>,
+    pub task_name: Option<String>,
+    pub task_version: Option<String>,
     pub run_name: String,
     pub run_url: Option<String>,
     pub attempts: i32,
     pub error: Option<String>,
+    /// `KIND_USER` or `KIND_SYSTEM` for a failed run.
+    pub error_kind: Option<String>,
+    /// The run's last known Flyte phase (`ACTION_PHASE_RUNNING`).
+    pub flyte_phase: Option<String>,
+    /// The run's outputs as plain JSON, once it succeeded.
+    pub outputs: Option<Value>,
     pub received_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -126,7 +151,8 @@ pub enum Claim {
 }
 
 const COLUMNS: &str = "id, status, project, domain, task_name, task_version, run_name, run_url, \
-                       attempts, error, received_at, started_at, finished_at, updated_at";
+                       attempts, error, error_kind, flyte_phase, outputs, received_at, started_at, \
+                       finished_at, updated_at";
 
 /// Access to the `dispatches` table.
 #[derive(Debug, Clone)]
@@ -173,28 +199,47 @@ impl DispatchStore {
         if let Some(attempt) = attempt {
             return Ok(Claim::Proceed { attempt });
         }
-        let status: String = sqlx::query_scalar("SELECT status FROM dispatches WHERE id = $1")
-            .bind(&id)
-            .fetch_one(&self.pool)
-            .await?;
+        // Settled already; if it was cancelled before any worker saw it, this delivery is the
+        // first to know its task: fill that in.
+        let status: String = sqlx::query_scalar(
+            "UPDATE dispatches SET project = COALESCE(project, $2), domain = COALESCE(domain, $3), \
+                    task_name = COALESCE(task_name, $4), task_version = COALESCE(task_version, $5), \
+                    api_key = COALESCE(api_key, $6) \
+             WHERE id = $1 RETURNING status",
+        )
+        .bind(&id)
+        .bind(dispatch.task.project())
+        .bind(dispatch.task.domain())
+        .bind(dispatch.task.name())
+        .bind(dispatch.task.version())
+        .bind(&dispatch.api_key)
+        .fetch_one(&self.pool)
+        .await?;
         let status = status
             .parse()
             .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
         Ok(Claim::Settled(status))
     }
 
-    /// The run exists in Flyte.
-    pub async fn record_running(&self, id: &DispatchId, run_url: &str) -> Result<(), sqlx::Error> {
+    /// The run exists in Flyte; trackers look at it from now on. Returns false when the
+    /// dispatch is no longer `starting` (cancelled meanwhile): the caller aborts the run.
+    pub async fn record_running(
+        &self,
+        id: &DispatchId,
+        run_url: &str,
+        phase: ActionPhase,
+    ) -> Result<bool, sqlx::Error> {
         sqlx::query(
-            "UPDATE dispatches SET status = 'running', run_url = $2, error = NULL, \
-                                   started_at = now(), updated_at = now() \
+            "UPDATE dispatches SET status = 'running', run_url = $2, flyte_phase = $3, error = NULL, \
+                                   started_at = now(), next_poll_at = now(), updated_at = now() \
              WHERE id = $1 AND status = 'starting'",
         )
         .bind(id.to_string())
         .bind(run_url)
+        .bind(phase.to_string())
         .execute(&self.pool)
         .await
-        .map(drop)
+        .map(|done| done.rows_affected() == 1)
     }
 
     /// The dispatch cannot succeed; `error` says why.
@@ -232,6 +277,194 @@ impl DispatchStore {
         )))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
+        .await
+    }
+}
+
+/// A running dispatch a tracker has leased.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeasedRun {
+    pub id: String,
+    pub project: Option<String>,
+    pub domain: Option<String>,
+    pub run_name: String,
+    pub polls: i32,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// How a run ended, as recorded.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub status: DispatchStatus,
+    pub phase: ActionPhase,
+    pub outputs: Option<Value>,
+    pub error: Option<String>,
+    pub error_kind: Option<String>,
+}
+
+/// Filters of `GET /dispatches`.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub statuses: Option<Vec<DispatchStatus>>,
+    pub project: Option<String>,
+    pub domain: Option<String>,
+    pub task_name: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only dispatches older than this (received_at, id): the cursor of the previous page.
+    pub before: Option<(DateTime<Utc>, String)>,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl DispatchStore {
+    /// Leases up to `limit` running dispatches due for a look, for `lease`. Rows leased by a
+    /// live tracker are skipped (`SKIP LOCKED` for the instant of the claim, the lease after it);
+    /// an expired lease (its tracker died) is taken over.
+    pub async fn lease_due_runs(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<LeasedRun>, sqlx::Error> {
+        sqlx::query_as(
+            "WITH due AS ( \
+                SELECT id FROM dispatches \
+                WHERE status = 'running' AND next_poll_at <= now() \
+                  AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
+                ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             UPDATE dispatches d \
+                SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2 / 1000.0) \
+             FROM due WHERE d.id = due.id \
+             RETURNING d.id, d.project, d.domain, d.run_name, d.polls, d.started_at",
+        )
+        .bind(owner)
+        .bind(millis(lease))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The run is still going: note its phase, hand it back, look again after `next_poll`.
+    pub async fn record_poll(
+        &self,
+        id: &str,
+        owner: &str,
+        phase: Option<ActionPhase>,
+        next_poll: Duration,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE dispatches SET flyte_phase = COALESCE($3, flyte_phase), polls = polls + 1, \
+                    next_poll_at = now() + make_interval(secs => $4 / 1000.0), \
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(phase.map(|p| p.to_string()))
+        .bind(millis(next_poll))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// The run ended. Only the lease holder of a still-running dispatch writes this.
+    pub async fn record_run_end(
+        &self,
+        id: &str,
+        owner: &str,
+        end: &RunEnd,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE dispatches SET status = $3, flyte_phase = $4, outputs = $5, error = $6, \
+                    error_kind = $7, finished_at = now(), polls = polls + 1, next_poll_at = NULL, \
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(end.status.as_str())
+        .bind(end.phase.to_string())
+        .bind(&end.outputs)
+        .bind(&end.error)
+        .bind(&end.error_kind)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Cancels a dispatch no worker has started a run for. An id never recorded gets a row
+    /// (without its task, which only the message knows). Returns false if it got further.
+    pub async fn abort_unstarted(
+        &self,
+        id: &DispatchId,
+        received_at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, run_name, error, received_at, finished_at) \
+             VALUES ($1, 'aborted', $2, $3, $4, now()) \
+             ON CONFLICT (id) DO UPDATE SET status = 'aborted', error = $3, finished_at = now(), \
+                    updated_at = now() \
+                WHERE dispatches.status IN ('queued', 'starting')",
+        )
+        .bind(id.to_string())
+        .bind(id.run_name().as_ref())
+        .bind(reason)
+        .bind(received_at)
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected() == 1)
+    }
+
+    /// Flyte accepted the abort of a running dispatch's run.
+    pub async fn record_aborted(&self, id: &DispatchId, reason: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query(
+            "UPDATE dispatches SET status = 'aborted', error = $2, finished_at = now(), \
+                    next_poll_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map(|done| done.rows_affected() == 1)
+    }
+
+    /// A page of dispatches, newest first.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        limit: i64,
+    ) -> Result<Vec<DispatchRecord>, sqlx::Error> {
+        let statuses: Option<Vec<&str>> = filter
+            .statuses
+            .as_ref()
+            .map(|s| s.iter().map(|s| s.as_str()).collect());
+        let (before_at, before_id) = filter.before.clone().unzip();
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM dispatches \
+             WHERE ($1::text[] IS NULL OR status = ANY($1)) \
+               AND ($2::text IS NULL OR project = $2) \
+               AND ($3::text IS NULL OR domain = $3) \
+               AND ($4::text IS NULL OR task_name = $4) \
+               AND ($5::timestamptz IS NULL OR received_at >= $5) \
+               AND ($6::timestamptz IS NULL OR received_at < $6) \
+               AND ($7::timestamptz IS NULL OR (received_at, id) < ($7, $8)) \
+             ORDER BY received_at DESC, id DESC LIMIT $9"
+        )))
+        .bind(statuses)
+        .bind(&filter.project)
+        .bind(&filter.domain)
+        .bind(&filter.task_name)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await
     }
 }

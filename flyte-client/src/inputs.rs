@@ -222,6 +222,14 @@ fn integral_float(f: f64) -> Option<i64> {
     (f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i64)
 }
 
+/// Parses a non-negative duration written as Go and Flyte write them: `250ms`, `90s`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let nanos = parse_go_duration(text.trim())?;
+    u64::try_from(nanos)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| format!("{text:?} is negative or too long"))
+}
+
 /// Parses Go/Flyte duration text (`"90s"`, `"1h2m3.5s"`, `"250ms"`, `"-1.5h"`) to nanoseconds.
 fn parse_go_duration(text: &str) -> Result<i128, String> {
     let (negative, mut rest) = match text.strip_prefix('-') {

@@ -28,7 +28,7 @@ pub mod run_name;
 pub use auth::{ApiKey, ApiKeyError, FlyteAuth};
 pub use client::{FlyteClient, FlyteConfig, Rpc, StartedRun};
 pub use error::{Code, Disposition, FlyteError};
-pub use inputs::{InputError, convert_inputs};
+pub use inputs::{InputError, convert_inputs, parse_duration};
 pub use literal::{Literal, LiteralKind, LiteralType, SimpleType};
 pub use messages::{ActionPhase, RunId, TaskId, TaskSpec};
 pub use run_name::RunName;

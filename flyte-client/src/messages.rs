@@ -254,6 +254,16 @@ pub enum ActionPhase {
     Unrecognized,
 }
 
+impl std::fmt::Display for ActionPhase {
+    /// The proto enum name (`ACTION_PHASE_RUNNING`), as on the wire.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => f.write_str("ACTION_PHASE_UNRECOGNIZED"),
+        }
+    }
+}
+
 impl ActionPhase {
     /// The same terminal set as Flyte's server (`IsTerminalPhase`) and SDK.
     pub fn is_terminal(self) -> bool {

@@ -297,23 +297,9 @@ fn compile(entry: TaskEntry) -> anyhow::Result<Task> {
     })
 }
 
-/// `250ms`, `2s`, `1m`, `1h`.
+/// `250ms`, `2s`, `1m`, `1h30m`: Flyte's own duration syntax.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration like 250ms, 2s, 1m or 1h"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => bail!("{text:?} is not a duration like 250ms, 2s, 1m or 1h"),
-    })
+    flyte_client::parse_duration(text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Parses the compact type syntax of task files into a Flyte type, tagging union variants as

@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use flyhook_common::DispatchStatus;
 use flyhook_common::api_keys::ApiKeyError;
 use flyhook_common::dispatch::InvalidTaskRef;
 use flyte_client::InputError;
@@ -39,6 +40,12 @@ pub enum ApiError {
     BrokerUnavailable,
     #[error("the status store is unreachable; retry")]
     StoreUnavailable,
+    #[error("Flyte did not answer; retry")]
+    FlyteUnavailable,
+    #[error("the dispatch already finished ({0})")]
+    AlreadyFinished(DispatchStatus),
+    #[error("invalid query parameter {field}: {reason}")]
+    InvalidQuery { field: &'static str, reason: String },
     #[error("internal error")]
     Unexpected(#[from] anyhow::Error),
 }
@@ -60,6 +67,9 @@ impl ApiError {
             ApiError::InvalidInputs(_) => "invalid_inputs",
             ApiError::BrokerUnavailable => "queue_unavailable",
             ApiError::StoreUnavailable => "status_store_unavailable",
+            ApiError::FlyteUnavailable => "flyte_unavailable",
+            ApiError::AlreadyFinished(_) => "already_finished",
+            ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::Unexpected(_) => "internal_error",
         }
     }
@@ -69,6 +79,7 @@ impl ApiError {
             ApiError::InvalidPath(e) => Some(e.field),
             ApiError::InvalidInputs(e) => Some(e.field()),
             ApiError::InvalidIdempotencyKey(_) => Some("Idempotency-Key"),
+            ApiError::InvalidQuery { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -76,7 +87,9 @@ impl ApiError {
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            ApiError::BrokerUnavailable | ApiError::StoreUnavailable => Some(1),
+            ApiError::BrokerUnavailable
+            | ApiError::StoreUnavailable
+            | ApiError::FlyteUnavailable => Some(1),
             _ => None,
         }
     }
@@ -92,13 +105,15 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnreadableBody(_)
             | ApiError::MalformedJson(_)
-            | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidIdempotencyKey(_)
+            | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::AlreadyFinished(_) => StatusCode::CONFLICT,
             ApiError::InvalidPath(_) | ApiError::NotAnObject | ApiError::InvalidInputs(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::BrokerUnavailable | ApiError::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::BrokerUnavailable
+            | ApiError::StoreUnavailable
+            | ApiError::FlyteUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use flyhook_common::dispatch::Dispatch;
-use flyhook_common::{DispatchId, DispatchMessage, IdIssuer, TaskRef};
+use flyhook_common::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
 use flyte_client::{FlyteClient, TaskId, convert_inputs};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -23,7 +23,7 @@ use crate::publisher::{PublishError, Publisher};
 #[derive(Debug, Serialize)]
 pub struct Accepted {
     pub id: DispatchId,
-    pub status: &'static str,
+    pub status: DispatchStatus,
     pub status_url: String,
     pub run_name: String,
     pub url: String,
@@ -100,7 +100,7 @@ impl Intake {
         tracing::info!(dispatch = %id, caller = %caller.key_name, "dispatch queued");
         Ok(Accepted {
             id,
-            status: "queued",
+            status: DispatchStatus::Queued,
             status_url: format!("/dispatches/{id}"),
             run_name: run.name.clone(),
             url: self.flyte.run_url(&run),

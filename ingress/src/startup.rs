@@ -14,9 +14,11 @@ use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Gatekeeper;
+use crate::control::Control;
 use crate::intake::Intake;
 use crate::publisher::Publisher;
 use crate::routes::{dispatches, health, run_task};
+use crate::waiters::Waiters;
 
 /// A bound, not yet running ingress.
 pub struct Application {
@@ -54,7 +56,8 @@ impl Application {
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(settings.database_url.expose_secret())
             .context("DATABASE_URL")?;
-        let store = web::Data::new(DispatchStore::new(pool));
+        let waiters = Waiters::start(pool.clone(), shutdown.clone());
+        let store = DispatchStore::new(pool);
         let publisher = Publisher::start(
             settings.amqp_url.clone(),
             Topology::new(&settings.queue_prefix, settings.ingress.max_queue_length),
@@ -63,6 +66,8 @@ impl Application {
             shutdown.clone(),
         );
         let flyte = FlyteClient::new(settings.flyte.clone()).context("Flyte client")?;
+        let control = web::Data::new(Control::new(store.clone(), flyte.clone(), waiters));
+        let store = web::Data::new(store);
         let intake = web::Data::new(Intake::new(
             IdIssuer::new(&settings.id_secret),
             publisher.clone(),
@@ -82,6 +87,7 @@ impl Application {
                         .log_target("flyhook::access"),
                 )
                 .app_data(store.clone())
+                .app_data(control.clone())
                 .app_data(intake.clone())
                 .app_data(gatekeeper.clone())
                 .app_data(ingress_settings.clone())
@@ -93,7 +99,16 @@ impl Application {
                     "/run-task/{project}/{domain}/{name}/{version}",
                     web::post().to(run_task::run_task),
                 )
+                .route(
+                    "/run-task-and-wait/{project}/{domain}/{name}/{version}",
+                    web::post().to(run_task::run_task_and_wait),
+                )
+                .route("/dispatches", web::get().to(dispatches::list_dispatches))
                 .route("/dispatches/{id}", web::get().to(dispatches::get_dispatch))
+                .route(
+                    "/dispatches/{id}/cancel",
+                    web::post().to(dispatches::cancel_dispatch),
+                )
         })
         .listen(listener)?
         .shutdown_signal(shutdown.clone().cancelled_owned())

@@ -21,12 +21,8 @@ async fn problem(response: reqwest::Response) -> (u16, Value) {
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
 async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let dir = std::env::temp_dir().join(format!("flyhook-e2e-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("flyhook.toml");
-    std::fs::write(&config, "[ingress]\nmax_body_bytes = 1024\n").unwrap();
     let ingress = env
-        .start_ingress(env.settings_with(&[("FLYHOOK_CONFIG", config.to_str().unwrap())]))
+        .start_ingress(env.settings_with_file("[ingress]\nmax_body_bytes = 1024\n"))
         .await;
     let sender = Sender::new(&ingress);
     let url = format!("{}/run-task/{HELLO}", ingress.base);
@@ -128,7 +124,6 @@ async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
 
     assert_eq!(env.ready_messages().await, 0, "no bad request was enqueued");
     ingress.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
     env.cleanup().await;
 }
 
@@ -198,16 +193,10 @@ async fn inputs_that_do_not_fit_a_known_interface_get_422_naming_the_field(pool:
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
 async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let dir = std::env::temp_dir().join(format!("flyhook-e2e-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("flyhook.toml");
-    std::fs::write(
-        &config,
-        "[ingress]\nrate_limit = { per_second = 1, burst = 2 }\n",
-    )
-    .unwrap();
     let ingress = env
-        .start_ingress(env.settings_with(&[("FLYHOOK_CONFIG", config.to_str().unwrap())]))
+        .start_ingress(
+            env.settings_with_file("[ingress]\nrate_limit = { per_second = 1, burst = 2 }\n"),
+        )
         .await;
     let sender = Sender::new(&ingress);
     let mut statuses = Vec::new();
@@ -225,7 +214,6 @@ async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
     }
     assert_eq!(statuses, [202, 202, 429]);
     ingress.stop().await;
-    std::fs::remove_dir_all(dir).unwrap();
     env.cleanup().await;
 }
 

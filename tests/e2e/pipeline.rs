@@ -46,6 +46,7 @@ async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_
     assert_eq!(runs[0]["inputs"], json!({"name": "ann", "count": 1}));
     assert_eq!(runs[0]["create_calls"], 1);
 
+    sender.finish_by_cancelling(id).await;
     worker.stop().await;
     ingress.stop().await;
     env.cleanup().await;
@@ -77,12 +78,8 @@ async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
     // Two messages with one id are now queued; the worker must start one run. One at a time,
     // so the second delivery meets the record of the first (concurrent duplicates are covered
     // by the crash test below: Flyte's `already_exists` stops them).
-    let dir = std::env::temp_dir().join(format!("flyhook-e2e-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("flyhook.toml");
-    std::fs::write(&config, "[worker]\nprefetch = 1\nconcurrency = 1\n").unwrap();
     let worker =
-        env.start_worker(&env.settings_with(&[("FLYHOOK_CONFIG", config.to_str().unwrap())]));
+        env.start_worker(&env.settings_with_file("[worker]\nprefetch = 1\nconcurrency = 1\n"));
     let id = first["id"].as_str().unwrap();
     sender.wait_for_status(id, "running", WAIT).await;
     worker.stop().await; // drains: both deliveries are settled
@@ -93,7 +90,7 @@ async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
         runs[0]["create_calls"], 1,
         "the second delivery found the dispatch running"
     );
-    std::fs::remove_dir_all(dir).unwrap();
+    sender.finish_by_cancelling(id).await;
 
     ingress.stop().await;
     env.cleanup().await;
@@ -135,6 +132,7 @@ async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(
         "the retry found the run already there"
     );
 
+    sender.finish_by_cancelling(id).await;
     survivor.stop().await;
     ingress.stop().await;
     env.cleanup().await;
@@ -210,6 +208,7 @@ async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_los
         .await;
     assert_eq!(env.sim_runs().await.len(), 1);
 
+    Sender::new(&healthy_ingress).finish_by_cancelling(id).await;
     worker.stop().await;
     healthy_ingress.stop().await;
     ingress.stop().await;
@@ -272,6 +271,9 @@ async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
         .await;
     assert_eq!(running["attempts"], 3);
     assert_eq!(env.sim_runs().await.len(), 1);
+    sender
+        .finish_by_cancelling(accepted["id"].as_str().unwrap())
+        .await;
     worker.stop().await;
     ingress.stop().await;
     env.cleanup().await;

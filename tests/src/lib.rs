@@ -107,6 +107,21 @@ impl TestEnv {
         Settings::load(|k| vars.get(k).cloned()).expect("test settings")
     }
 
+    /// Settings with a `FLYHOOK_CONFIG` file holding `toml`.
+    pub fn settings_with_file(&self, toml: &str) -> Settings {
+        let path = std::env::temp_dir().join(format!("flyhook-e2e-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, toml).expect("temp config file");
+        let settings =
+            self.settings_with(&[("FLYHOOK_CONFIG", path.to_str().expect("utf-8 path"))]);
+        let _ = std::fs::remove_file(path);
+        settings
+    }
+
+    /// Settings whose trackers look at runs every 50 ms (instead of every second or more).
+    pub fn fast_tracking(&self) -> Settings {
+        self.settings_with_file("[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\n")
+    }
+
     pub fn topology(&self) -> Topology {
         Topology::new(&self.prefix, 1_000_000)
     }
@@ -272,6 +287,32 @@ impl Sender {
             response.status().as_u16(),
             response.json().await.expect("JSON body"),
         )
+    }
+
+    /// Cancels a dispatch; returns the status and body.
+    pub async fn cancel(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/dispatches/{id}/cancel", self.base))
+            .bearer_auth(API_KEY)
+            .json(&serde_json::json!({"reason": "test is over"}))
+            .send()
+            .await
+            .expect("ingress answers");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON body"),
+        )
+    }
+
+    /// Cancels a running dispatch at the end of a test, so every run ends somewhere visible.
+    pub async fn finish_by_cancelling(&self, id: &str) {
+        let (status, body) = self.cancel(id).await;
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &serde_json::json!("aborted")),
+            "{body}"
+        );
     }
 
     pub async fn dispatch(&self, id: &str) -> (u16, Value) {

@@ -24,12 +24,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{Outcome, Processor};
+use crate::tracker::Tracker;
 
 /// How long shutdown waits for in-flight dispatches before closing (they are then redelivered).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Worker {
     processor: Arc<Processor>,
+    tracker: Tracker,
     amqp_url: SecretString,
     topology: Topology,
     prefetch: u16,
@@ -55,12 +57,14 @@ impl Worker {
             .connect_lazy(settings.database_url.expose_secret())
             .context("DATABASE_URL")?;
         let flyte = FlyteClient::new(settings.flyte.clone()).context("Flyte client")?;
+        let store = DispatchStore::new(pool);
         Ok(Worker {
-            processor: Arc::new(Processor::new(
-                DispatchStore::new(pool),
-                flyte,
-                settings.worker.max_attempts,
-            )),
+            tracker: Tracker::new(
+                store.clone(),
+                flyte.clone(),
+                settings.worker.tracking.clone(),
+            ),
+            processor: Arc::new(Processor::new(store, flyte, settings.worker.max_attempts)),
             amqp_url: settings.amqp_url.clone(),
             topology: Topology::new(&settings.queue_prefix, settings.ingress.max_queue_length),
             prefetch: settings.worker.prefetch,
@@ -72,8 +76,10 @@ impl Worker {
         &self.processor
     }
 
-    /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker goes away.
+    /// Consumes and tracks runs until `shutdown` is cancelled, reconnecting whenever the broker
+    /// goes away.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracking = tokio::spawn(self.tracker.clone().run_until_stopped(shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.consume(&shutdown, &mut backoff).await {
@@ -88,6 +94,7 @@ impl Worker {
                 }
             }
         }
+        let _ = tracking.await;
         tracing::info!("worker stopped");
         Ok(())
     }

@@ -4,9 +4,12 @@
 //! # Layout
 //! - [`consumer`]: [`Worker`], the supervised consume loop, acks and shutdown.
 //! - [`process`]: [`Processor`], one attempt at one dispatch, returning an [`Outcome`].
+//! - [`tracker`]: [`Tracker`], following started runs to their end, shared through leases.
 
 pub mod consumer;
 pub mod process;
+pub mod tracker;
 
 pub use consumer::Worker;
 pub use process::{Outcome, Processor};
+pub use tracker::Tracker;

@@ -90,7 +90,19 @@ impl Processor {
             Ok(started) => {
                 let url = self.flyte.run_url(&started.id);
                 tracing::info!(dispatch = %id, run = %started.id, already_existed = started.already_existed, "run started");
-                self.store.record_running(&id, &url).await
+                match self
+                    .store
+                    .record_running(&id, &url, started.status.phase)
+                    .await
+                {
+                    Ok(true) => Ok(()),
+                    // Cancelled while we were starting it: the run must not go on.
+                    Ok(false) => {
+                        self.abort_cancelled(&started).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(StartError::Permanent(reason)) => {
                 tracing::warn!(dispatch = %id, %reason, "dispatch failed");
@@ -104,7 +116,9 @@ impl Processor {
             Err(StartError::Transient(e)) => {
                 tracing::info!(dispatch = %id, attempt, error = %e, "will retry");
                 // The error is worth showing but not worth holding the retry for.
-                if let Err(store_error) = self.store.record_retryable_error(&id, &e.to_string()).await {
+                if let Err(store_error) =
+                    self.store.record_retryable_error(&id, &e.to_string()).await
+                {
                     tracing::warn!(dispatch = %id, error = %store_error, "could not record the error");
                 }
                 return Outcome::Retry(backoff(attempt, e.retry_after));
@@ -117,6 +131,24 @@ impl Processor {
             Err(e) => {
                 tracing::warn!(dispatch = %id, error = %e, "could not record the outcome");
                 Outcome::Retry(backoff(attempt, None))
+            }
+        }
+    }
+
+    async fn abort_cancelled(&self, started: &StartedRun) {
+        match self
+            .flyte
+            .abort_run(
+                &started.id,
+                "the flyhook dispatch was cancelled while starting",
+            )
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(run = %started.id, "aborted a run whose dispatch was cancelled")
+            }
+            Err(e) => {
+                tracing::warn!(run = %started.id, error = %e, "could not abort the run of a cancelled dispatch")
             }
         }
     }

@@ -1,12 +1,15 @@
-//! `GET /dispatches/{id}`: where a dispatch is.
+//! `/dispatches`: look one up, list them, cancel one.
 
 use actix_web::{HttpResponse, web};
+use base64::Engine;
 use chrono::{DateTime, Utc};
-use flyhook_common::store::DispatchRecord;
-use flyhook_common::{DispatchId, DispatchStatus, DispatchStore};
-use serde::Serialize;
+use flyhook_common::store::{DispatchRecord, ListFilter};
+use flyhook_common::{DispatchId, DispatchStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::auth::Caller;
+use crate::control::Control;
 use crate::error::ApiError;
 use crate::intake::Intake;
 
@@ -20,16 +23,19 @@ struct TaskView {
 
 /// A dispatch as senders see it.
 #[derive(Debug, Serialize)]
-struct DispatchView {
+pub struct DispatchView {
     id: String,
-    status: DispatchStatus,
+    pub status: DispatchStatus,
     /// False while no worker has recorded anything: the status is known from the id alone.
     recorded: bool,
     task: Option<TaskView>,
     run_name: String,
     url: Option<String>,
+    flyte_phase: Option<String>,
     attempts: i32,
+    outputs: Option<Value>,
     error: Option<String>,
+    error_kind: Option<String>,
     received_at: Option<DateTime<Utc>>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -37,7 +43,7 @@ struct DispatchView {
 }
 
 impl DispatchView {
-    fn unrecorded(id: &DispatchId) -> DispatchView {
+    pub fn unrecorded(id: &DispatchId) -> DispatchView {
         DispatchView {
             id: id.to_string(),
             status: DispatchStatus::Queued,
@@ -45,8 +51,11 @@ impl DispatchView {
             task: None,
             run_name: id.run_name().to_string(),
             url: None,
+            flyte_phase: None,
             attempts: 0,
+            outputs: None,
             error: None,
+            error_kind: None,
             received_at: id.issued_at(),
             started_at: None,
             finished_at: None,
@@ -54,31 +63,39 @@ impl DispatchView {
         }
     }
 
-    fn recorded(r: DispatchRecord, intake: &Intake) -> DispatchView {
-        let flyte = intake.flyte();
+    pub fn recorded(r: DispatchRecord, intake: &Intake) -> DispatchView {
+        let task = match (r.project, r.domain, r.task_name, r.task_version) {
+            (Some(project), Some(domain), Some(name), Some(version)) => Some(TaskView {
+                project,
+                domain,
+                name,
+                version,
+            }),
+            _ => None,
+        };
         // Known from the start: the run name is derived from the id.
-        let url = r.run_url.clone().unwrap_or_else(|| {
-            flyte.run_url(&flyte_client::RunId {
+        let url = r.run_url.or_else(|| {
+            let task = task.as_ref()?;
+            let flyte = intake.flyte();
+            Some(flyte.run_url(&flyte_client::RunId {
                 org: flyte.org().to_string(),
-                project: r.project.clone(),
-                domain: r.domain.clone(),
+                project: task.project.clone(),
+                domain: task.domain.clone(),
                 name: r.run_name.clone(),
-            })
+            }))
         });
         DispatchView {
             id: r.id,
             status: r.status.0,
             recorded: true,
-            task: Some(TaskView {
-                project: r.project,
-                domain: r.domain,
-                name: r.task_name,
-                version: r.task_version,
-            }),
+            task,
             run_name: r.run_name,
-            url: Some(url),
+            url,
+            flyte_phase: r.flyte_phase,
             attempts: r.attempts,
+            outputs: r.outputs,
             error: r.error,
+            error_kind: r.error_kind,
             received_at: Some(r.received_at),
             started_at: r.started_at,
             finished_at: r.finished_at,
@@ -87,23 +104,149 @@ impl DispatchView {
     }
 }
 
+/// Parses an id and checks this deployment issued it; anything else is a 404.
+pub fn issued_id(text: &str, intake: &Intake) -> Result<DispatchId, ApiError> {
+    DispatchId::parse(text)
+        .ok()
+        .filter(|id| intake.issuer().verify(id))
+        .ok_or(ApiError::DispatchNotFound)
+}
+
 pub async fn get_dispatch(
     path: web::Path<String>,
     _caller: Caller,
     intake: web::Data<Intake>,
-    store: web::Data<DispatchStore>,
+    control: web::Data<Control>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = DispatchId::parse(&path).map_err(|_| ApiError::DispatchNotFound)?;
-    if !intake.issuer().verify(&id) {
-        return Err(ApiError::DispatchNotFound);
-    }
-    let record = store.get(&id).await.map_err(|e| {
-        tracing::warn!(error = %e, "status store unreachable");
-        ApiError::StoreUnavailable
-    })?;
-    let view = match record {
+    let id = issued_id(&path, &intake)?;
+    let view = match control.get(&id).await? {
         Some(record) => DispatchView::recorded(record, &intake),
         None => DispatchView::unrecorded(&id),
     };
     Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CancelBody {
+    reason: Option<String>,
+}
+
+pub async fn cancel_dispatch(
+    path: web::Path<String>,
+    caller: Caller,
+    body: Option<web::Json<CancelBody>>,
+    intake: web::Data<Intake>,
+    control: web::Data<Control>,
+) -> Result<HttpResponse, ApiError> {
+    let id = issued_id(&path, &intake)?;
+    let reason = body
+        .and_then(|b| b.into_inner().reason)
+        .unwrap_or_else(|| format!("cancelled through flyhook by {}", caller.key_name));
+    let record = control.cancel(&id, &reason).await?;
+    Ok(HttpResponse::Ok().json(DispatchView::recorded(record, &intake)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Comma-separated statuses.
+    status: Option<String>,
+    project: Option<String>,
+    domain: Option<String>,
+    task: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Page {
+    items: Vec<DispatchView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+const MAX_PAGE: i64 = 500;
+
+fn encode_cursor(record: &DispatchRecord) -> String {
+    let raw = format!("{}|{}", record.received_at.to_rfc3339(), record.id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((
+        DateTime::parse_from_rfc3339(at).ok()?.to_utc(),
+        id.to_string(),
+    ))
+}
+
+pub async fn list_dispatches(
+    query: Result<web::Query<ListQuery>, actix_web::Error>,
+    _caller: Caller,
+    intake: web::Data<Intake>,
+    control: web::Data<Control>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query
+        .map_err(|e| ApiError::InvalidQuery {
+            field: "query",
+            reason: e.to_string(),
+        })?
+        .into_inner();
+    let statuses = query
+        .status
+        .map(|list| {
+            list.split(',')
+                .map(|s| s.trim().parse::<DispatchStatus>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|reason| ApiError::InvalidQuery {
+            field: "status",
+            reason,
+        })?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::InvalidQuery {
+            field: "limit",
+            reason: format!("must be between 1 and {MAX_PAGE}"),
+        });
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            decode_cursor(c).ok_or(ApiError::InvalidQuery {
+                field: "cursor",
+                reason: "not a cursor this API returned".into(),
+            })
+        })
+        .transpose()?;
+    let filter = ListFilter {
+        statuses,
+        project: query.project,
+        domain: query.domain,
+        task_name: query.task,
+        since: query.since,
+        until: query.until,
+        before,
+    };
+    // One more than asked tells whether there is a next page.
+    let mut records = control.list(&filter, limit + 1).await?;
+    let next_cursor = if records.len() as i64 > limit {
+        records.truncate(limit as usize);
+        records.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let items = records
+        .into_iter()
+        .map(|r| DispatchView::recorded(r, &intake))
+        .collect();
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }

@@ -1,4 +1,7 @@
-//! `POST /run-task/{project}/{domain}/{name}/{version}`: the seed's endpoint, made durable.
+//! `POST /run-task/{project}/{domain}/{name}/{version}`: the seed's endpoint, made durable;
+//! with `?wait=<duration>`, or as `/run-task-and-wait/…`, it also waits for the run to end.
+
+use std::time::Duration;
 
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::{self, BytesMut};
@@ -6,28 +9,125 @@ use actix_web::{HttpRequest, HttpResponse};
 use flyhook_common::TaskRef;
 use flyhook_common::config::IngressSettings;
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
+use crate::control::{Control, Waited};
 use crate::error::ApiError;
 use crate::intake::Intake;
+use crate::routes::dispatches::DispatchView;
 
+#[derive(Debug, Deserialize)]
+pub struct WaitQuery {
+    /// How long to wait for the run to end: `30s`, `500ms`, `2m`.
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    fn duration(&self, settings: &IngressSettings) -> Result<Option<Duration>, ApiError> {
+        let Some(text) = &self.wait else {
+            return Ok(None);
+        };
+        let wait = flyte_client::parse_duration(text).map_err(|reason| ApiError::InvalidQuery {
+            field: "wait",
+            reason,
+        })?;
+        Ok(Some(wait.min(settings.max_wait)))
+    }
+}
+
+/// Enqueues; waits only if `?wait=` says so.
 pub async fn run_task(
     req: HttpRequest,
     path: web::Path<(String, String, String, String)>,
+    query: web::Query<WaitQuery>,
     payload: web::Payload,
     caller: Caller,
-    intake: web::Data<Intake>,
-    settings: web::Data<IngressSettings>,
+    services: Services,
 ) -> Result<HttpResponse, ApiError> {
-    let (project, domain, name, version) = path.into_inner();
+    let wait = query.duration(&services.settings)?;
+    submit(req, path.into_inner(), payload, caller, services, wait).await
+}
+
+/// Enqueues and waits (`?wait=`, or the configured default).
+pub async fn run_task_and_wait(
+    req: HttpRequest,
+    path: web::Path<(String, String, String, String)>,
+    query: web::Query<WaitQuery>,
+    payload: web::Payload,
+    caller: Caller,
+    services: Services,
+) -> Result<HttpResponse, ApiError> {
+    let wait = query
+        .duration(&services.settings)?
+        .unwrap_or(services.settings.default_wait);
+    submit(
+        req,
+        path.into_inner(),
+        payload,
+        caller,
+        services,
+        Some(wait),
+    )
+    .await
+}
+
+/// What the run-task handlers use, extracted together.
+#[derive(Debug)]
+pub struct Services {
+    intake: web::Data<Intake>,
+    control: web::Data<Control>,
+    settings: web::Data<IngressSettings>,
+}
+
+impl actix_web::FromRequest for Services {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Services, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let services = (|| {
+            Some(Services {
+                intake: req.app_data::<web::Data<Intake>>()?.clone(),
+                control: req.app_data::<web::Data<Control>>()?.clone(),
+                settings: req.app_data::<web::Data<IngressSettings>>()?.clone(),
+            })
+        })();
+        std::future::ready(services.ok_or_else(|| {
+            ApiError::Unexpected(anyhow::anyhow!("run-task services missing from app data"))
+        }))
+    }
+}
+
+async fn submit(
+    req: HttpRequest,
+    (project, domain, name, version): (String, String, String, String),
+    payload: web::Payload,
+    caller: Caller,
+    services: Services,
+    wait: Option<Duration>,
+) -> Result<HttpResponse, ApiError> {
     let task = TaskRef::parse(&project, &domain, &name, &version)?;
-    let inputs = read_json_object(&req, payload, settings.max_body_bytes).await?;
+    let inputs = read_json_object(&req, payload, services.settings.max_body_bytes).await?;
     let idempotency_key = idempotency_key(&req)?;
-    let accepted = intake
+    let mut accepted = services
+        .intake
         .accept(&caller, task, inputs, idempotency_key)
         .await?;
-    Ok(HttpResponse::Accepted().json(accepted))
+    let Some(wait) = wait else {
+        return Ok(HttpResponse::Accepted().json(accepted));
+    };
+    Ok(match services.control.wait(&accepted.id, wait).await {
+        Waited::Finished(record) => {
+            HttpResponse::Ok().json(DispatchView::recorded(record, &services.intake))
+        }
+        Waited::Pending(record) => {
+            if let Some(record) = record {
+                accepted.status = record.status.0;
+            }
+            HttpResponse::Accepted().json(accepted)
+        }
+    })
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {

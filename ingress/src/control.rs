@@ -1,0 +1,156 @@
+//! What senders do with a dispatch after intake: wait for it to end, cancel it, list them.
+
+use std::time::Duration;
+
+use flyhook_common::store::{DispatchRecord, ListFilter};
+use flyhook_common::{DispatchId, DispatchStatus, DispatchStore};
+use flyte_client::{Code, FlyteClient, RunId};
+
+use crate::error::ApiError;
+use crate::waiters::Waiters;
+
+/// How often a waiter looks again even without a notification, in case one was missed.
+const RECHECK: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct Control {
+    store: DispatchStore,
+    flyte: FlyteClient,
+    waiters: Waiters,
+}
+
+/// Where a waited-on dispatch got to.
+#[derive(Debug)]
+pub enum Waited {
+    Finished(DispatchRecord),
+    /// Still going when the wait ended (the record, if there was one).
+    Pending(Option<DispatchRecord>),
+}
+
+fn unavailable(e: sqlx::Error) -> ApiError {
+    tracing::warn!(error = %e, "status store unreachable");
+    ApiError::StoreUnavailable
+}
+
+impl Control {
+    pub fn new(store: DispatchStore, flyte: FlyteClient, waiters: Waiters) -> Control {
+        Control {
+            store,
+            flyte,
+            waiters,
+        }
+    }
+
+    pub fn waiters(&self) -> &Waiters {
+        &self.waiters
+    }
+
+    pub async fn get(&self, id: &DispatchId) -> Result<Option<DispatchRecord>, ApiError> {
+        self.store.get(id).await.map_err(unavailable)
+    }
+
+    /// Holds until the dispatch is terminal or `within` passes. Holds nothing else: the queue
+    /// message was acked long ago, or is waiting for a worker.
+    pub async fn wait(&self, id: &DispatchId, within: Duration) -> Waited {
+        let guard = self.waiters.watch(&id.to_string());
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = None;
+        loop {
+            // Register for the wake-up before reading, so a change in between is not missed.
+            let notified = guard.notify().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.store.get(id).await {
+                Ok(Some(record)) if record.status.0.is_terminal() => {
+                    return Waited::Finished(record);
+                }
+                Ok(record) => last = record.or(last),
+                // The store is away; keep waiting, the answer will say `202`.
+                Err(e) => tracing::debug!(error = %e, "status store unreachable while waiting"),
+            }
+            let next_look = deadline.min(tokio::time::Instant::now() + RECHECK);
+            let _ = tokio::time::timeout_at(next_look, notified).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Waited::Pending(last);
+            }
+        }
+    }
+
+    /// Cancels the dispatch: one not yet started is recorded `aborted` (the worker drops its
+    /// message), a running one is aborted in Flyte, a finished one is a conflict.
+    pub async fn cancel(&self, id: &DispatchId, reason: &str) -> Result<DispatchRecord, ApiError> {
+        // A worker may move the dispatch on between our read and our write; every write is
+        // conditional, so look again and decide again (a dispatch only moves forward).
+        for _ in 0..3 {
+            let record = self.get(id).await?;
+            let status = record
+                .as_ref()
+                .map_or(DispatchStatus::Queued, |r| r.status.0);
+            match status {
+                DispatchStatus::Queued | DispatchStatus::Starting => {
+                    let received_at = record
+                        .as_ref()
+                        .map(|r| r.received_at)
+                        .or_else(|| id.issued_at())
+                        .unwrap_or_else(chrono::Utc::now);
+                    if self
+                        .store
+                        .abort_unstarted(id, received_at, &format!("cancelled: {reason}"))
+                        .await
+                        .map_err(unavailable)?
+                    {
+                        return self.recorded(id).await;
+                    }
+                }
+                DispatchStatus::Running => {
+                    let record = record.ok_or(ApiError::StoreUnavailable)?;
+                    self.abort_in_flyte(&record, reason).await?;
+                    if self
+                        .store
+                        .record_aborted(id, &format!("cancelled: {reason}"))
+                        .await
+                        .map_err(unavailable)?
+                    {
+                        return self.recorded(id).await;
+                    }
+                }
+                finished => return Err(ApiError::AlreadyFinished(finished)),
+            }
+        }
+        Err(ApiError::Unexpected(anyhow::anyhow!(
+            "dispatch {id} kept changing while being cancelled"
+        )))
+    }
+
+    async fn recorded(&self, id: &DispatchId) -> Result<DispatchRecord, ApiError> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("dispatch {id} vanished")))
+    }
+
+    async fn abort_in_flyte(&self, record: &DispatchRecord, reason: &str) -> Result<(), ApiError> {
+        let run = RunId {
+            org: self.flyte.org().to_string(),
+            project: record.project.clone().unwrap_or_default(),
+            domain: record.domain.clone().unwrap_or_default(),
+            name: record.run_name.clone(),
+        };
+        match self.flyte.abort_run(&run, reason).await {
+            Ok(()) => Ok(()),
+            // Nothing left to abort.
+            Err(e) if e.code == Code::NotFound => Ok(()),
+            Err(e) => {
+                tracing::warn!(run = %run, error = %e, "Flyte did not abort the run");
+                Err(ApiError::FlyteUnavailable)
+            }
+        }
+    }
+
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        limit: i64,
+    ) -> Result<Vec<DispatchRecord>, ApiError> {
+        self.store.list(filter, limit).await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,347 @@
+//! Following runs to their end: outputs, errors, waiting, cancelling, listing, takeover.
+
+use std::time::Duration;
+
+use flyhook_e2e::{API_KEY, Proxy, Sender, TestEnv};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(20);
+const HELLO: &str = "flytesnacks/development/hello.main/v1";
+
+async fn run_and_wait(sender: &Sender, task: &str, inputs: Value, query: &str) -> (u16, Value) {
+    let response = sender
+        .http
+        .post(format!("{}/run-task-and-wait/{task}{query}", sender.base))
+        .bearer_auth(API_KEY)
+        .json(&inputs)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn run_and_wait_returns_outputs_errors_and_timeouts_as_the_run_ended(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let worker = env.start_worker(&env.fast_tracking());
+    let sender = Sender::new(&ingress);
+
+    let (status, body) = run_and_wait(&sender, HELLO, json!({"name": "ann"}), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["outputs"], json!({"o0": "hello ann"}));
+    assert_eq!(body["flyte_phase"], "ACTION_PHASE_SUCCEEDED");
+    assert!(
+        body["url"]
+            .as_str()
+            .unwrap()
+            .contains(body["run_name"].as_str().unwrap())
+    );
+
+    let (_, body) = run_and_wait(
+        &sender,
+        "flytesnacks/development/types.echo/v1",
+        json!({"i": 9007199254740993_i64, "items": [1, 2], "tags": {"k": "v"}}),
+        "",
+    )
+    .await;
+    assert_eq!(
+        body["outputs"],
+        json!({"o0": 9007199254740993_i64, "o1": [1, 2], "o2": {"k": "v"}})
+    );
+
+    let (status, body) = run_and_wait(&sender, HELLO, json!({"name": "fail"}), "").await;
+    assert_eq!((status, &body["status"]), (200, &json!("failed")), "{body}");
+    assert_eq!(body["error"], "ValueError: asked to fail");
+    assert_eq!(body["error_kind"], "user");
+
+    let (_, body) = run_and_wait(&sender, HELLO, json!({"name": "timeout"}), "").await;
+    assert_eq!(body["status"], "timed_out");
+    assert!(
+        body["error"].as_str().unwrap().contains("deadline"),
+        "{body}"
+    );
+
+    // `?wait=` on the plain endpoint does the same.
+    let response = sender
+        .run_task(&format!("{HELLO}?wait=10s"))
+        .json(&json!({"name": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["outputs"]["o0"],
+        "hello bob"
+    );
+
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn a_wait_that_runs_out_answers_202_with_the_status_url(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let worker = env.start_worker(&env.fast_tracking());
+    let sender = Sender::new(&ingress);
+    let started = tokio::time::Instant::now();
+    let (status, body) = run_and_wait(&sender, HELLO, json!({"name": "ann"}), "?wait=500ms").await;
+    assert_eq!(status, 202, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let id = body["id"].as_str().unwrap();
+    assert_eq!(body["status_url"], format!("/dispatches/{id}"));
+    let (status, body) = run_and_wait(&sender, HELLO, json!({"name": "x"}), "?wait=soon").await;
+    assert_eq!((status, &body["field"]), (400, &json!("wait")));
+
+    sender.wait_for_status(id, "running", WAIT).await;
+    sender.finish_by_cancelling(id).await;
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn many_concurrent_waiters_are_all_answered(pool: PgPool) {
+    let env = TestEnv::new(
+        &pool,
+        flyte_sim::SimConfig {
+            queued_for: Duration::from_millis(200),
+            running_for: Duration::from_millis(500),
+            ..flyte_sim::SimConfig::default()
+        },
+    )
+    .await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let worker = env.start_worker(&env.fast_tracking());
+    let sender = Sender::new(&ingress);
+    let waits: Vec<_> = (0..200)
+        .map(|i| {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                run_and_wait(
+                    &sender,
+                    HELLO,
+                    json!({"name": format!("n{i}")}),
+                    "?wait=60s",
+                )
+                .await
+            })
+        })
+        .collect();
+    for (i, wait) in waits.into_iter().enumerate() {
+        let (status, body) = wait.await.unwrap();
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("succeeded")),
+            "{i}: {body}"
+        );
+        assert_eq!(body["outputs"]["o0"], format!("hello n{i}"));
+    }
+    assert_eq!(env.sim_runs().await.len(), 200);
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn cancelling_works_in_every_state(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+
+    // Queued, no worker has seen it: recorded aborted, and the worker drops the message.
+    let (_, queued) = sender.send_hello(json!({"name": "never"})).await;
+    let queued_id = queued["id"].as_str().unwrap();
+    let (status, body) = sender.cancel(queued_id).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("aborted")),
+        "{body}"
+    );
+    let worker = env.start_worker(&env.fast_tracking());
+
+    // Running: aborted in Flyte, with the reason.
+    let (_, running) = sender.send_hello(json!({"name": "ann"})).await;
+    let running_id = running["id"].as_str().unwrap();
+    sender.wait_for_status(running_id, "running", WAIT).await;
+    let (status, body) = sender.cancel(running_id).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("aborted")),
+        "{body}"
+    );
+    let run: Value = env
+        .http
+        .get(format!(
+            "{}/_sim/runs/flytesnacks/development/{}",
+            env.sim_url,
+            running["run_name"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["phase"], "ACTION_PHASE_ABORTED");
+
+    // Finished: a conflict.
+    let (status, body) = sender.cancel(running_id).await;
+    assert_eq!((status, &body["code"]), (409, &json!("already_finished")));
+
+    worker.stop().await; // drains: the queued dispatch's message has been handled
+    assert_eq!(env.ready_messages().await, 0);
+    let (_, body) = sender.dispatch(queued_id).await;
+    assert_eq!(body["status"], "aborted");
+    assert_eq!(
+        body["task"]["name"], "hello.main",
+        "the worker filled in the task"
+    );
+    let runs = env.sim_runs().await;
+    assert_eq!(
+        runs.len(),
+        1,
+        "the cancelled-while-queued dispatch started no run"
+    );
+
+    let (status, _) = sender.cancel(&"0".repeat(40)).await;
+    assert_eq!(status, 404);
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn a_dead_trackers_runs_are_taken_over_when_its_lease_expires(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    let tracking = "[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\nlease_ms = 1000\n";
+
+    // The first worker starts the run, then hangs looking at it (Flyte never answers).
+    env.set_sim_faults(json!([{"rpc": "RunService/GetRunDetails", "latency_ms": 600000}]))
+        .await;
+    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let mut doomed_settings = env.settings_with_file(tracking);
+    doomed_settings.amqp_url = broker.amqp_url().into();
+    let doomed = env.start_worker(&doomed_settings);
+    let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    let id = accepted["id"].as_str().unwrap();
+    sender.wait_for_status(id, "running", WAIT).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats: Value = env
+            .http
+            .get(format!("{}/_sim/stats", env.sim_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["calls"]["RunService/GetRunDetails"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tracker never looked"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    doomed.kill().await;
+    broker.cut();
+
+    env.set_sim_faults(json!([])).await;
+    let survivor = env.start_worker(&env.settings_with_file(tracking));
+    let done = sender.wait_for_status(id, "succeeded", WAIT).await;
+    assert_eq!(done["outputs"]["o0"], "hello ann");
+    assert_eq!(env.sim_runs().await.len(), 1);
+    survivor.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn dispatches_list_newest_first_with_filters_and_cursors(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let worker = env.start_worker(&env.fast_tracking());
+    let sender = Sender::new(&ingress);
+    let mut ids = Vec::new();
+    for name in ["a", "b", "fail", "c", "d"] {
+        let (_, body) = run_and_wait(&sender, HELLO, json!({ "name": name }), "").await;
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    let list = |query: String| {
+        let sender = sender.clone();
+        async move {
+            let response = sender
+                .http
+                .get(format!("{}/dispatches{query}", sender.base))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let ids_of = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (_, all) = list(String::new()).await;
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(ids_of(&all), newest_first);
+
+    let (_, failed) = list("?status=failed".into()).await;
+    assert_eq!(ids_of(&failed), vec![ids[2].clone()]);
+    let (_, none) = list("?project=elsewhere".into()).await;
+    assert!(ids_of(&none).is_empty());
+    let (_, by_task) = list("?task=hello.main&status=succeeded,failed".into()).await;
+    assert_eq!(ids_of(&by_task).len(), 5);
+
+    let mut paged = Vec::new();
+    let mut query = "?limit=2".to_string();
+    loop {
+        let (status, page) = list(query.clone()).await;
+        assert_eq!(status, 200, "{page}");
+        paged.extend(ids_of(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, newest_first);
+
+    for bad in [
+        "?status=sleeping",
+        "?limit=0",
+        "?cursor=nonsense",
+        "?colour=red",
+    ] {
+        let (status, body) = list(bad.into()).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (400, &json!("invalid_query")),
+            "{bad}"
+        );
+    }
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}

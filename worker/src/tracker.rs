@@ -1,0 +1,163 @@
+//! Following runs to their end, shared by the whole fleet.
+//!
+//! Each worker leases due runs from PostgreSQL (`FOR UPDATE SKIP LOCKED`, then a lease with an
+//! expiry), asks Flyte how each is doing, and records the phase, or the end with outputs or
+//! error. A lease is held only while a worker looks at a run, so no run is polled by two
+//! workers, and a worker that dies mid-look loses its runs to the others when the lease expires.
+//! Runs are looked at less often as they age (a tenth of their age, within the configured
+//! bounds).
+
+use std::time::Duration;
+
+use flyhook_common::config::TrackingSettings;
+use flyhook_common::store::{LeasedRun, RunEnd};
+use flyhook_common::{DispatchStatus, DispatchStore};
+use flyte_client::messages::{ErrorKind, RunDetails};
+use flyte_client::{ActionPhase, FlyteClient, FlyteError, RunId};
+use tokio_util::sync::CancellationToken;
+
+/// How often an idle tracker looks for due runs.
+const IDLE_TICK: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    store: DispatchStore,
+    flyte: FlyteClient,
+    settings: TrackingSettings,
+    /// This worker's name in leases.
+    owner: String,
+}
+
+impl Tracker {
+    pub fn new(store: DispatchStore, flyte: FlyteClient, settings: TrackingSettings) -> Tracker {
+        Tracker {
+            store,
+            flyte,
+            settings,
+            owner: format!("tracker-{:016x}", fastrand::u64(..)),
+        }
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let looked_at = match self.track_due_runs().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lease runs; status store unavailable?");
+                    0
+                }
+            };
+            // A full batch means more are due: go on at once.
+            if looked_at < self.settings.batch as usize {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(IDLE_TICK) => {}
+                }
+            }
+        }
+    }
+
+    /// Leases the due runs and looks at each; returns how many.
+    pub async fn track_due_runs(&self) -> Result<usize, sqlx::Error> {
+        let runs = self
+            .store
+            .lease_due_runs(&self.owner, self.settings.lease, self.settings.batch)
+            .await?;
+        let count = runs.len();
+        let mut looks = tokio::task::JoinSet::new();
+        for run in runs {
+            let tracker = self.clone();
+            looks.spawn(async move { tracker.look_at(run).await });
+        }
+        while looks.join_next().await.is_some() {}
+        Ok(count)
+    }
+
+    fn next_poll(&self, run: &LeasedRun) -> Duration {
+        let age = run
+            .started_at
+            .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        (age / 10).clamp(self.settings.min_poll, self.settings.max_poll)
+    }
+
+    async fn look_at(&self, run: LeasedRun) {
+        let run_id = RunId {
+            org: self.flyte.org().to_string(),
+            project: run.project.clone().unwrap_or_default(),
+            domain: run.domain.clone().unwrap_or_default(),
+            name: run.run_name.clone(),
+        };
+        let recorded = match self.flyte.get_run_details(&run_id).await {
+            Ok(details) if details.action.status.phase.is_terminal() => {
+                match self.ending(&run_id, &details).await {
+                    Ok(end) => {
+                        tracing::info!(dispatch = %run.id, status = %end.status, "run ended");
+                        self.store.record_run_end(&run.id, &self.owner, &end).await
+                    }
+                    Err(e) => self.retry_later(&run, &e).await,
+                }
+            }
+            Ok(details) => {
+                let phase = details.action.status.phase;
+                self.store
+                    .record_poll(&run.id, &self.owner, Some(phase), self.next_poll(&run))
+                    .await
+            }
+            Err(e) => self.retry_later(&run, &e).await,
+        };
+        if let Err(e) = recorded {
+            // The lease expires and someone looks again.
+            tracing::warn!(dispatch = %run.id, error = %e, "could not record what the run is doing");
+        }
+    }
+
+    async fn retry_later(&self, run: &LeasedRun, e: &FlyteError) -> Result<(), sqlx::Error> {
+        tracing::info!(dispatch = %run.id, error = %e, "could not look at the run; later");
+        let pause = self.next_poll(run).max(e.retry_after.unwrap_or_default());
+        self.store
+            .record_poll(&run.id, &self.owner, None, pause)
+            .await
+    }
+
+    /// What to record for a run in a terminal phase: outputs on success, the reason otherwise.
+    async fn ending(&self, run_id: &RunId, details: &RunDetails) -> Result<RunEnd, FlyteError> {
+        let action = &details.action;
+        let phase = action.status.phase;
+        let status = DispatchStatus::for_terminal_phase(phase).unwrap_or(DispatchStatus::Failed);
+        let mut end = RunEnd {
+            status,
+            phase,
+            outputs: None,
+            error: None,
+            error_kind: None,
+        };
+        match phase {
+            ActionPhase::Succeeded | ActionPhase::Recovered => {
+                let outputs = self.flyte.get_outputs(run_id).await?;
+                end.outputs =
+                    Some(flyte_client::outputs::literals_to_json(&outputs.literals).into());
+            }
+            _ => {
+                if let Some(info) = &action.error_info {
+                    end.error = Some(info.message.clone());
+                    end.error_kind = Some(
+                        match info.kind {
+                            ErrorKind::User => "user",
+                            ErrorKind::System => "system",
+                            _ => "unspecified",
+                        }
+                        .to_string(),
+                    );
+                }
+                if let Some(info) = &action.abort_info {
+                    end.error = Some(format!("aborted: {}", info.reason));
+                }
+                if end.error.is_none() {
+                    end.error = Some(format!("the run ended in {phase}"));
+                }
+            }
+        }
+        Ok(end)
+    }
+}
