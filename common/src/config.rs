@@ -41,6 +41,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::api_keys::{KeyOwner, KeyRing, RateLimit};
+use crate::sources::Sources;
 
 /// Everything a flyhook process needs to know.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct Settings {
     pub id_secret: SecretString,
     pub ingress: IngressSettings,
     pub worker: WorkerSettings,
+    /// Provider webhook sources (`POST /hooks/{source}`).
+    pub sources: Sources,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +111,17 @@ struct FileConfig {
     flyte: FlyteFile,
     #[serde(default)]
     api_keys: Vec<KeyEntry>,
+    #[serde(default)]
+    sources: Vec<toml::Spanned<crate::sources::SourceEntry>>,
+    #[serde(default)]
+    hooks: HooksFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HooksFile {
+    /// The GitHub source the seed's `POST /github-webhook` stands for.
+    github_alias: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,10 +201,13 @@ impl Settings {
 
     /// Builds settings from `env` (a lookup, so tests need not touch the process environment).
     pub fn load(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
-        let file = match env("FLYHOOK_CONFIG") {
+        let (file, text) = match env("FLYHOOK_CONFIG") {
             Some(path) => read_file(Path::new(&path))?,
-            None => FileConfig::default(),
+            None => (FileConfig::default(), String::new()),
         };
+        let sources =
+            crate::sources::compile(file.sources, file.hooks.github_alias, &text, &env)
+                .with_context(|| format!("in {}", env("FLYHOOK_CONFIG").unwrap_or_default()))?;
         let secret = |name: &str| env(name).map(SecretString::from);
 
         let mut keys = KeyRing::default();
@@ -277,15 +294,17 @@ impl Settings {
                     batch: file.worker.tracking.batch.unwrap_or(100).max(1),
                 },
             },
+            sources,
         })
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_file(path: &Path) -> anyhow::Result<(FileConfig, String)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading FLYHOOK_CONFIG file {}", path.display()))?;
     // toml's errors carry the line and column, and quote the offending line.
-    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+    let file = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+    Ok((file, text))
 }
 
 /// Without `FLYHOOK_ID_SECRET`, replicas configured with the same keys still agree on one

@@ -6,6 +6,8 @@
 //!   task references and the queue message.
 //! - [`api_keys`]: bearer API keys, stored hashed and compared in constant time.
 //! - [`broker`]: RabbitMQ connection and the exchange/queue topology.
+//! - [`signatures`]: provider signature schemes, verified and signed.
+//! - [`sources`]: configured webhook sources, their routes and input mappings.
 //! - [`store`]: the PostgreSQL status store and its migrations.
 //! - [`telemetry`], [`shutdown`]: logging and the one shutdown signal.
 
@@ -14,6 +16,8 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod shutdown;
+pub mod signatures;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 

@@ -82,7 +82,9 @@ async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
         env.start_worker(&env.settings_with_file("[worker]\nprefetch = 1\nconcurrency = 1\n"));
     let id = first["id"].as_str().unwrap();
     sender.wait_for_status(id, "running", WAIT).await;
-    worker.stop().await; // drains: both deliveries are settled
+    // Both delivered, then a graceful stop settles what the worker holds: nothing is requeued.
+    env.wait_for_ready_messages(0, WAIT).await;
+    worker.stop().await;
     assert_eq!(env.ready_messages().await, 0, "both deliveries were acked");
     let runs = env.sim_runs().await;
     assert_eq!(runs.len(), 1);

@@ -193,7 +193,8 @@ async fn cancelling_works_in_every_state(pool: PgPool) {
     let (status, body) = sender.cancel(running_id).await;
     assert_eq!((status, &body["code"]), (409, &json!("already_finished")));
 
-    worker.stop().await; // drains: the queued dispatch's message has been handled
+    env.wait_for_ready_messages(0, WAIT).await;
+    worker.stop().await; // settles what it holds: the cancelled dispatch's message was dropped
     assert_eq!(env.ready_messages().await, 0);
     let (_, body) = sender.dispatch(queued_id).await;
     assert_eq!(body["status"], "aborted");

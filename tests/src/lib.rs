@@ -195,6 +195,22 @@ impl TestEnv {
         queue.message_count()
     }
 
+    /// Waits until the work queue holds exactly `count` ready messages.
+    pub async fn wait_for_ready_messages(&self, count: u32, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ready = self.ready_messages().await;
+            if ready == count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the work queue still holds {ready} ready messages, not {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Deletes this test's queues and exchanges (quorum queues are not free to keep around).
     pub async fn cleanup(self) {
         let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await else {
