@@ -136,8 +136,7 @@ impl IdIssuer {
         task: &TaskRef,
         idempotency_key: &str,
     ) -> DispatchId {
-        let mut hasher = Sha256::new();
-        for part in [
+        self.derive(&[
             "flyhook/idempotency/v1",
             api_key_name,
             &task.project,
@@ -145,7 +144,28 @@ impl IdIssuer {
             &task.name,
             &task.version,
             idempotency_key,
-        ] {
+        ])
+    }
+
+    /// The id for what a provider's delivery becomes on one route (`None`: on no route, it was
+    /// ignored): the provider's retry of the delivery is the same dispatch.
+    pub fn issue_for_delivery(
+        &self,
+        source: &str,
+        route: Option<&str>,
+        delivery_id: &str,
+    ) -> DispatchId {
+        self.derive(&[
+            "flyhook/delivery/v1",
+            source,
+            route.unwrap_or("\0ignored"),
+            delivery_id,
+        ])
+    }
+
+    fn derive(&self, parts: &[&str]) -> DispatchId {
+        let mut hasher = Sha256::new();
+        for part in parts {
             // Length-prefixed, so no two different tuples hash the same bytes.
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
@@ -277,6 +297,26 @@ impl fmt::Display for TaskRef {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DispatchMessage {
     DispatchV1(Dispatch),
+    IgnoredV1(Ignored),
+}
+
+impl DispatchMessage {
+    pub fn id(&self) -> DispatchId {
+        match self {
+            DispatchMessage::DispatchV1(d) => d.id,
+            DispatchMessage::IgnoredV1(i) => i.id,
+        }
+    }
+}
+
+/// A verified provider delivery that no route wanted: recorded `ignored`, so it can be looked up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ignored {
+    pub id: DispatchId,
+    /// `source:<name>`.
+    pub source: String,
+    pub delivery_id: String,
+    pub received_at: DateTime<Utc>,
 }
 
 /// One dispatch, everything the worker needs without asking anyone.

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use crate::dispatch::{Dispatch, DispatchId};
+use crate::dispatch::{Dispatch, DispatchId, Ignored};
 
 /// The schema, embedded from `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -221,15 +221,32 @@ impl DispatchStore {
         Ok(Claim::Settled(status))
     }
 
-    /// The run exists in Flyte; trackers look at it from now on. Returns false when the
-    /// dispatch is no longer `starting` (cancelled meanwhile): the caller aborts the run.
+    /// A delivery no route wanted. Recording it twice is harmless.
+    pub async fn record_ignored(&self, ignored: &Ignored) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, api_key, run_name, error, received_at, finished_at) \
+             VALUES ($1, 'ignored', $2, $3, $4, $5, now()) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ignored.id.to_string())
+        .bind(&ignored.source)
+        .bind(ignored.id.run_name().as_ref())
+        .bind(format!("no route matched delivery {}", ignored.delivery_id))
+        .bind(ignored.received_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// The run exists in Flyte; trackers look at it from now on. Returns the dispatch's status
+    /// afterwards: `running`, unless it had moved on (another delivery of it got there first,
+    /// or it was cancelled meanwhile, in which case the caller aborts the run).
     pub async fn record_running(
         &self,
         id: &DispatchId,
         run_url: &str,
         phase: ActionPhase,
-    ) -> Result<bool, sqlx::Error> {
-        sqlx::query(
+    ) -> Result<DispatchStatus, sqlx::Error> {
+        let updated = sqlx::query(
             "UPDATE dispatches SET status = 'running', run_url = $2, flyte_phase = $3, error = NULL, \
                                    started_at = now(), next_poll_at = now(), updated_at = now() \
              WHERE id = $1 AND status = 'starting'",
@@ -238,8 +255,17 @@ impl DispatchStore {
         .bind(run_url)
         .bind(phase.to_string())
         .execute(&self.pool)
-        .await
-        .map(|done| done.rows_affected() == 1)
+        .await?;
+        if updated.rows_affected() == 1 {
+            return Ok(DispatchStatus::Running);
+        }
+        let status: String = sqlx::query_scalar("SELECT status FROM dispatches WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        status
+            .parse()
+            .map_err(|e: String| sqlx::Error::Decode(e.into()))
     }
 
     /// The dispatch cannot succeed; `error` says why.

@@ -35,6 +35,27 @@ enum Command {
     /// Everything on one machine: flyte-sim (unless FLYTE_ENDPOINT or FLYTE_API_KEY is set),
     /// migrations, ingress and worker, against the local RabbitMQ and PostgreSQL.
     Dev,
+    /// Sign a payload file as a configured source's provider would, and send it to
+    /// `POST /hooks/{source}` (without FLYHOOK_CONFIG: the `flyhook dev` configuration).
+    Send {
+        /// The source, as named in the config file.
+        #[arg(long)]
+        source: String,
+        /// The payload to send, sent byte for byte.
+        file: std::path::PathBuf,
+        /// The flyhook ingress.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// GitHub's `X-GitHub-Event` (github sources).
+        #[arg(long, default_value = "push")]
+        event: String,
+        /// The provider's delivery id; a fresh one when absent. Send twice with the same id to
+        /// see deduplication.
+        #[arg(long)]
+        delivery_id: Option<String>,
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+    },
 }
 
 #[tokio::main]
@@ -55,7 +76,80 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => migrate(&Settings::from_env()?).await?,
         Command::Dev => dev(shutdown).await?,
+        Command::Send {
+            source,
+            file,
+            url,
+            event,
+            delivery_id,
+            content_type,
+        } => {
+            let delivery_id = delivery_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            send(&source, &file, &url, &event, &delivery_id, &content_type).await?
+        }
     }
+    Ok(())
+}
+
+/// The environment `dev` and `send` see: the real one, with development defaults filled in.
+fn dev_env(name: &str) -> Option<String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let no_real_flyte = env("FLYTE_ENDPOINT").is_none() && env("FLYTE_API_KEY").is_none();
+    match name {
+        "WEBHOOK_API_KEY" => env(name).or_else(|| Some(DEV_API_KEY.into())),
+        "GITHUB_WEBHOOK_SECRET" => env(name).or_else(|| Some(DEV_GITHUB_SECRET.into())),
+        "FLYTE_CONSOLE_URL" => {
+            env(name).or_else(|| no_real_flyte.then(|| "http://127.0.0.1:8090".into()))
+        }
+        "FLYHOOK_CONFIG" => env(name).or_else(|| {
+            let path =
+                std::env::temp_dir().join(format!("flyhook-dev-{}.toml", std::process::id()));
+            std::fs::write(&path, DEV_CONFIG).ok()?;
+            Some(path.to_string_lossy().into_owned())
+        }),
+        _ => env(name),
+    }
+}
+
+const DEV_CONFIG: &str = include_str!("../dev.toml");
+const DEV_GITHUB_SECRET: &str = "flyhook-dev-secret";
+
+async fn send(
+    source: &str,
+    file: &std::path::Path,
+    url: &str,
+    event: &str,
+    delivery_id: &str,
+    content_type: &str,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(dev_env)?;
+    let source = settings
+        .sources
+        .get(source)
+        .with_context(|| format!("no source {source:?} in the configuration"))?;
+    let secret = source.secrets.first().context("the source has no secret")?;
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let now = chrono::Utc::now().timestamp();
+    let mut request = reqwest::Client::new()
+        .post(format!(
+            "{}/hooks/{}",
+            url.trim_end_matches('/'),
+            source.name
+        ))
+        .header("Content-Type", content_type);
+    for (name, value) in source.scheme.sign(secret, &body, now, delivery_id) {
+        request = request.header(name, value);
+    }
+    if source.scheme == flyhook_common::signatures::Scheme::GitHub {
+        request = request.header("X-GitHub-Event", event);
+    }
+    let response = request.body(body).send().await.context("sending")?;
+    let status = response.status();
+    println!(
+        "HTTP {status}\n{}",
+        response.text().await.unwrap_or_default()
+    );
+    anyhow::ensure!(status.is_success(), "the delivery was refused");
     Ok(())
 }
 
@@ -86,15 +180,8 @@ const DEV_API_KEY: &str = "flyhook-dev-key";
 
 async fn dev(shutdown: CancellationToken) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let settings = Settings::load(|name| match name {
-        "WEBHOOK_API_KEY" => env(name).or_else(|| Some(DEV_API_KEY.into())),
-        "FLYTE_CONSOLE_URL" => env(name).or_else(|| {
-            (env("FLYTE_ENDPOINT").is_none() && env("FLYTE_API_KEY").is_none())
-                .then(|| "http://127.0.0.1:8090".into())
-        }),
-        _ => env(name),
-    })?;
-    let api_key = env("WEBHOOK_API_KEY").unwrap_or_else(|| DEV_API_KEY.into());
+    let settings = Settings::load(dev_env)?;
+    let api_key = dev_env("WEBHOOK_API_KEY").unwrap_or_default();
 
     let mut tasks = tokio::task::JoinSet::new();
     if env("FLYTE_ENDPOINT").is_none() && env("FLYTE_API_KEY").is_none() {
@@ -117,7 +204,7 @@ async fn dev(shutdown: CancellationToken) -> anyhow::Result<()> {
     tasks.spawn(async move { app.run_until_stopped().await.context("ingress") });
 
     println!(
-        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n",
+        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n",
         if connected {
             ""
         } else {

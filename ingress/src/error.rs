@@ -44,6 +44,10 @@ pub enum ApiError {
     FlyteUnavailable,
     #[error("the dispatch already finished ({0})")]
     AlreadyFinished(DispatchStatus),
+    #[error("no webhook source by that name")]
+    UnknownSource,
+    #[error("the delivery is not authentic: {0}")]
+    SignatureRejected(flyhook_common::signatures::Rejection),
     #[error("invalid query parameter {field}: {reason}")]
     InvalidQuery { field: &'static str, reason: String },
     #[error("internal error")]
@@ -70,6 +74,8 @@ impl ApiError {
             ApiError::FlyteUnavailable => "flyte_unavailable",
             ApiError::AlreadyFinished(_) => "already_finished",
             ApiError::InvalidQuery { .. } => "invalid_query",
+            ApiError::UnknownSource => "unknown_source",
+            ApiError::SignatureRejected(rejection) => rejection.code(),
             ApiError::Unexpected(_) => "internal_error",
         }
     }
@@ -98,7 +104,8 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::SignatureRejected(_) => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownSource => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DispatchNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -141,11 +148,20 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after_secs() {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if let ApiError::Unauthorized(_) = self {
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"flyhook\""),
-            ));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"flyhook\""),
+                ));
+            }
+            ApiError::SignatureRejected(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Signature realm=\"flyhook-hooks\""),
+                ));
+            }
+            _ => {}
         }
         response.body(body.to_string())
     }

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use flyhook_common::dispatch::Dispatch;
+use flyhook_common::dispatch::{Dispatch, Ignored};
+use flyhook_common::sources::Source;
 use flyhook_common::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
 use flyte_client::{FlyteClient, TaskId, convert_inputs};
 use serde::Serialize;
@@ -18,6 +19,20 @@ use serde_json::{Map, Value};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::publisher::{PublishError, Publisher};
+
+/// What a provider delivery became.
+#[derive(Debug)]
+pub enum Delivery {
+    Routed(Vec<RoutedDispatch>),
+    Ignored(DispatchId),
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoutedDispatch {
+    pub route: String,
+    #[serde(flatten)]
+    pub accepted: Accepted,
+}
 
 /// What a `202` says.
 #[derive(Debug, Serialize)]
@@ -75,18 +90,82 @@ impl Intake {
                 .issue_for_idempotency_key(&caller.key_name, &task, key),
             None => self.issuer.issue(),
         };
+        self.enqueue(id, task, inputs, &caller.key_name).await
+    }
+
+    /// Turns a verified provider delivery into one dispatch per matching route, or records it
+    /// ignored. Ids derive from the provider's delivery id, so a retried delivery is the same
+    /// dispatches and starts nothing new. Inputs are not checked here: a provider cannot fix its
+    /// payload, so the worker records any mismatch on the dispatch instead.
+    pub async fn accept_delivery(
+        &self,
+        source: &Source,
+        delivery_id: &str,
+        headers: &[(String, String)],
+        payload: &Value,
+    ) -> Result<Delivery, ApiError> {
+        let sender = format!("source:{}", source.name);
+        let mut dispatches = Vec::new();
+        for route in source.routes.iter().filter(|r| r.matches(headers, payload)) {
+            let id = self
+                .issuer
+                .issue_for_delivery(&source.name, Some(&route.name), delivery_id);
+            let inputs = route.inputs(headers, payload);
+            let accepted = self
+                .enqueue(id, route.task.clone(), inputs, &sender)
+                .await?;
+            dispatches.push(RoutedDispatch {
+                route: route.name.clone(),
+                accepted,
+            });
+        }
+        if !dispatches.is_empty() {
+            return Ok(Delivery::Routed(dispatches));
+        }
+        let id = self
+            .issuer
+            .issue_for_delivery(&source.name, None, delivery_id);
+        let message = DispatchMessage::IgnoredV1(Ignored {
+            id,
+            source: sender,
+            delivery_id: delivery_id.to_string(),
+            received_at: Utc::now(),
+        });
+        self.publish(&message).await?;
+        Ok(Delivery::Ignored(id))
+    }
+
+    async fn enqueue(
+        &self,
+        id: DispatchId,
+        task: TaskRef,
+        inputs: Map<String, Value>,
+        sender: &str,
+    ) -> Result<Accepted, ApiError> {
         let run = self
             .flyte
             .run_id(task.project(), task.domain(), &id.run_name());
-        let message = DispatchMessage::DispatchV1(Dispatch {
+        self.publish(&DispatchMessage::DispatchV1(Dispatch {
             id,
             task,
             inputs,
             received_at: Utc::now(),
-            api_key: caller.key_name.clone(),
-        });
+            api_key: sender.to_string(),
+        }))
+        .await?;
+        tracing::info!(dispatch = %id, %sender, "dispatch queued");
+        Ok(Accepted {
+            id,
+            status: DispatchStatus::Queued,
+            status_url: format!("/dispatches/{id}"),
+            run_name: run.name.clone(),
+            url: self.flyte.run_url(&run),
+        })
+    }
+
+    async fn publish(&self, message: &DispatchMessage) -> Result<(), ApiError> {
         self.publisher
-            .publish(&id.to_string(), &message)
+            .publish(&message.id().to_string(), message)
             .await
             .map_err(|e| {
                 match &e {
@@ -96,15 +175,7 @@ impl Intake {
                     _ => tracing::warn!(error = %e, "dispatch not accepted by the broker"),
                 }
                 ApiError::BrokerUnavailable
-            })?;
-        tracing::info!(dispatch = %id, caller = %caller.key_name, "dispatch queued");
-        Ok(Accepted {
-            id,
-            status: DispatchStatus::Queued,
-            status_url: format!("/dispatches/{id}"),
-            run_name: run.name.clone(),
-            url: self.flyte.run_url(&run),
-        })
+            })
     }
 
     fn check_inputs(&self, task: &TaskRef, inputs: &Map<String, Value>) -> Result<(), ApiError> {

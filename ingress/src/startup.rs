@@ -17,7 +17,7 @@ use crate::auth::Gatekeeper;
 use crate::control::Control;
 use crate::intake::Intake;
 use crate::publisher::Publisher;
-use crate::routes::{dispatches, health, run_task};
+use crate::routes::{dispatches, health, hooks, run_task};
 use crate::waiters::Waiters;
 
 /// A bound, not yet running ingress.
@@ -79,6 +79,7 @@ impl Application {
         ));
         let ingress_settings = web::Data::new(settings.ingress.clone());
         let publisher_data = web::Data::new(publisher.clone());
+        let sources = web::Data::new(settings.sources.clone());
 
         let server = HttpServer::new(move || {
             App::new()
@@ -92,6 +93,7 @@ impl Application {
                 .app_data(gatekeeper.clone())
                 .app_data(ingress_settings.clone())
                 .app_data(publisher_data.clone())
+                .app_data(sources.clone())
                 .route("/health", web::get().to(health::health))
                 .route("/livez", web::get().to(health::health))
                 .route("/readyz", web::get().to(health::readyz))
@@ -103,6 +105,8 @@ impl Application {
                     "/run-task-and-wait/{project}/{domain}/{name}/{version}",
                     web::post().to(run_task::run_task_and_wait),
                 )
+                .route("/hooks/{source}", web::post().to(hooks::receive))
+                .route("/github-webhook", web::post().to(hooks::github_webhook))
                 .route("/dispatches", web::get().to(dispatches::list_dispatches))
                 .route("/dispatches/{id}", web::get().to(dispatches::get_dispatch))
                 .route(

@@ -99,6 +99,54 @@ async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn two_deliveries_of_one_dispatch_processed_at_once_make_one_undisturbed_run(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    for _ in 0..2 {
+        let response = sender
+            .run_task("flytesnacks/development/hello.main/v1")
+            .header("Idempotency-Key", "same")
+            .json(&json!({"name": "ann"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    // Both deliveries reach Flyte together: one creates the run, the other meets `already_exists`.
+    env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "latency_ms": 300}]))
+        .await;
+    let worker = env.start_worker(&env.settings());
+    env.wait_for_ready_messages(0, WAIT).await;
+    worker.stop().await;
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        runs[0]["create_calls"], 2,
+        "both deliveries were processed at once"
+    );
+    assert_eq!(
+        runs[0]["phase"], "ACTION_PHASE_RUNNING",
+        "the run was left alone"
+    );
+    let listed: serde_json::Value = env
+        .http
+        .get(format!("{}/dispatches", ingress.base))
+        .bearer_auth(flyhook_e2e::API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = listed["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed["items"][0]["status"], "running");
+    sender.finish_by_cancelling(&id).await;
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
 async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;

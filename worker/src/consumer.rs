@@ -169,6 +169,7 @@ impl Worker {
 pub async fn handle(processor: &Processor, delivery: Delivery) {
     let outcome = match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
         Ok(DispatchMessage::DispatchV1(dispatch)) => processor.process(&dispatch).await,
+        Ok(DispatchMessage::IgnoredV1(ignored)) => processor.record_ignored(&ignored).await,
         Err(e) => {
             // Nothing to record it under; the dead-letter queue keeps it for a human.
             tracing::error!(error = %e, "unreadable message; dead-lettering it");

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use flyhook_common::DispatchStore;
-use flyhook_common::dispatch::Dispatch;
+use flyhook_common::dispatch::{Dispatch, Ignored};
 use flyhook_common::store::Claim;
+use flyhook_common::{DispatchStatus, DispatchStore};
 use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
 use flyte_client::{Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
 
@@ -72,6 +72,16 @@ impl Processor {
         &self.store
     }
 
+    pub async fn record_ignored(&self, ignored: &Ignored) -> Outcome {
+        match self.store.record_ignored(ignored).await {
+            Ok(()) => Outcome::Done,
+            Err(e) => {
+                tracing::warn!(dispatch = %ignored.id, error = %e, "status store unavailable");
+                Outcome::Retry(backoff(3, None))
+            }
+        }
+    }
+
     pub async fn process(&self, dispatch: &Dispatch) -> Outcome {
         let id = dispatch.id;
         let attempt = match self.store.claim(dispatch).await {
@@ -95,12 +105,13 @@ impl Processor {
                     .record_running(&id, &url, started.status.phase)
                     .await
                 {
-                    Ok(true) => Ok(()),
                     // Cancelled while we were starting it: the run must not go on.
-                    Ok(false) => {
+                    Ok(DispatchStatus::Aborted) => {
                         self.abort_cancelled(&started).await;
                         Ok(())
                     }
+                    // Running (by us, or by another delivery of the same dispatch) or beyond.
+                    Ok(_) => Ok(()),
                     Err(e) => Err(e),
                 }
             }

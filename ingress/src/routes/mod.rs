@@ -1,6 +1,45 @@
 //! HTTP handlers: each translates a request into one domain call and its result into a
 //! response, nothing more.
 
+use actix_web::{HttpRequest, web};
+use flyhook_common::config::IngressSettings;
+use flyhook_common::sources::Sources;
+
+use crate::control::Control;
+use crate::error::ApiError;
+use crate::intake::Intake;
+
 pub mod dispatches;
 pub mod health;
+pub mod hooks;
 pub mod run_task;
+
+/// The application's services, extracted together by handlers that need several.
+#[derive(Debug)]
+pub struct Services {
+    pub intake: web::Data<Intake>,
+    pub control: web::Data<Control>,
+    pub settings: web::Data<IngressSettings>,
+    pub sources: web::Data<Sources>,
+}
+
+impl actix_web::FromRequest for Services {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Services, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let services = (|| {
+            Some(Services {
+                intake: req.app_data::<web::Data<Intake>>()?.clone(),
+                control: req.app_data::<web::Data<Control>>()?.clone(),
+                settings: req.app_data::<web::Data<IngressSettings>>()?.clone(),
+                sources: req.app_data::<web::Data<Sources>>()?.clone(),
+            })
+        })();
+        std::future::ready(
+            services.ok_or_else(|| {
+                ApiError::Unexpected(anyhow::anyhow!("services missing from app data"))
+            }),
+        )
+    }
+}

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::control::{Control, Waited};
+use crate::control::Waited;
 use crate::error::ApiError;
-use crate::intake::Intake;
+use crate::routes::Services;
 use crate::routes::dispatches::DispatchView;
 
 #[derive(Debug, Deserialize)]
@@ -73,32 +73,6 @@ pub async fn run_task_and_wait(
     .await
 }
 
-/// What the run-task handlers use, extracted together.
-#[derive(Debug)]
-pub struct Services {
-    intake: web::Data<Intake>,
-    control: web::Data<Control>,
-    settings: web::Data<IngressSettings>,
-}
-
-impl actix_web::FromRequest for Services {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Services, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let services = (|| {
-            Some(Services {
-                intake: req.app_data::<web::Data<Intake>>()?.clone(),
-                control: req.app_data::<web::Data<Control>>()?.clone(),
-                settings: req.app_data::<web::Data<IngressSettings>>()?.clone(),
-            })
-        })();
-        std::future::ready(services.ok_or_else(|| {
-            ApiError::Unexpected(anyhow::anyhow!("run-task services missing from app data"))
-        }))
-    }
-}
-
 async fn submit(
     req: HttpRequest,
     (project, domain, name, version): (String, String, String, String),
@@ -147,11 +121,10 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Reads a JSON object body of at most `limit` bytes; refuses early on a declared length
-/// beyond the limit, and stops reading as soon as the limit is passed.
+/// Reads a JSON object body of at most `limit` bytes.
 pub async fn read_json_object(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<Map<String, Value>, ApiError> {
     let content_type = req
@@ -163,6 +136,21 @@ pub async fn read_json_object(
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
+    let body = read_body(req, payload, limit).await?;
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::NotAnObject),
+        Err(e) => Err(ApiError::MalformedJson(e.to_string())),
+    }
+}
+
+/// Reads the raw body, at most `limit` bytes: refuses early on a declared length beyond the
+/// limit, and stops reading as soon as a streamed body passes it.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -179,9 +167,5 @@ pub async fn read_json_object(
         }
         body.extend_from_slice(&chunk);
     }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::NotAnObject),
-        Err(e) => Err(ApiError::MalformedJson(e.to_string())),
-    }
+    Ok(body.freeze())
 }

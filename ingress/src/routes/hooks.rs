@@ -1,0 +1,153 @@
+//! `POST /hooks/{source}`: provider webhooks, verified on the raw bytes before anything is
+//! parsed, then routed to tasks. `POST /github-webhook` is the seed's endpoint, an alias of the
+//! configured GitHub source.
+
+use std::sync::Arc;
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use flyhook_common::signatures::Scheme;
+use flyhook_common::sources::Source;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::intake::Delivery;
+use crate::routes::Services;
+use crate::routes::run_task::read_body;
+
+pub async fn receive(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    services: Services,
+) -> Result<HttpResponse, ApiError> {
+    let source = services.sources.get(&path).ok_or(ApiError::UnknownSource)?;
+    handle(req, source, payload, services).await
+}
+
+pub async fn github_webhook(
+    req: HttpRequest,
+    payload: web::Payload,
+    services: Services,
+) -> Result<HttpResponse, ApiError> {
+    let source = services
+        .sources
+        .github_alias()
+        .ok_or(ApiError::UnknownSource)?;
+    handle(req, source, payload, services).await
+}
+
+async fn handle(
+    req: HttpRequest,
+    source: Arc<Source>,
+    payload: web::Payload,
+    services: Services,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, services.settings.max_body_bytes).await?;
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let now = chrono::Utc::now().timestamp();
+    let verified = source
+        .scheme
+        .verify(
+            &source.secrets,
+            headers.as_slice(),
+            &body,
+            now,
+            source.tolerance_secs,
+        )
+        .map_err(|rejection| {
+            tracing::info!(source = %source.name, reason = rejection.code(), "delivery refused");
+            ApiError::SignatureRejected(rejection)
+        })?;
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let payload = parse_payload(content_type, &body)?;
+
+    if let Some(answer) = handshake(&source.scheme, &headers, &payload) {
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    let delivery_id = verified
+        .delivery_id
+        .or_else(|| match source.scheme {
+            // Stripe names each event in the payload.
+            Scheme::Stripe => payload
+                .pointer("/id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        })
+        // No id from the provider: the same bytes are the same delivery.
+        .unwrap_or_else(|| {
+            let digest = Sha256::digest(&body);
+            digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        });
+    match services
+        .intake
+        .accept_delivery(&source, &delivery_id, &headers, &payload)
+        .await?
+    {
+        Delivery::Routed(dispatches) => Ok(HttpResponse::Accepted().json(json!({
+            "status": "queued",
+            "delivery_id": delivery_id,
+            "dispatches": dispatches,
+        }))),
+        Delivery::Ignored(id) => Ok(HttpResponse::Ok().json(json!({
+            "status": "ignored",
+            "delivery_id": delivery_id,
+            "id": id,
+            "status_url": format!("/dispatches/{id}"),
+        }))),
+    }
+}
+
+/// JSON, or a form (GitHub and Slack send both): a form whose one field `payload` holds JSON
+/// is that JSON; any other form is an object of its fields.
+fn parse_payload(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json" || essence.ends_with("+json") {
+        return serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()));
+    }
+    if essence == "application/x-www-form-urlencoded" {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::MalformedJson(format!("unreadable form: {e}")))?;
+        if let [(name, json)] = fields.as_slice()
+            && name == "payload"
+        {
+            return serde_json::from_str(json).map_err(|e| ApiError::MalformedJson(e.to_string()));
+        }
+        return Ok(Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect::<Map<_, _>>(),
+        ));
+    }
+    Err(ApiError::UnsupportedMediaType)
+}
+
+/// Slack's `url_verification` challenge and GitHub's `ping`, answered without starting anything.
+fn handshake(scheme: &Scheme, headers: &[(String, String)], payload: &Value) -> Option<Value> {
+    use flyhook_common::signatures::Headers;
+    match scheme {
+        Scheme::Slack if payload.get("type") == Some(&json!("url_verification")) => {
+            Some(json!({ "challenge": payload.get("challenge").cloned().unwrap_or(Value::Null) }))
+        }
+        Scheme::GitHub if Headers::get(headers, "X-GitHub-Event") == Some("ping") => {
+            Some(json!({ "status": "pong" }))
+        }
+        _ => None,
+    }
+}
