@@ -142,7 +142,7 @@ fn hmac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 /// Lower-case hex only: GitHub's and Stripe's libraries compare the lower-case text.
 fn decode_lower_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0
+    if !text.len().is_multiple_of(2)
         || !text
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -617,28 +617,52 @@ mod tests {
                 "{scheme:?}"
             );
             assert_eq!(
-                scheme.verify(&[old.clone()], headers.as_slice(), body, now, 300),
+                scheme.verify(
+                    std::slice::from_ref(&old),
+                    headers.as_slice(),
+                    body,
+                    now,
+                    300
+                ),
                 Err(Rejection::Mismatch),
                 "{scheme:?}"
             );
             // GitLab's token is a shared password: it does not cover the body.
             if scheme != Scheme::GitLab {
                 assert_eq!(
-                    scheme.verify(&[secret.clone()], headers.as_slice(), b"{}", now, 300),
+                    scheme.verify(
+                        std::slice::from_ref(&secret),
+                        headers.as_slice(),
+                        b"{}",
+                        now,
+                        300
+                    ),
                     Err(Rejection::Mismatch),
                     "{scheme:?}: a changed body"
                 );
             }
             if scheme.is_timestamped() {
                 assert_eq!(
-                    scheme.verify(&[secret.clone()], headers.as_slice(), body, now + 301, 300),
+                    scheme.verify(
+                        std::slice::from_ref(&secret),
+                        headers.as_slice(),
+                        body,
+                        now + 301,
+                        300
+                    ),
                     Err(Rejection::Stale),
                     "{scheme:?}"
                 );
             }
             let none: Vec<(String, String)> = Vec::new();
             assert_eq!(
-                scheme.verify(&[secret.clone()], none.as_slice(), body, now, 300),
+                scheme.verify(
+                    std::slice::from_ref(&secret),
+                    none.as_slice(),
+                    body,
+                    now,
+                    300
+                ),
                 Err(Rejection::Missing),
                 "{scheme:?}"
             );
@@ -650,7 +674,13 @@ mod tests {
         let secret = SecretString::from("s");
         let headers = Scheme::Slack.sign(&secret, b"a=1", 100, "");
         let a = Scheme::Slack
-            .verify(&[secret.clone()], headers.as_slice(), b"a=1", 100, 300)
+            .verify(
+                std::slice::from_ref(&secret),
+                headers.as_slice(),
+                b"a=1",
+                100,
+                300,
+            )
             .unwrap();
         let b = Scheme::Slack
             .verify(&[secret], headers.as_slice(), b"a=1", 150, 300)
