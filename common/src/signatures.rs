@@ -200,6 +200,10 @@ impl Scheme {
         tolerance_secs: i64,
     ) -> Result<Verified, Rejection> {
         let any_secret = |check: &dyn Fn(&SecretString) -> bool| secrets.iter().any(check);
+        // Whether some secret's HMAC over `parts` is `given`.
+        let mac_matches = |algorithm: Algorithm, parts: &[&[u8]], given: &[u8]| {
+            any_secret(&|s| equal(&hmac(algorithm, s.expose_secret().as_bytes(), parts), given))
+        };
         match self {
             Scheme::GitHub => {
                 let header = headers
@@ -209,12 +213,7 @@ impl Scheme {
                     .strip_prefix("sha256=")
                     .and_then(decode_lower_hex)
                     .ok_or(Rejection::Malformed)?;
-                if !any_secret(&|s| {
-                    equal(
-                        &hmac(Algorithm::Sha256, s.expose_secret().as_bytes(), &[body]),
-                        &given,
-                    )
-                }) {
+                if !mac_matches(Algorithm::Sha256, &[body], &given) {
                     return Err(Rejection::Mismatch);
                 }
                 Ok(Verified {
@@ -272,16 +271,7 @@ impl Scheme {
                     return Err(Rejection::Stale);
                 }
                 let prefix = format!("v0:{ts}:");
-                if !any_secret(&|s| {
-                    equal(
-                        &hmac(
-                            Algorithm::Sha256,
-                            s.expose_secret().as_bytes(),
-                            &[prefix.as_bytes(), body],
-                        ),
-                        &given,
-                    )
-                }) {
+                if !mac_matches(Algorithm::Sha256, &[prefix.as_bytes(), body], &given) {
                     return Err(Rejection::Mismatch);
                 }
                 // Slack sends no delivery id: a retry repeats timestamp and body.
@@ -346,12 +336,7 @@ impl Scheme {
                 let given = BASE64
                     .decode(header.trim())
                     .map_err(|_| Rejection::Malformed)?;
-                if !any_secret(&|s| {
-                    equal(
-                        &hmac(Algorithm::Sha256, s.expose_secret().as_bytes(), &[body]),
-                        &given,
-                    )
-                }) {
+                if !mac_matches(Algorithm::Sha256, &[body], &given) {
                     return Err(Rejection::Mismatch);
                 }
                 Ok(Verified {
@@ -382,12 +367,7 @@ impl Scheme {
                 };
                 let id = g.id_header.as_deref().and_then(|h| headers.get(h));
                 let signed = g.signed(ts, id, body);
-                if !any_secret(&|s| {
-                    equal(
-                        &hmac(g.algorithm, s.expose_secret().as_bytes(), &[&signed]),
-                        &given,
-                    )
-                }) {
+                if !mac_matches(g.algorithm, &[&signed], &given) {
                     return Err(Rejection::Mismatch);
                 }
                 Ok(Verified {

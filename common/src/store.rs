@@ -150,6 +150,11 @@ pub enum Claim {
     Settled(DispatchStatus),
 }
 
+fn parse_status(text: String) -> Result<DispatchStatus, sqlx::Error> {
+    text.parse()
+        .map_err(|e: String| sqlx::Error::Decode(e.into()))
+}
+
 const COLUMNS: &str = "id, status, project, domain, task_name, task_version, run_name, run_url, \
                        attempts, error, error_kind, flyte_phase, outputs, received_at, started_at, \
                        finished_at, updated_at";
@@ -215,10 +220,7 @@ impl DispatchStore {
         .bind(&dispatch.api_key)
         .fetch_one(&self.pool)
         .await?;
-        let status = status
-            .parse()
-            .map_err(|e: String| sqlx::Error::Decode(e.into()))?;
-        Ok(Claim::Settled(status))
+        Ok(Claim::Settled(parse_status(status)?))
     }
 
     /// A delivery no route wanted. Recording it twice is harmless.
@@ -263,9 +265,7 @@ impl DispatchStore {
             .bind(id.to_string())
             .fetch_one(&self.pool)
             .await?;
-        status
-            .parse()
-            .map_err(|e: String| sqlx::Error::Decode(e.into()))
+        parse_status(status)
     }
 
     /// The dispatch cannot succeed; `error` says why.
