@@ -6,6 +6,14 @@
 //!                                                v
 //! {prefix}.dead (fanout) ----------------------> {prefix}.dead (quorum queue)
 //! ```
+//! Retries wait in delay queues, one per power of two seconds, whose expired messages are
+//! dead-lettered (at least once) back to the dispatch exchange — delayed redelivery through
+//! RabbitMQ itself, no plugin:
+//!
+//! ```text
+//! worker --"retry-4s"--> {prefix}.retry (direct) --> {prefix}.retry.4s (TTL 4 s) --expired--> {prefix}.dispatch
+//! ```
+//!
 //! Quorum queues are always durable and replicate every message before confirming it. The work
 //! queue is bounded (`x-max-length` with `reject-publish`): past the bound the broker refuses
 //! publishes, and the ingress answers 503 instead of letting a backlog eat the broker's memory.
@@ -29,6 +37,9 @@ const DELIVERY_LIMIT: i64 = 20;
 
 pub const ROUTING_KEY: &str = "dispatch";
 
+/// Delay queues hold a retry for 1, 2, 4, … 64 seconds.
+pub const RETRY_TIERS: u32 = 7;
+
 impl Topology {
     pub fn new(prefix: &str, max_queue_length: u32) -> Topology {
         Topology {
@@ -51,6 +62,23 @@ impl Topology {
 
     pub fn dead_queue(&self) -> String {
         format!("{}.dead", self.prefix)
+    }
+
+    pub fn retry_exchange(&self) -> String {
+        format!("{}.retry", self.prefix)
+    }
+
+    pub fn retry_queues(&self) -> impl Iterator<Item = String> + '_ {
+        (0..RETRY_TIERS).map(|tier| format!("{}.retry.{}s", self.prefix, 1u64 << tier))
+    }
+
+    /// The routing key of the delay queue that holds a message for at least `delay` (or for
+    /// the longest delay there is).
+    pub fn retry_routing_key(delay: std::time::Duration) -> String {
+        let tier = (0..RETRY_TIERS)
+            .find(|tier| std::time::Duration::from_secs(1 << tier) >= delay)
+            .unwrap_or(RETRY_TIERS - 1);
+        format!("retry-{}s", 1u64 << tier)
     }
 
     /// Declares everything; safe to call from every process at every start.
@@ -115,6 +143,51 @@ impl Topology {
             .context("binding the work queue")?;
 
         channel
+            .exchange_declare(
+                self.retry_exchange().into(),
+                ExchangeKind::Direct,
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .context("declaring the retry exchange")?;
+        for (tier, queue) in self.retry_queues().enumerate() {
+            let mut args = quorum();
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000 << tier));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(self.exchange().into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(ROUTING_KEY.into()),
+            );
+            // Expired messages move back with publisher-confirm semantics inside the broker.
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+            channel
+                .queue_declare(queue.clone().into(), QueueDeclareOptions::durable(), args)
+                .await
+                .with_context(|| format!("declaring the delay queue {queue}"))?;
+            channel
+                .queue_bind(
+                    queue.into(),
+                    self.retry_exchange().into(),
+                    format!("retry-{}s", 1u64 << tier).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .context("binding a delay queue")?;
+        }
+
+        channel
             .queue_declare(
                 self.dead_queue().into(),
                 QueueDeclareOptions::durable(),
@@ -152,4 +225,27 @@ pub async fn connect(url: &SecretString, name: &str) -> anyhow::Result<Connectio
     Connection::connect(url.expose_secret(), properties)
         .await
         .context("connecting to RabbitMQ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_retry_waits_in_the_shortest_delay_queue_that_is_long_enough() {
+        for (delay, key) in [
+            (Duration::ZERO, "retry-1s"),
+            (Duration::from_millis(900), "retry-1s"),
+            (Duration::from_millis(1001), "retry-2s"),
+            (Duration::from_secs(30), "retry-32s"),
+            (Duration::from_secs(3600), "retry-64s"),
+        ] {
+            assert_eq!(Topology::retry_routing_key(delay), key, "{delay:?}");
+        }
+        let topology = Topology::new("p", 10);
+        let queues: Vec<String> = topology.retry_queues().collect();
+        assert_eq!(queues.first().map(String::as_str), Some("p.retry.1s"));
+        assert_eq!(queues.last().map(String::as_str), Some("p.retry.64s"));
+    }
 }

@@ -329,6 +329,9 @@ pub struct Dispatch {
     pub received_at: DateTime<Utc>,
     /// The name of the API key that sent it (never the key).
     pub api_key: String,
+    /// How many times it was retried after a transient failure (0 on the first delivery).
+    #[serde(default)]
+    pub retries: u32,
 }
 
 #[cfg(test)]

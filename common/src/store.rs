@@ -268,14 +268,21 @@ impl DispatchStore {
         parse_status(status)
     }
 
-    /// The dispatch cannot succeed; `error` says why.
-    pub async fn record_failed(&self, id: &DispatchId, error: &str) -> Result<(), sqlx::Error> {
+    /// The dispatch ends before any run: `failed` (retrying cannot help) or `dead_lettered`
+    /// (retries ran out); `error` says why.
+    pub async fn record_given_up(
+        &self,
+        id: &DispatchId,
+        status: DispatchStatus,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "UPDATE dispatches SET status = 'failed', error = $2, finished_at = now(), updated_at = now() \
+            "UPDATE dispatches SET status = $3, error = $2, finished_at = now(), updated_at = now() \
              WHERE id = $1 AND status IN ('queued', 'starting')",
         )
         .bind(id.to_string())
         .bind(error)
+        .bind(status.as_str())
         .execute(&self.pool)
         .await
         .map(drop)

@@ -151,6 +151,7 @@ impl Intake {
             inputs,
             received_at: Utc::now(),
             api_key: sender.to_string(),
+            retries: 0,
         }))
         .await?;
         tracing::info!(dispatch = %id, %sender, "dispatch queued");

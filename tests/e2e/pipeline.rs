@@ -302,7 +302,13 @@ async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
     );
     assert!(env.sim_runs().await.is_empty());
 
+    env.wait_for_ready_messages(0, WAIT).await;
     worker.stop().await;
+    assert_eq!(
+        env.dead_letters().await,
+        2,
+        "permanent failures keep their message for replay"
+    );
     ingress.stop().await;
     env.cleanup().await;
 }
@@ -330,31 +336,50 @@ async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
-async fn transient_failures_give_up_after_the_configured_attempts(pool: PgPool) {
+async fn transient_failures_are_dead_lettered_after_the_configured_attempts(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
     let sender = Sender::new(&ingress);
     env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "internal"}]))
         .await;
-    let worker = env.start_worker(&env.settings());
+    // Three attempts, so the test waits for two delay-queue round trips (1 s or 2 s each).
+    let worker = env.start_worker(&env.settings_with_file("[worker]\nmax_attempts = 3\n"));
     let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
-    let failed = sender
+    let dead = sender
         .wait_for_status(
             accepted["id"].as_str().unwrap(),
-            "failed",
+            "dead_lettered",
             Duration::from_secs(60),
         )
         .await;
-    assert_eq!(failed["attempts"], 5);
+    assert_eq!(dead["attempts"], 3);
     assert!(
-        failed["error"]
+        dead["error"]
             .as_str()
             .unwrap()
-            .starts_with("gave up after 5 attempts"),
-        "{failed}"
+            .starts_with("gave up after 3 attempts"),
+        "{dead}"
     );
     worker.stop().await;
     assert_eq!(env.ready_messages().await, 0);
+    assert_eq!(
+        env.dead_letters().await,
+        1,
+        "the message waits in the dead-letter queue"
+    );
+    let stats: serde_json::Value = env
+        .http
+        .get(format!("{}/_sim/stats", env.sim_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["calls"]["RunService/CreateRun"], 3,
+        "bounded: three tries, no more"
+    );
     ingress.stop().await;
     env.cleanup().await;
 }

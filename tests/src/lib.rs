@@ -176,13 +176,22 @@ impl TestEnv {
 
     /// Messages ready (not held by a consumer) in the work queue.
     pub async fn ready_messages(&self) -> u32 {
+        self.queue_length(&self.topology().work_queue()).await
+    }
+
+    /// Messages in the dead-letter queue.
+    pub async fn dead_letters(&self) -> u32 {
+        self.queue_length(&self.topology().dead_queue()).await
+    }
+
+    async fn queue_length(&self, queue: &str) -> u32 {
         let connection = lapin::Connection::connect(AMQP_URL, Default::default())
             .await
             .expect("RabbitMQ");
         let channel = connection.create_channel().await.expect("channel");
         let queue = channel
             .queue_declare(
-                self.topology().work_queue().into(),
+                queue.into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
@@ -190,7 +199,7 @@ impl TestEnv {
                 FieldTable::default(),
             )
             .await
-            .expect("the work queue exists");
+            .expect("the queue exists");
         let _ = connection.close(200, "".into()).await;
         queue.message_count()
     }
@@ -220,12 +229,19 @@ impl TestEnv {
             return;
         };
         let topology = self.topology();
-        for queue in [topology.work_queue(), topology.dead_queue()] {
+        let queues = [topology.work_queue(), topology.dead_queue()]
+            .into_iter()
+            .chain(topology.retry_queues());
+        for queue in queues {
             let _ = channel
                 .queue_delete(queue.into(), QueueDeleteOptions::default())
                 .await;
         }
-        for exchange in [topology.exchange(), topology.dead_exchange()] {
+        for exchange in [
+            topology.exchange(),
+            topology.dead_exchange(),
+            topology.retry_exchange(),
+        ] {
             let _ = channel
                 .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
                 .await;

@@ -11,10 +11,11 @@ use flyhook_common::broker::{self, Topology};
 use flyhook_common::{DispatchMessage, DispatchStore, Settings};
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
+use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use secrecy::{ExposeSecret, SecretString};
@@ -123,6 +124,7 @@ impl Worker {
         tracing::info!(queue = %self.topology.work_queue(), prefetch = self.prefetch, "consuming");
         *backoff = Duration::from_millis(100);
 
+        let retrier = Arc::new(Retrier::open(&connection, &self.topology).await?);
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut in_flight = JoinSet::new();
         loop {
@@ -133,8 +135,9 @@ impl Worker {
                     Some(Ok(delivery)) => {
                         let slot = slots.clone().acquire_owned().await?;
                         let processor = self.processor.clone();
+                        let retrier = retrier.clone();
                         in_flight.spawn(async move {
-                            handle(&processor, delivery).await;
+                            handle(&processor, &retrier, delivery).await;
                             drop(slot);
                         });
                     }
@@ -165,33 +168,100 @@ impl Worker {
     }
 }
 
+/// Puts messages into the delay queues, confirmed, before the original is acked.
+#[derive(Debug)]
+pub struct Retrier {
+    channel: lapin::Channel,
+    exchange: String,
+}
+
+impl Retrier {
+    async fn open(connection: &lapin::Connection, topology: &Topology) -> anyhow::Result<Retrier> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Retrier {
+            channel,
+            exchange: topology.retry_exchange(),
+        })
+    }
+
+    async fn publish(&self, message: &DispatchMessage, delay: Duration) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(message)?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(message.id().to_string().into());
+        let confirmation = self
+            .channel
+            .basic_publish(
+                self.exchange.clone().into(),
+                Topology::retry_routing_key(delay).into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &body,
+                properties,
+            )
+            .await?
+            .await?;
+        anyhow::ensure!(
+            confirmation.is_ack() && confirmation.take_message().is_none(),
+            "the broker refused the retry"
+        );
+        Ok(())
+    }
+}
+
 /// Processes one delivery and settles it with the broker.
-pub async fn handle(processor: &Processor, delivery: Delivery) {
-    let outcome = match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
-        Ok(DispatchMessage::DispatchV1(dispatch)) => processor.process(&dispatch).await,
-        Ok(DispatchMessage::IgnoredV1(ignored)) => processor.record_ignored(&ignored).await,
+pub async fn handle(processor: &Processor, retrier: &Retrier, delivery: Delivery) {
+    let message = match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
+        Ok(message) => message,
         Err(e) => {
             // Nothing to record it under; the dead-letter queue keeps it for a human.
             tracing::error!(error = %e, "unreadable message; dead-lettering it");
-            if let Err(e) = delivery.reject(BasicRejectOptions { requeue: false }).await {
-                tracing::warn!(error = %e, "reject failed; the message will be redelivered");
-            }
+            settle(delivery.reject(BasicRejectOptions { requeue: false }).await);
             return;
         }
     };
+    let outcome = match &message {
+        DispatchMessage::DispatchV1(dispatch) => processor.process(dispatch).await,
+        DispatchMessage::IgnoredV1(ignored) => processor.record_ignored(ignored).await,
+    };
+    let requeue = BasicNackOptions {
+        requeue: true,
+        multiple: false,
+    };
     let settled = match outcome {
         Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
-        Outcome::Retry(after) => {
+        Outcome::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
+        Outcome::Requeue(after) => {
             tokio::time::sleep(after).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
+            delivery.nack(requeue).await
+        }
+        Outcome::RetryAfter(delay) => {
+            let mut next = message;
+            if let DispatchMessage::DispatchV1(dispatch) = &mut next {
+                dispatch.retries += 1;
+            }
+            // The retry is safely in a delay queue before the original goes.
+            match retrier.publish(&next, delay).await {
+                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not schedule the retry; requeueing");
+                    tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
+                    delivery.nack(requeue).await
+                }
+            }
         }
     };
-    if let Err(e) = settled {
+    settle(settled);
+}
+
+fn settle(result: lapin::Result<bool>) {
+    if let Err(e) = result {
         // The channel is gone; the broker redelivers, and processing is idempotent.
         tracing::warn!(error = %e, "could not settle a delivery; it will be redelivered");
     }

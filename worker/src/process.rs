@@ -15,10 +15,15 @@ use flyte_client::{Disposition, FlyteClient, FlyteError, StartedRun, convert_inp
 /// What to do with the delivery after processing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Finished with it (run started, failure recorded, or nothing left to do): ack.
+    /// Finished with it (run started, or nothing left to do): ack.
     Done,
-    /// Could not finish now: requeue after this delay.
-    Retry(Duration),
+    /// The status store is unreachable, so nothing can be recorded: hold off, then put the
+    /// delivery back (a worker never acks what it could not record).
+    Requeue(Duration),
+    /// A transient failure: try again after this long, through the delay queues.
+    RetryAfter(Duration),
+    /// Given up (recorded `failed` or `dead_lettered` with the reason): to the dead-letter queue.
+    DeadLetter,
 }
 
 /// Why a run could not be started.
@@ -77,15 +82,15 @@ impl Processor {
             Ok(()) => Outcome::Done,
             Err(e) => {
                 tracing::warn!(dispatch = %ignored.id, error = %e, "status store unavailable");
-                Outcome::Retry(backoff(3, None))
+                Outcome::Requeue(backoff(3, None))
             }
         }
     }
 
     pub async fn process(&self, dispatch: &Dispatch) -> Outcome {
         let id = dispatch.id;
-        let attempt = match self.store.claim(dispatch).await {
-            Ok(Claim::Proceed { attempt }) => attempt,
+        match self.store.claim(dispatch).await {
+            Ok(Claim::Proceed { .. }) => {}
             Ok(Claim::Settled(status)) => {
                 tracing::info!(dispatch = %id, %status, "already handled; dropping this delivery");
                 return Outcome::Done;
@@ -93,14 +98,16 @@ impl Processor {
             // Without a record we must not go on: requeue until the store is back.
             Err(e) => {
                 tracing::warn!(dispatch = %id, error = %e, "status store unavailable");
-                return Outcome::Retry(backoff(3, None));
+                return Outcome::Requeue(backoff(3, None));
             }
         };
-        let result = match self.start_run(dispatch).await {
+        // The count the message carries; the record's `attempts` also counts crash redeliveries.
+        let attempt = dispatch.retries + 1;
+        let (result, outcome) = match self.start_run(dispatch).await {
             Ok(started) => {
                 let url = self.flyte.run_url(&started.id);
                 tracing::info!(dispatch = %id, run = %started.id, already_existed = started.already_existed, "run started");
-                match self
+                let recorded = match self
                     .store
                     .record_running(&id, &url, started.status.phase)
                     .await
@@ -113,35 +120,42 @@ impl Processor {
                     // Running (by us, or by another delivery of the same dispatch) or beyond.
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
-                }
+                };
+                (recorded, Outcome::Done)
             }
             Err(StartError::Permanent(reason)) => {
                 tracing::warn!(dispatch = %id, %reason, "dispatch failed");
-                self.store.record_failed(&id, &reason).await
+                let recorded = self
+                    .store
+                    .record_given_up(&id, DispatchStatus::Failed, &reason)
+                    .await;
+                (recorded, Outcome::DeadLetter)
             }
-            Err(StartError::Transient(e)) if attempt >= self.max_attempts as i32 => {
+            Err(StartError::Transient(e)) if attempt >= self.max_attempts => {
                 let reason = format!("gave up after {attempt} attempts: {e}");
-                tracing::warn!(dispatch = %id, %reason, "dispatch failed");
-                self.store.record_failed(&id, &reason).await
+                tracing::warn!(dispatch = %id, %reason, "dispatch dead-lettered");
+                let recorded = self
+                    .store
+                    .record_given_up(&id, DispatchStatus::DeadLettered, &reason)
+                    .await;
+                (recorded, Outcome::DeadLetter)
             }
             Err(StartError::Transient(e)) => {
                 tracing::info!(dispatch = %id, attempt, error = %e, "will retry");
-                // The error is worth showing but not worth holding the retry for.
-                if let Err(store_error) =
-                    self.store.record_retryable_error(&id, &e.to_string()).await
-                {
-                    tracing::warn!(dispatch = %id, error = %store_error, "could not record the error");
-                }
-                return Outcome::Retry(backoff(attempt, e.retry_after));
+                let recorded = self.store.record_retryable_error(&id, &e.to_string()).await;
+                (
+                    recorded,
+                    Outcome::RetryAfter(backoff(attempt as i32, e.retry_after)),
+                )
             }
         };
         match result {
-            Ok(()) => Outcome::Done,
+            Ok(()) => outcome,
             // The outcome is not recorded: keep the message, the next delivery repeats the
             // (idempotent) work and records it.
             Err(e) => {
                 tracing::warn!(dispatch = %id, error = %e, "could not record the outcome");
-                Outcome::Retry(backoff(attempt, None))
+                Outcome::Requeue(backoff(attempt as i32, None))
             }
         }
     }
