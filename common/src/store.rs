@@ -184,8 +184,8 @@ impl DispatchStore {
         let id = dispatch.id.to_string();
         let attempt: Option<i32> = sqlx::query_scalar(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
-                                     run_name, attempts, received_at) \
-             VALUES ($1, 'starting', $2, $3, $4, $5, $6, $7, 1, $8) \
+                                     run_name, attempts, received_at, inputs) \
+             VALUES ($1, 'starting', $2, $3, $4, $5, $6, $7, 1, $8, $9) \
              ON CONFLICT (id) DO UPDATE \
                 SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now() \
                 WHERE dispatches.status IN ('queued', 'starting') \
@@ -199,6 +199,7 @@ impl DispatchStore {
         .bind(&dispatch.api_key)
         .bind(dispatch.id.run_name().as_ref())
         .bind(dispatch.received_at)
+        .bind(Value::Object(dispatch.inputs.clone()))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(attempt) = attempt {
@@ -209,7 +210,7 @@ impl DispatchStore {
         let status: String = sqlx::query_scalar(
             "UPDATE dispatches SET project = COALESCE(project, $2), domain = COALESCE(domain, $3), \
                     task_name = COALESCE(task_name, $4), task_version = COALESCE(task_version, $5), \
-                    api_key = COALESCE(api_key, $6) \
+                    api_key = COALESCE(api_key, $6), inputs = COALESCE(inputs, $7) \
              WHERE id = $1 RETURNING status",
         )
         .bind(&id)
@@ -218,6 +219,7 @@ impl DispatchStore {
         .bind(dispatch.task.name())
         .bind(dispatch.task.version())
         .bind(&dispatch.api_key)
+        .bind(Value::Object(dispatch.inputs.clone()))
         .fetch_one(&self.pool)
         .await?;
         Ok(Claim::Settled(parse_status(status)?))
@@ -313,6 +315,27 @@ impl DispatchStore {
         .await
     }
 }
+
+/// What a replay re-sends: the dispatch's task and inputs, and the status it had.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReplaySource {
+    pub project: String,
+    pub domain: String,
+    pub task_name: String,
+    pub task_version: String,
+    pub inputs: Value,
+    pub api_key: String,
+    pub previous_status: String,
+}
+
+/// Statuses a dispatch can be replayed from under its own id (its run, if it has one, is
+/// found again rather than started twice).
+pub const REPLAYABLE: [DispatchStatus; 4] = [
+    DispatchStatus::Failed,
+    DispatchStatus::DeadLettered,
+    DispatchStatus::Aborted,
+    DispatchStatus::TimedOut,
+];
 
 /// A running dispatch a tracker has leased.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -499,5 +522,56 @@ impl DispatchStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// What `id` asked for, if it has ended (any terminal status) and its inputs are known.
+    pub async fn replay_source(
+        &self,
+        id: &DispatchId,
+    ) -> Result<Option<ReplaySource>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT project, domain, task_name, task_version, inputs, api_key, status AS previous_status \
+             FROM dispatches WHERE id = $1 AND project IS NOT NULL AND inputs IS NOT NULL \
+               AND status NOT IN ('queued', 'starting', 'running')",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Puts a replayable dispatch back to `queued` so its next delivery is processed; returns
+    /// what to re-send, or `None` if it is not in a replayable state (or not known).
+    pub async fn requeue_for_replay(
+        &self,
+        id: &DispatchId,
+    ) -> Result<Option<ReplaySource>, sqlx::Error> {
+        let statuses: Vec<&str> = REPLAYABLE.iter().map(|s| s.as_str()).collect();
+        sqlx::query_as(
+            "WITH old AS (SELECT id, status FROM dispatches WHERE id = $1 FOR UPDATE) \
+             UPDATE dispatches d SET status = 'queued', error = NULL, finished_at = NULL, \
+                    next_poll_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             FROM old WHERE d.id = old.id AND old.status = ANY($2) \
+               AND d.project IS NOT NULL AND d.inputs IS NOT NULL \
+             RETURNING d.project, d.domain, d.task_name, d.task_version, d.inputs, d.api_key, \
+                       old.status AS previous_status",
+        )
+        .bind(id.to_string())
+        .bind(statuses)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Undoes [`DispatchStore::requeue_for_replay`] when the message could not be re-sent.
+    pub async fn undo_requeue(
+        &self,
+        id: &DispatchId,
+        previous_status: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE dispatches SET status = $2, updated_at = now() WHERE id = $1 AND status = 'queued'")
+            .bind(id.to_string())
+            .bind(previous_status)
+            .execute(&self.pool)
+            .await
+            .map(drop)
     }
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use flyhook_common::{Settings, shutdown, telemetry};
+use flyhook_common::store::ListFilter;
+use flyhook_common::{DispatchStatus, DispatchStore, Settings, shutdown, telemetry};
 use flyhook_ingress::Application;
 use flyhook_worker::Worker;
 use secrecy::ExposeSecret;
@@ -35,6 +36,31 @@ enum Command {
     /// Everything on one machine: flyte-sim (unless FLYTE_ENDPOINT or FLYTE_API_KEY is set),
     /// migrations, ingress and worker, against the local RabbitMQ and PostgreSQL.
     Dev,
+    /// Send finished dispatches again, chosen by filters. Under their own ids they cannot start
+    /// a second run; `--new-run` makes each a new dispatch with the same task and inputs.
+    Replay {
+        /// Comma-separated statuses to replay.
+        #[arg(long, default_value = "failed,dead_lettered")]
+        status: String,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        domain: Option<String>,
+        /// The task name.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only dispatches received at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only dispatches received before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Count what would be replayed, and replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        new_run: bool,
+    },
     /// Sign a payload file as a configured source's provider would, and send it to
     /// `POST /hooks/{source}` (without FLYHOOK_CONFIG: the `flyhook dev` configuration).
     Send {
@@ -76,6 +102,32 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => migrate(&Settings::from_env()?).await?,
         Command::Dev => dev(shutdown).await?,
+        Command::Replay {
+            status,
+            project,
+            domain,
+            task,
+            since,
+            until,
+            dry_run,
+            new_run,
+        } => {
+            let statuses = status
+                .split(',')
+                .map(|s| s.trim().parse())
+                .collect::<Result<Vec<DispatchStatus>, _>>()
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let filter = ListFilter {
+                statuses: Some(statuses),
+                project,
+                domain,
+                task_name: task,
+                since,
+                until,
+                before: None,
+            };
+            replay(&Settings::from_env()?, filter, dry_run, new_run, shutdown).await?
+        }
         Command::Send {
             source,
             file,
@@ -88,6 +140,67 @@ async fn main() -> anyhow::Result<()> {
             send(&source, &file, &url, &event, &delivery_id, &content_type).await?
         }
     }
+    Ok(())
+}
+
+async fn replay(
+    settings: &Settings,
+    mut filter: ListFilter,
+    dry_run: bool,
+    new_run: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(settings.database_url.expose_secret())
+        .await
+        .context("connecting to PostgreSQL")?;
+    let store = DispatchStore::new(pool);
+    // Collect first, so replayed dispatches (back to `queued`) do not shift the pages.
+    let mut ids = Vec::new();
+    loop {
+        let page = store.list(&filter, 500).await?;
+        let Some(last) = page.last() else { break };
+        filter.before = Some((last.received_at, last.id.clone()));
+        ids.extend(page.into_iter().map(|record| record.id));
+    }
+    println!("{} dispatch(es) match", ids.len());
+    if dry_run || ids.is_empty() {
+        return Ok(());
+    }
+    let publisher = flyhook_ingress::publisher::Publisher::start(
+        settings.amqp_url.clone(),
+        flyhook_common::broker::Topology::new(
+            &settings.queue_prefix,
+            settings.ingress.max_queue_length,
+        ),
+        1,
+        settings.ingress.publish_timeout,
+        shutdown,
+    );
+    anyhow::ensure!(
+        publisher.wait_connected(Duration::from_secs(10)).await,
+        "RabbitMQ is not reachable"
+    );
+    let intake = flyhook_ingress::intake::Intake::new(
+        flyhook_common::IdIssuer::new(&settings.id_secret),
+        publisher.clone(),
+        flyte_client::FlyteClient::new(settings.flyte.clone())?,
+    );
+    let (mut replayed, mut refused) = (0, 0);
+    for id in ids {
+        let id = flyhook_common::DispatchId::parse(&id)?;
+        match intake.replay(&store, &id, new_run).await {
+            Ok(accepted) => {
+                replayed += 1;
+                println!("{id} -> {} ({})", accepted.id, accepted.run_name);
+            }
+            Err(e) => {
+                refused += 1;
+                println!("{id}: {e}");
+            }
+        }
+    }
+    publisher.close().await;
+    println!("replayed {replayed}, refused {refused}");
     Ok(())
 }
 

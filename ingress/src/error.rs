@@ -44,6 +44,10 @@ pub enum ApiError {
     FlyteUnavailable,
     #[error("the dispatch already finished ({0})")]
     AlreadyFinished(DispatchStatus),
+    #[error(
+        "only a finished dispatch with known inputs can be replayed; under its own id only when failed, dead_lettered, aborted or timed_out"
+    )]
+    NotReplayable,
     #[error("no webhook source by that name")]
     UnknownSource,
     #[error("the delivery is not authentic: {0}")]
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::AlreadyFinished(_) => "already_finished",
             ApiError::InvalidQuery { .. } => "invalid_query",
             ApiError::UnknownSource => "unknown_source",
+            ApiError::NotReplayable => "not_replayable",
             ApiError::SignatureRejected(rejection) => rejection.code(),
             ApiError::Unexpected(_) => "internal_error",
         }
@@ -114,7 +119,7 @@ impl ResponseError for ApiError {
             | ApiError::MalformedJson(_)
             | ApiError::InvalidIdempotencyKey(_)
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
-            ApiError::AlreadyFinished(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyFinished(_) | ApiError::NotReplayable => StatusCode::CONFLICT,
             ApiError::InvalidPath(_) | ApiError::NotAnObject | ApiError::InvalidInputs(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

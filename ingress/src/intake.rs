@@ -9,8 +9,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
+use flyhook_common::DispatchStore;
 use flyhook_common::dispatch::{Dispatch, Ignored};
 use flyhook_common::sources::Source;
+use flyhook_common::store::ReplaySource;
 use flyhook_common::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
 use flyte_client::{FlyteClient, TaskId, convert_inputs};
 use serde::Serialize;
@@ -51,6 +53,21 @@ pub struct Intake {
     flyte: FlyteClient,
     /// Interfaces being fetched, so a burst of misses fetches each once.
     fetching: Arc<Mutex<HashSet<TaskId>>>,
+}
+
+fn replay_parts(source: ReplaySource) -> Result<(TaskRef, Map<String, Value>, String), ApiError> {
+    let task = TaskRef::parse(
+        &source.project,
+        &source.domain,
+        &source.task_name,
+        &source.task_version,
+    )
+    .map_err(|e| ApiError::Unexpected(anyhow::anyhow!("a recorded task is invalid: {e}")))?;
+    let inputs = match source.inputs {
+        Value::Object(map) => map,
+        _ => return Err(ApiError::NotReplayable),
+    };
+    Ok((task, inputs, source.api_key))
 }
 
 /// The Flyte id of a task reference, in the client's org.
@@ -133,6 +150,41 @@ impl Intake {
         });
         self.publish(&message).await?;
         Ok(Delivery::Ignored(id))
+    }
+
+    /// Sends a finished dispatch again. Under its own id (the default) it cannot start a
+    /// second run: a run that exists is found again. With `new_run`, it becomes a new dispatch
+    /// (new id, new run) with the same task and inputs.
+    pub async fn replay(
+        &self,
+        store: &DispatchStore,
+        id: &DispatchId,
+        new_run: bool,
+    ) -> Result<Accepted, ApiError> {
+        let unavailable = |e: sqlx::Error| {
+            tracing::warn!(error = %e, "status store unreachable");
+            ApiError::StoreUnavailable
+        };
+        if new_run {
+            let source = store.replay_source(id).await.map_err(unavailable)?;
+            let (task, inputs, sender) = replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
+            return self
+                .enqueue(self.issuer.issue(), task, inputs, &sender)
+                .await;
+        }
+        let source = store
+            .requeue_for_replay(id)
+            .await
+            .map_err(unavailable)?
+            .ok_or(ApiError::NotReplayable)?;
+        let previous = source.previous_status.clone();
+        let (task, inputs, sender) = replay_parts(source)?;
+        let sent = self.enqueue(*id, task, inputs, &sender).await;
+        if sent.is_err() {
+            // Not re-sent: leave the record as it was, or it would wait as `queued` forever.
+            let _ = store.undo_requeue(id, &previous).await;
+        }
+        sent
     }
 
     async fn enqueue(

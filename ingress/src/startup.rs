@@ -113,6 +113,10 @@ impl Application {
                     "/dispatches/{id}/cancel",
                     web::post().to(dispatches::cancel_dispatch),
                 )
+                .route(
+                    "/dispatches/{id}/replay",
+                    web::post().to(dispatches::replay_dispatch),
+                )
         })
         .listen(listener)?
         .shutdown_signal(shutdown.clone().cancelled_owned())

@@ -383,3 +383,67 @@ async fn transient_failures_are_dead_lettered_after_the_configured_attempts(pool
     ingress.stop().await;
     env.cleanup().await;
 }
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn replays_keep_the_dispatch_id_unless_a_new_run_is_asked_for(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    let settings = env.settings_with_file(
+        "[worker]\nmax_attempts = 2\n[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\n",
+    );
+    let worker = env.start_worker(&settings);
+    let replay = |id: String, body: serde_json::Value| {
+        let sender = sender.clone();
+        async move {
+            let response = sender
+                .http
+                .post(format!("{}/dispatches/{id}/replay", sender.base))
+                .bearer_auth(flyhook_e2e::API_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+
+    // Flyte is down long enough for the dispatch to be dead-lettered…
+    env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "unavailable"}]))
+        .await;
+    let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
+    let id = accepted["id"].as_str().unwrap().to_string();
+    sender.wait_for_status(&id, "dead_lettered", WAIT).await;
+    // …then it is back, and the replay under the same id runs it once.
+    env.set_sim_faults(json!([])).await;
+    let (status, replayed) = replay(id.clone(), json!({})).await;
+    assert_eq!((status, &replayed["id"]), (202, &json!(id)), "{replayed}");
+    let done = sender.wait_for_status(&id, "succeeded", WAIT).await;
+    assert_eq!(done["outputs"]["o0"], "hello ann");
+    assert_eq!(env.sim_runs().await.len(), 1);
+
+    // A succeeded dispatch replays only as a new run.
+    let (status, body) = replay(id.clone(), json!({})).await;
+    assert_eq!((status, &body["code"]), (409, &json!("not_replayable")));
+    let (status, fresh) = replay(id.clone(), json!({"new_run": true})).await;
+    assert_eq!(status, 202, "{fresh}");
+    assert_ne!(fresh["id"], json!(id));
+    sender
+        .wait_for_status(fresh["id"].as_str().unwrap(), "succeeded", WAIT)
+        .await;
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter()
+            .all(|r| r["inputs"]["name"] == "ann" && r["create_calls"] == 1)
+    );
+
+    let (status, _) = replay("0".repeat(40), json!({})).await;
+    assert_eq!(status, 404);
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}

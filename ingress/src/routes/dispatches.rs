@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use flyhook_common::store::{DispatchRecord, ListFilter};
-use flyhook_common::{DispatchId, DispatchStatus};
+use flyhook_common::{DispatchId, DispatchStatus, DispatchStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -144,6 +144,25 @@ pub async fn cancel_dispatch(
         .unwrap_or_else(|| format!("cancelled through flyhook by {}", caller.key_name));
     let record = control.cancel(&id, &reason).await?;
     Ok(HttpResponse::Ok().json(DispatchView::recorded(record, &intake)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplayBody {
+    #[serde(default)]
+    new_run: bool,
+}
+
+pub async fn replay_dispatch(
+    path: web::Path<String>,
+    _caller: Caller,
+    body: Option<web::Json<ReplayBody>>,
+    intake: web::Data<Intake>,
+    store: web::Data<DispatchStore>,
+) -> Result<HttpResponse, ApiError> {
+    let id = issued_id(&path, &intake)?;
+    let new_run = body.is_some_and(|b| b.new_run);
+    let accepted = intake.replay(&store, &id, new_run).await?;
+    Ok(HttpResponse::Accepted().json(accepted))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,2 @@
+-- Replay needs what the dispatch asked for: its inputs are kept with it.
+ALTER TABLE dispatches ADD COLUMN inputs jsonb;
