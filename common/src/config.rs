@@ -18,7 +18,8 @@
 //! [worker]
 //! prefetch = 32                # unacknowledged messages held per worker
 //! concurrency = 16             # dispatches processed at once
-//! max_attempts = 5             # transient failures before a dispatch is recorded failed
+//! max_attempts = 5             # transient failures before a dispatch is dead-lettered
+//! max_runs_per_second_per_project = 50   # per worker; absent: no cap
 //!
 //! [worker.tracking]
 //! min_poll_ms = 1000           # first pause between looks at a run
@@ -83,6 +84,10 @@ pub struct WorkerSettings {
     pub prefetch: u16,
     pub concurrency: usize,
     pub max_attempts: u32,
+    /// Runs this worker starts per second in one Flyte project; `None`: no cap. A burst then
+    /// waits in the queue instead of flattening Flyte. Per worker: a fleet of N workers starts
+    /// at most N times this.
+    pub max_runs_per_second_per_project: Option<u32>,
     pub tracking: TrackingSettings,
 }
 
@@ -142,6 +147,7 @@ struct WorkerFile {
     prefetch: Option<u16>,
     concurrency: Option<usize>,
     max_attempts: Option<u32>,
+    max_runs_per_second_per_project: Option<u32>,
     #[serde(default)]
     tracking: TrackingFile,
 }
@@ -283,6 +289,10 @@ impl Settings {
                 prefetch: file.worker.prefetch.unwrap_or(32).max(1),
                 concurrency: file.worker.concurrency.unwrap_or(16).max(1),
                 max_attempts: file.worker.max_attempts.unwrap_or(5).max(1),
+                max_runs_per_second_per_project: file
+                    .worker
+                    .max_runs_per_second_per_project
+                    .filter(|&n| n > 0),
                 tracking: TrackingSettings {
                     min_poll: Duration::from_millis(
                         file.worker.tracking.min_poll_ms.unwrap_or(1000),

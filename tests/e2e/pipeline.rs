@@ -447,3 +447,35 @@ async fn replays_keep_the_dispatch_id_unless_a_new_run_is_asked_for(pool: PgPool
     ingress.stop().await;
     env.cleanup().await;
 }
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn a_burst_waits_for_the_per_project_start_rate(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let ingress = env.start_ingress(env.settings()).await;
+    let sender = Sender::new(&ingress);
+    let mut ids = Vec::new();
+    for i in 0..15 {
+        let (_, accepted) = sender.send_hello(json!({ "name": format!("n{i}") })).await;
+        ids.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    let worker = env
+        .start_worker(&env.settings_with_file("[worker]\nmax_runs_per_second_per_project = 5\n"));
+    let started = tokio::time::Instant::now();
+    for id in &ids {
+        sender.wait_for_status(id, "running", WAIT).await;
+    }
+    // A burst of 5, then 5 a second: the last 10 runs need at least 2 s. (A lower bound only:
+    // a slow machine can take longer, never shorter.)
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "15 runs started in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(env.sim_runs().await.len(), 15);
+    for id in &ids {
+        sender.finish_by_cancelling(id).await;
+    }
+    worker.stop().await;
+    ingress.stop().await;
+    env.cleanup().await;
+}

@@ -65,7 +65,12 @@ impl Worker {
                 flyte.clone(),
                 settings.worker.tracking.clone(),
             ),
-            processor: Arc::new(Processor::new(store, flyte, settings.worker.max_attempts)),
+            processor: Arc::new(Processor::new(
+                store,
+                flyte,
+                settings.worker.max_attempts,
+                settings.worker.max_runs_per_second_per_project,
+            )),
             amqp_url: settings.amqp_url.clone(),
             topology: Topology::new(&settings.queue_prefix, settings.ingress.max_queue_length),
             prefetch: settings.worker.prefetch,

@@ -4,7 +4,11 @@
 //! derived run name makes the redelivery find the run instead of starting a second one.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use flyhook_common::dispatch::{Dispatch, Ignored};
 use flyhook_common::store::Claim;
@@ -51,6 +55,8 @@ pub struct Processor {
     store: DispatchStore,
     flyte: FlyteClient,
     max_attempts: u32,
+    /// Caps runs started per second per Flyte project.
+    throttle: Option<Arc<DefaultKeyedRateLimiter<String>>>,
 }
 
 /// Label that ties a Flyte run back to its dispatch.
@@ -65,11 +71,20 @@ pub fn backoff(attempt: i32, floor: Option<Duration>) -> Duration {
 }
 
 impl Processor {
-    pub fn new(store: DispatchStore, flyte: FlyteClient, max_attempts: u32) -> Processor {
+    pub fn new(
+        store: DispatchStore,
+        flyte: FlyteClient,
+        max_attempts: u32,
+        max_runs_per_second_per_project: Option<u32>,
+    ) -> Processor {
+        let throttle = max_runs_per_second_per_project
+            .and_then(NonZeroU32::new)
+            .map(|rate| Arc::new(RateLimiter::keyed(Quota::per_second(rate))));
         Processor {
             store,
             flyte,
             max_attempts,
+            throttle,
         }
     }
 
@@ -189,6 +204,9 @@ impl Processor {
         let run_id = self
             .flyte
             .run_id(task.project(), task.domain(), &dispatch.id.run_name());
+        if let Some(throttle) = &self.throttle {
+            throttle.until_key_ready(&task.project().to_string()).await;
+        }
         let request = CreateRunRequest {
             run_id,
             task_id,
