@@ -3,4 +3,5 @@
 mod hooks;
 mod intake;
 mod pipeline;
+mod resilience;
 mod tracking;

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flyhook_common::Settings;
@@ -38,6 +40,8 @@ pub struct TestEnv {
     pub sim_url: String,
     pub http: reqwest::Client,
     prefix: String,
+    /// The test's own database.
+    pub database: String,
 }
 
 impl TestEnv {
@@ -55,7 +59,8 @@ impl TestEnv {
         let options = pool.connect_options();
         let database = options
             .get_database()
-            .expect("sqlx::test names the database");
+            .expect("sqlx::test names the database")
+            .to_string();
         let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
         let vars = HashMap::from([
             (
@@ -73,6 +78,7 @@ impl TestEnv {
             sim_url,
             http: reqwest::Client::new(),
             prefix,
+            database,
         }
     }
 
@@ -384,6 +390,7 @@ impl Sender {
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: watch::Sender<u64>,
+    refusing: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -392,8 +399,13 @@ impl Proxy {
         let addr = listener.local_addr().expect("proxy address");
         let (cut, _) = watch::channel(0u64);
         let cuts = cut.clone();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let refuse = refusing.clone();
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if refuse.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes at once
+                }
                 let mut cut_rx = cuts.subscribe();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(upstream).await else {
@@ -406,7 +418,27 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, cut }
+        Proxy {
+            addr,
+            cut,
+            refusing,
+        }
+    }
+
+    /// The service goes away: open connections are cut and new ones refused.
+    pub fn go_down(&self) {
+        self.refusing.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+
+    /// The service is back.
+    pub fn come_back(&self) {
+        self.refusing.store(false, Ordering::SeqCst);
+    }
+
+    /// `postgres://…` through this proxy.
+    pub fn postgres_url(&self, database: &str) -> String {
+        format!("postgres://postgres@{}/{database}", self.addr)
     }
 
     /// Closes every connection open through the proxy.
