@@ -9,6 +9,7 @@
 //! rate_limit = { per_second = 1000, burst = 2000 }   # per API key
 //! default_wait_secs = 30       # run-and-wait without ?wait=
 //! max_wait_secs = 300          # the longest ?wait= honoured
+//! body_read_timeout_ms = 10000 # a body still arriving after this: 408
 //!
 //! [[api_keys]]
 //! name = "ci"
@@ -77,6 +78,8 @@ pub struct IngressSettings {
     pub default_wait: Duration,
     /// The longest a caller may ask run-and-wait to hold a request.
     pub max_wait: Duration,
+    /// A body that takes longer than this to arrive is refused with 408 (a slow-loris guard).
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -139,6 +142,7 @@ struct IngressFile {
     max_queue_length: Option<u32>,
     default_wait_secs: Option<u64>,
     max_wait_secs: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,6 +288,9 @@ impl Settings {
                 max_queue_length: file.ingress.max_queue_length.unwrap_or(1_000_000),
                 default_wait: Duration::from_secs(file.ingress.default_wait_secs.unwrap_or(30)),
                 max_wait: Duration::from_secs(file.ingress.max_wait_secs.unwrap_or(300)),
+                body_read_timeout: Duration::from_millis(
+                    file.ingress.body_read_timeout_ms.unwrap_or(10_000),
+                ),
             },
             worker: WorkerSettings {
                 prefetch: file.worker.prefetch.unwrap_or(32).max(1),

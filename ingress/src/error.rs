@@ -28,6 +28,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the body could not be read: {0}")]
     UnreadableBody(String),
+    #[error("the body did not arrive in time")]
+    BodyTimeout,
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("the body must be a JSON object of task inputs")]
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::NotAnObject => "inputs_not_an_object",
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
@@ -115,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::DispatchNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnreadableBody(_)
             | ApiError::MalformedJson(_)
             | ApiError::InvalidIdempotencyKey(_)

@@ -129,9 +129,7 @@ async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
 
 /// Sends a chunked (undeclared-length) JSON POST over a raw socket; returns the status code.
 async fn chunked_post(base: &str, path: &str, chunks: &[&[u8]]) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://");
-    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_KEY}\r\n\
          Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -143,15 +141,144 @@ async fn chunked_post(base: &str, path: &str, chunks: &[&[u8]]) -> u16 {
         request.extend_from_slice(b"\r\n");
     }
     request.extend_from_slice(b"0\r\n\r\n");
+    raw_exchange(base, &request).await
+}
+
+/// Writes `request` as is and returns the status of the answer, or 0 if the server closed the
+/// connection without one. Waits at most 15 s.
+async fn raw_exchange(base: &str, request: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     // The server may answer and close before reading everything; that is fine.
-    let _ = socket.write_all(&request).await;
+    let _ = socket.write_all(request).await;
     let mut answer = Vec::new();
-    let _ = socket.read_to_end(&mut answer).await;
+    let mut buffer = [0u8; 1024];
+    let read_status_line = async {
+        while !answer.windows(2).any(|w| w == b"\r\n") {
+            match socket.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read_status_line)
+        .await
+        .expect("the server answers or closes within 15 s");
     let text = String::from_utf8_lossy(&answer);
     text.split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn hostile_input_gets_a_4xx_or_a_closed_connection_never_a_5xx(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let ingress = env
+        .start_ingress(env.settings_with_file("[ingress]\nbody_read_timeout_ms = 300\n"))
+        .await;
+    let base = ingress.base.clone();
+    let host = base.trim_start_matches("http://").to_string();
+    let post = |path: &str, extra_headers: &str, body: &[u8], declared: Option<usize>| {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}\r\n{extra_headers}\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            declared.unwrap_or(body.len())
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        request
+    };
+    let json = "Content-Type: application/json\r\n";
+    let flood: String = (0..150).map(|i| format!("X-Flood-{i}: {i}\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        (
+            "a body trickled in too slowly",
+            post(&format!("/run-task/{HELLO}"), json, b"{\"name\"", Some(100)),
+            &[408],
+        ),
+        (
+            "invalid UTF-8",
+            post(
+                &format!("/run-task/{HELLO}"),
+                json,
+                b"{\"name\": \"\xff\xfe\"}",
+                None,
+            ),
+            &[400],
+        ),
+        (
+            "a number beyond any float",
+            post(
+                &format!("/run-task/{HELLO}"),
+                json,
+                b"{\"name\": 1e400}",
+                None,
+            ),
+            &[400],
+        ),
+        (
+            "no content type",
+            post(&format!("/run-task/{HELLO}"), "", b"{}", None),
+            &[415],
+        ),
+        (
+            "a NUL in a path segment",
+            post(
+                "/run-task/fly%00snacks/development/hello.main/v1",
+                json,
+                b"{}",
+                None,
+            ),
+            &[422],
+        ),
+        (
+            "an encoded slash in a path segment",
+            post(
+                "/run-task/flytesnacks/development/a%2Fb/v1",
+                json,
+                b"{}",
+                None,
+            ),
+            &[404, 422],
+        ),
+        (
+            "a missing path segment",
+            post(
+                "/run-task/flytesnacks/development/hello.main",
+                json,
+                b"{}",
+                None,
+            ),
+            &[404],
+        ),
+        (
+            "a header flood",
+            post(
+                &format!("/run-task/{HELLO}"),
+                &format!("{json}{flood}"),
+                b"{}",
+                None,
+            ),
+            &[0, 400, 431],
+        ),
+        (
+            "not HTTP at all",
+            b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec(),
+            &[0, 400],
+        ),
+    ];
+    for (what, request, expected) in cases {
+        let status = raw_exchange(&base, &request).await;
+        assert!(
+            expected.contains(&status),
+            "{what}: got {status}, expected one of {expected:?}"
+        );
+    }
+    assert_eq!(env.ready_messages().await, 0, "nothing was enqueued");
+    ingress.stop().await;
+    env.cleanup().await;
 }
 
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]

@@ -44,7 +44,7 @@ async fn handle(
     payload: web::Payload,
     services: Services,
 ) -> Result<HttpResponse, ApiError> {
-    let body = read_body(&req, payload, services.settings.max_body_bytes).await?;
+    let body = read_body(&req, payload, &services.settings).await?;
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()

@@ -82,7 +82,7 @@ async fn submit(
     wait: Option<Duration>,
 ) -> Result<HttpResponse, ApiError> {
     let task = TaskRef::parse(&project, &domain, &name, &version)?;
-    let inputs = read_json_object(&req, payload, services.settings.max_body_bytes).await?;
+    let inputs = read_json_object(&req, payload, &services.settings).await?;
     let idempotency_key = idempotency_key(&req)?;
     let mut accepted = services
         .intake
@@ -121,11 +121,11 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// Reads a JSON object body of at most `limit` bytes.
+/// Reads a JSON object body within the size and time limits.
 pub async fn read_json_object(
     req: &HttpRequest,
     payload: web::Payload,
-    limit: usize,
+    settings: &IngressSettings,
 ) -> Result<Map<String, Value>, ApiError> {
     let content_type = req
         .headers()
@@ -136,7 +136,7 @@ pub async fn read_json_object(
     if !essence.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = read_body(req, payload, limit).await?;
+    let body = read_body(req, payload, settings).await?;
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(ApiError::NotAnObject),
@@ -144,13 +144,15 @@ pub async fn read_json_object(
     }
 }
 
-/// Reads the raw body, at most `limit` bytes: refuses early on a declared length beyond the
-/// limit, and stops reading as soon as a streamed body passes it.
+/// Reads the raw body: at most `max_body_bytes` (refused early on a declared length beyond
+/// it, and as soon as a streamed body passes it), within `body_read_timeout` (a body trickled
+/// in slowly holds a connection, not the server).
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
+    settings: &IngressSettings,
 ) -> Result<web::Bytes, ApiError> {
+    let limit = settings.max_body_bytes;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -159,13 +161,18 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::UnreadableBody(e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::UnreadableBody(e.to_string()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(settings.body_read_timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
 }
