@@ -16,7 +16,7 @@ pub mod broker;
 pub mod config;
 pub mod dispatch;
 pub mod shutdown;
-pub mod signatures;
+pub use webhook_signatures as signatures;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

@@ -1,0 +1,39 @@
+//! Arbitrary headers and bodies through every signature scheme: any verdict is fine, a panic
+//! is not. The input is split into header lines (`name: value`) and a body at the first empty
+//! line; a known secret is used so that well-formed inputs also reach the comparison.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use secrecy::SecretString;
+use webhook_signatures::{Algorithm, Encoding, GenericHmac, Scheme};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let secrets = [SecretString::from("whsec_c2VjcmV0"), SecretString::from("s3cret")];
+    let schemes = [
+        Scheme::GitHub,
+        Scheme::Stripe,
+        Scheme::Slack,
+        Scheme::StandardWebhooks,
+        Scheme::GitLab,
+        Scheme::Shopify,
+        Scheme::Hmac(GenericHmac {
+            header: "X-Signature".into(),
+            prefix: "sha256=".into(),
+            algorithm: Algorithm::Sha512,
+            encoding: Encoding::Base64,
+            signed_content: "{timestamp}.{id}.{body}".into(),
+            timestamp_header: Some("X-Timestamp".into()),
+            id_header: Some("X-Id".into()),
+        }),
+    ];
+    for scheme in &schemes {
+        let _ = scheme.verify(&secrets, headers.as_slice(), body.as_bytes(), 1_800_000_000, 300);
+    }
+});

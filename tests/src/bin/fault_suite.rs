@@ -1,0 +1,491 @@
+//! The fault-injection suite: real `flyhook` processes (one ingress, several workers) against
+//! the local RabbitMQ and PostgreSQL and an in-process flyte-sim, under a load of dispatches,
+//! while one fault at a time is injected. After each scenario every dispatch answered `202`
+//! must reach a terminal state, and the stand-in must hold exactly one run per dispatch.
+//!
+//! It restarts the machine's RabbitMQ and PostgreSQL, so it runs alone, never inside
+//! `cargo test`, and always leaves both running. Everything stays on 127.0.0.1.
+//!
+//! `scripts/fault-suite [scenario …]` builds `flyhook` and runs this; results go to stdout and
+//! to `RELIABILITY.md` (with `--report`).
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flyte_sim::{SimConfig, Simulator};
+use serde_json::{Value, json};
+use sqlx::migrate::MigrateDatabase;
+use tokio::sync::Mutex;
+
+const API_KEY: &str = "fault-suite-key";
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432";
+const WORKERS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scenario {
+    KillWorkers,
+    RestartRabbitmq,
+    StopPostgres,
+    FlakyFlyte,
+    Duplicates,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::KillWorkers,
+        Scenario::RestartRabbitmq,
+        Scenario::StopPostgres,
+        Scenario::FlakyFlyte,
+        Scenario::Duplicates,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::KillWorkers => "kill-workers",
+            Scenario::RestartRabbitmq => "restart-rabbitmq",
+            Scenario::StopPostgres => "stop-postgres",
+            Scenario::FlakyFlyte => "flaky-flyte",
+            Scenario::Duplicates => "duplicates",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Scenario::KillWorkers => {
+                "kill -9 a random worker every 0.5–2.5 s (and start a new one)"
+            }
+            Scenario::RestartRabbitmq => {
+                "RabbitMQ stopped for 5 s (rabbitmqctl stop_app / start_app) during the load"
+            }
+            Scenario::StopPostgres => "PostgreSQL stopped for 10 s during the load",
+            Scenario::FlakyFlyte => {
+                "flyte-sim answers 30% of calls `unavailable`, +50 ms on every call"
+            }
+            Scenario::Duplicates => "every dispatch sent twice with the same Idempotency-Key",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    accepted: usize,
+    refused_5xx: u64,
+    bad_input_5xx: u64,
+    lost: usize,
+    duplicated_runs: usize,
+    terminal: usize,
+    drain: Duration,
+    statuses: HashMap<String, usize>,
+}
+
+struct Processes {
+    ingress: Child,
+    workers: Vec<Child>,
+    env: Vec<(String, String)>,
+    binary: String,
+}
+
+impl Processes {
+    fn spawn(binary: &str, role: &str, env: &[(String, String)]) -> anyhow::Result<Child> {
+        Command::new(binary)
+            .arg(role)
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {binary} {role}"))
+    }
+
+    fn kill_one_worker(&mut self) -> anyhow::Result<()> {
+        let victim = fastrand::usize(..self.workers.len());
+        // SIGKILL: no chance to ack, nack or close anything.
+        self.workers[victim].kill()?;
+        self.workers[victim].wait()?;
+        self.workers[victim] = Processes::spawn(&self.binary, "worker", &self.env)?;
+        Ok(())
+    }
+
+    fn stop(mut self) {
+        for child in self.workers.iter_mut().chain([&mut self.ingress]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| format!("running {cmd}"))?;
+    anyhow::ensure!(status.success(), "{cmd} {args:?} failed");
+    Ok(())
+}
+
+/// The installed PostgreSQL version (`15`), as `pg_ctlcluster` wants it.
+fn postgres_cluster() -> anyhow::Result<String> {
+    let first = std::fs::read_dir("/etc/postgresql")?
+        .next()
+        .context("no PostgreSQL cluster in /etc/postgresql")??;
+    Ok(first.file_name().to_string_lossy().into_owned())
+}
+
+async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+async fn services_up() -> anyhow::Result<()> {
+    let cluster = postgres_cluster()?;
+    let _ = run(
+        "pg_ctlcluster",
+        &["--skip-systemctl-redirect", &cluster, "main", "start"],
+    );
+    let _ = run("rabbitmqctl", &["start_app"]);
+    wait_until("PostgreSQL up", Duration::from_secs(60), || async {
+        sqlx::PgPool::connect(&format!("{ADMIN_URL}/postgres"))
+            .await
+            .is_ok()
+    })
+    .await?;
+    wait_until("RabbitMQ up", Duration::from_secs(60), || async {
+        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
+            .await
+            .is_ok()
+    })
+    .await
+}
+
+async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::Result<Outcome> {
+    services_up().await?;
+    let tag = format!("{}-{}", which.name(), std::process::id());
+    let database_url = format!("{ADMIN_URL}/fault_{}", tag.replace('-', "_"));
+    let _ = sqlx::Postgres::drop_database(&database_url).await;
+    sqlx::Postgres::create_database(&database_url).await?;
+    let pool = sqlx::PgPool::connect(&database_url).await?;
+    flyhook_common::MIGRATOR.run(&pool).await?;
+
+    let sim = Simulator::build(SimConfig {
+        listen: "127.0.0.1:0".into(),
+        queued_for: Duration::ZERO,
+        running_for: Duration::from_millis(200),
+        ..SimConfig::default()
+    })?;
+    let sim_url = format!("http://127.0.0.1:{}", sim.port());
+    tokio::spawn(sim.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    if which == Scenario::FlakyFlyte {
+        http.put(format!("{sim_url}/_sim/faults"))
+            .json(&json!([{"rpc": "*", "code": "unavailable", "rate": 0.3, "latency_ms": 50}]))
+            .send()
+            .await?;
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = std::env::temp_dir().join(format!("flyhook-{tag}.toml"));
+    std::fs::write(
+        &config,
+        "[worker]\nmax_attempts = 30\n[worker.tracking]\nmin_poll_ms = 200\nmax_poll_ms = 1000\nlease_ms = 5000\n",
+    )?;
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        ("FLYHOOK_LISTEN", &format!("127.0.0.1:{port}")),
+        ("FLYHOOK_QUEUE_PREFIX", &format!("fault-{tag}")),
+        ("FLYTE_ENDPOINT", &sim_url),
+        ("WEBHOOK_API_KEY", API_KEY),
+        ("FLYHOOK_CONFIG", config.to_str().unwrap_or_default()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut processes = Processes {
+        ingress: Processes::spawn(binary, "ingress", &env)?,
+        workers: (0..WORKERS)
+            .map(|_| Processes::spawn(binary, "worker", &env))
+            .collect::<anyhow::Result<_>>()?,
+        env: env.clone(),
+        binary: binary.to_string(),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until("the ingress ready", Duration::from_secs(30), || {
+        let http = http.clone();
+        let url = format!("{base}/readyz");
+        async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await?;
+
+    // The load: each dispatch is sent until it gets a 202, as a sender with an idempotency
+    // key would; every 50th request is bad input, which must get a 4xx whatever is failing.
+    let accepted = Arc::new(Mutex::new(HashSet::new()));
+    let refused_5xx = Arc::new(AtomicU64::new(0));
+    let bad_input_5xx = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
+    let load_started = Instant::now();
+    let senders: Vec<_> = (0..32)
+        .map(|_| {
+            let (http, base, accepted, refused_5xx, bad_input_5xx, next) = (
+                http.clone(),
+                base.clone(),
+                accepted.clone(),
+                refused_5xx.clone(),
+                bad_input_5xx.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= dispatches as u64 {
+                        return;
+                    }
+                    if n % 50 == 0 {
+                        let response = http
+                            .post(format!(
+                                "{base}/run-task/flytesnacks/development/hello.main/v1"
+                            ))
+                            .bearer_auth(API_KEY)
+                            .header("Content-Type", "application/json")
+                            .body("{\"name\": ")
+                            .send()
+                            .await;
+                        if response.is_ok_and(|r| r.status().is_server_error()) {
+                            bad_input_5xx.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    let copies = if which == Scenario::Duplicates { 2 } else { 1 };
+                    for _ in 0..copies {
+                        let deadline = Instant::now() + Duration::from_secs(120);
+                        while Instant::now() < deadline {
+                            let response = http
+                                .post(format!(
+                                    "{base}/run-task/flytesnacks/development/hello.main/v1"
+                                ))
+                                .bearer_auth(API_KEY)
+                                .header("Idempotency-Key", format!("load-{n}"))
+                                .json(&json!({"name": format!("n{n}")}))
+                                .send()
+                                .await;
+                            match response {
+                                Ok(r) if r.status() == 202 => {
+                                    if let Ok(body) = r.json::<Value>().await
+                                        && let Some(id) = body["id"].as_str()
+                                    {
+                                        accepted.lock().await.insert(id.to_string());
+                                    }
+                                    break;
+                                }
+                                Ok(r) if r.status().is_server_error() => {
+                                    refused_5xx.fetch_add(1, Ordering::SeqCst);
+                                }
+                                _ => {}
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // The fault, while the load flows.
+    let cluster = postgres_cluster()?;
+    match which {
+        Scenario::KillWorkers => {
+            while !senders.iter().all(|s| s.is_finished()) {
+                // At random moments: every 0.5 to 2.5 s.
+                tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(..2000))).await;
+                processes.kill_one_worker()?;
+            }
+        }
+        Scenario::RestartRabbitmq => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            run("rabbitmqctl", &["stop_app"])?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            run("rabbitmqctl", &["start_app"])?;
+        }
+        Scenario::StopPostgres => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            run(
+                "pg_ctlcluster",
+                &["--skip-systemctl-redirect", &cluster, "main", "stop"],
+            )?;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            run(
+                "pg_ctlcluster",
+                &["--skip-systemctl-redirect", &cluster, "main", "start"],
+            )?;
+        }
+        Scenario::FlakyFlyte | Scenario::Duplicates => {}
+    }
+    for sender in senders {
+        sender.await?;
+    }
+    services_up().await?;
+    let load_time = load_started.elapsed();
+    if which == Scenario::FlakyFlyte {
+        http.delete(format!("{sim_url}/_sim/faults")).send().await?;
+    }
+
+    // Drain: every accepted dispatch must reach a terminal state.
+    let accepted: Vec<String> = accepted.lock().await.iter().cloned().collect();
+    let drain_started = Instant::now();
+    let pool = sqlx::PgPool::connect(&database_url).await?;
+    let terminal_query = "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
+                          AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered')";
+    let drained = wait_until("the backlog drained", Duration::from_secs(300), || {
+        let (pool, ids) = (pool.clone(), accepted.clone());
+        async move {
+            sqlx::query_scalar::<_, i64>(terminal_query)
+                .bind(&ids)
+                .fetch_one(&pool)
+                .await
+                .is_ok_and(|n| n as usize == ids.len())
+        }
+    })
+    .await;
+    let drain = drain_started.elapsed();
+    let terminal: i64 = sqlx::query_scalar(terminal_query)
+        .bind(&accepted)
+        .fetch_one(&pool)
+        .await?;
+    let statuses: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM dispatches WHERE id = ANY($1) GROUP BY status",
+    )
+    .bind(&accepted)
+    .fetch_all(&pool)
+    .await?;
+
+    // Exactly one run per dispatch: every accepted dispatch's run exists, nothing else does.
+    let runs: Vec<Value> = http
+        .get(format!("{sim_url}/_sim/runs"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run_names: HashSet<String> = runs
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    let expected: HashSet<String> = accepted
+        .iter()
+        .filter_map(|id| flyhook_common::DispatchId::parse(id).ok())
+        .map(|id| id.run_name().to_string())
+        .collect();
+    let lost = expected.difference(&run_names).count() + (accepted.len() - terminal as usize);
+    let duplicated_runs = runs.len() - run_names.intersection(&expected).count();
+
+    processes.stop();
+    let _ = std::fs::remove_file(&config);
+    pool.close().await;
+    let _ = sqlx::Postgres::drop_database(&database_url).await;
+    if let Err(e) = drained {
+        eprintln!("{}: {e:#}", which.name());
+    }
+    println!(
+        "{:>17}: accepted {} in {:.1} s, lost {lost}, duplicated runs {duplicated_runs}, drained in {:.1} s",
+        which.name(),
+        accepted.len(),
+        load_time.as_secs_f64(),
+        drain.as_secs_f64()
+    );
+    Ok(Outcome {
+        accepted: accepted.len(),
+        refused_5xx: refused_5xx.load(Ordering::SeqCst),
+        bad_input_5xx: bad_input_5xx.load(Ordering::SeqCst),
+        lost,
+        duplicated_runs,
+        terminal: terminal as usize,
+        drain,
+        statuses: statuses.into_iter().map(|(s, n)| (s, n as usize)).collect(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let report = args.iter().any(|a| a == "--report");
+    args.retain(|a| a != "--report");
+    let binary = std::env::var("FLYHOOK_BIN").context("FLYHOOK_BIN: the flyhook binary to test")?;
+    let dispatches: usize = std::env::var("FAULT_SUITE_DISPATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let chosen: Vec<Scenario> = if args.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| args.iter().any(|a| a == s.name()))
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for which in chosen {
+        let outcome = scenario(&binary, which, dispatches).await;
+        // Whatever happened, leave the machine's services running.
+        services_up().await?;
+        let outcome = outcome.with_context(|| which.name())?;
+        failed |= outcome.lost > 0 || outcome.duplicated_runs > 0 || outcome.bad_input_5xx > 0;
+        rows.push((which, outcome));
+    }
+    if report {
+        let mut text = String::from(
+            "# Reliability under faults\n\nMeasured by `scripts/fault-suite --report` (the fault-injection suite, \
+             `tests/src/bin/fault_suite.rs`) on this 2-core machine: one `flyhook ingress` and three \
+             `flyhook worker` processes (debug build), the local RabbitMQ 3.10 and PostgreSQL 15, an \
+             in-process flyte-sim (runs last 200 ms), 32 concurrent senders that resend on any non-202 with \
+             the same Idempotency-Key, every 50th request malformed JSON.\n\n\
+             | scenario | fault | accepted | lost | duplicated runs | terminal | drain after load | 5xx to senders (retried) | 5xx to bad input | final statuses |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for (which, o) in &rows {
+            let mut statuses: Vec<String> =
+                o.statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            statuses.sort();
+            text.push_str(&format!(
+                "| {} | {} | {} | **{}** | **{}** | {} | {:.1} s | {} | {} | {} |\n",
+                which.name(),
+                which.describe(),
+                o.accepted,
+                o.lost,
+                o.duplicated_runs,
+                o.terminal,
+                o.drain.as_secs_f64(),
+                o.refused_5xx,
+                o.bad_input_5xx,
+                statuses.join(", ")
+            ));
+        }
+        text.push_str(
+            "\nLost: accepted (`202`) dispatches without a terminal status or without their run in the \
+             stand-in. Duplicated runs: runs beyond one per accepted dispatch. 5xx to senders are `503`s \
+             during an outage, each retried by the sender until accepted.\n",
+        );
+        std::fs::write("RELIABILITY.md", text)?;
+    }
+    if failed {
+        bail!("a scenario lost or duplicated work, or answered bad input with a 5xx");
+    }
+    Ok(())
+}
