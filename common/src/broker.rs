@@ -19,10 +19,14 @@
 //! publishes, and the ingress answers 503 instead of letting a backlog eat the broker's memory.
 
 use anyhow::Context;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::dispatch::DispatchMessage;
 
 /// The names of one deployment's exchanges and queues.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +220,37 @@ fn quorum() -> FieldTable {
         AMQPValue::LongString("quorum".into()),
     );
     args
+}
+
+/// Publishes a message the way nothing gets lost: persistent, `mandatory` (an unroutable
+/// message comes back instead of vanishing), on a confirm-mode channel, and waits for the
+/// broker's confirm. `Ok(true)`: stored; `Ok(false)`: refused (nacked — a full queue — or
+/// returned unroutable).
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &DispatchMessage,
+) -> anyhow::Result<bool> {
+    let body = serde_json::to_vec(message).context("encoding the message")?;
+    let properties = BasicProperties::default()
+        .with_delivery_mode(2) // persistent
+        .with_content_type("application/json".into())
+        .with_message_id(message.id().to_string().into());
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &body,
+            properties,
+        )
+        .await?
+        .await?;
+    Ok(confirmation.is_ack() && confirmation.take_message().is_none())
 }
 
 /// Opens a connection named for the RabbitMQ management UI (`flyhook-ingress`, …).

@@ -275,9 +275,11 @@ fn parse_go_duration(text: &str) -> Result<i128, String> {
 
 /// Writes nanoseconds as a proto3 JSON duration: seconds with 0, 3, 6 or 9 fraction digits.
 fn format_proto_duration(nanos: i128) -> Result<String, String> {
-    const MAX_SECONDS: i128 = 315_576_000_000;
+    const MAX_SECONDS: u128 = 315_576_000_000;
     let sign = if nanos < 0 { "-" } else { "" };
-    let abs = nanos.abs();
+    // `unsigned_abs`: a number of seconds far beyond range saturates to i128::MIN, whose `abs`
+    // overflows (found by the input_conversion fuzz target).
+    let abs = nanos.unsigned_abs();
     let (secs, frac) = (abs / 1_000_000_000, abs % 1_000_000_000);
     if secs > MAX_SECONDS {
         return Err("longer than 10,000 years".into());
@@ -487,6 +489,12 @@ mod tests {
         assert_eq!(e.field(), "x.k");
         let e = one(LiteralType::simple(Datetime), json!("yesterday")).unwrap_err();
         assert!(e.to_string().contains("RFC 3339"), "{e}");
+        // Found by fuzzing: a huge negative number of seconds used to overflow.
+        let huge: Value = serde_json::from_str(&format!("-{}0", "6".repeat(56))).unwrap();
+        assert!(matches!(
+            one(LiteralType::simple(Duration), huge),
+            Err(InputError::InvalidValue { .. })
+        ));
         let e = one(LiteralType::simple(Duration), json!("5 parsecs")).unwrap_err();
         assert!(e.to_string().contains("not a duration"), "{e}");
         let e = one(LiteralType::enum_of(vec!["A".into()]), json!("C")).unwrap_err();

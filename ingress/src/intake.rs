@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::publisher::{PublishError, Publisher};
+use crate::publisher::Publisher;
 
 /// What a provider delivery became.
 #[derive(Debug)]
@@ -217,18 +217,10 @@ impl Intake {
     }
 
     async fn publish(&self, message: &DispatchMessage) -> Result<(), ApiError> {
-        self.publisher
-            .publish(&message.id().to_string(), message)
-            .await
-            .map_err(|e| {
-                match &e {
-                    PublishError::Encode(_) => {
-                        tracing::error!(error = %e, "cannot encode dispatch")
-                    }
-                    _ => tracing::warn!(error = %e, "dispatch not accepted by the broker"),
-                }
-                ApiError::BrokerUnavailable
-            })
+        self.publisher.publish(message).await.map_err(|e| {
+            tracing::warn!(error = %e, "dispatch not accepted by the broker");
+            ApiError::BrokerUnavailable
+        })
     }
 
     fn check_inputs(&self, task: &TaskRef, inputs: &Map<String, Value>) -> Result<(), ApiError> {

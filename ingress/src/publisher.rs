@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use flyhook_common::DispatchMessage;
 use flyhook_common::broker::{self, ROUTING_KEY, Topology};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection};
 use secrecy::SecretString;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -27,10 +27,8 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("RabbitMQ refused the message (queue full or unroutable)")]
     Refused,
-    #[error("RabbitMQ channel failed: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("encoding the message: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error("RabbitMQ channel failed: {0:#}")]
+    Broker(anyhow::Error),
 }
 
 struct Link {
@@ -117,47 +115,20 @@ impl Publisher {
     }
 
     /// Publishes `message` and waits for the broker's confirm.
-    pub async fn publish(
-        &self,
-        message_id: &str,
-        message: &DispatchMessage,
-    ) -> Result<(), PublishError> {
+    pub async fn publish(&self, message: &DispatchMessage) -> Result<(), PublishError> {
         let link = self.current_link().ok_or(PublishError::NotConnected)?;
-        let body = serde_json::to_vec(message)?;
         let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
-        let channel = &link.channels[index];
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2) // persistent
-            .with_content_type("application/json".into())
-            .with_message_id(message_id.into());
-        let confirmed = async {
-            channel
-                .basic_publish(
-                    self.inner.topology.exchange().into(),
-                    ROUTING_KEY.into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    &body,
-                    properties,
-                )
-                .await?
-                .await
-        };
+        let exchange = self.inner.topology.exchange();
+        let confirmed =
+            broker::publish_confirmed(&link.channels[index], &exchange, ROUTING_KEY, message);
         match tokio::time::timeout(self.inner.confirm_timeout, confirmed).await {
             Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
             Ok(Err(e)) => {
                 self.inner.broken.notify_one();
                 Err(PublishError::Broker(e))
             }
-            Ok(Ok(confirmation)) => {
-                if confirmation.is_ack() && confirmation.take_message().is_none() {
-                    Ok(())
-                } else {
-                    Err(PublishError::Refused)
-                }
-            }
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(PublishError::Refused),
         }
     }
 

@@ -11,11 +11,10 @@ use flyhook_common::broker::{self, Topology};
 use flyhook_common::{DispatchMessage, DispatchStore, Settings};
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
-use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions,
 };
 use lapin::types::FieldTable;
 use secrecy::{ExposeSecret, SecretString};
@@ -193,29 +192,10 @@ impl Retrier {
     }
 
     async fn publish(&self, message: &DispatchMessage, delay: Duration) -> anyhow::Result<()> {
-        let body = serde_json::to_vec(message)?;
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(message.id().to_string().into());
-        let confirmation = self
-            .channel
-            .basic_publish(
-                self.exchange.clone().into(),
-                Topology::retry_routing_key(delay).into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &body,
-                properties,
-            )
-            .await?
-            .await?;
-        anyhow::ensure!(
-            confirmation.is_ack() && confirmation.take_message().is_none(),
-            "the broker refused the retry"
-        );
+        let routing_key = Topology::retry_routing_key(delay);
+        let stored =
+            broker::publish_confirmed(&self.channel, &self.exchange, &routing_key, message).await?;
+        anyhow::ensure!(stored, "the broker refused the retry");
         Ok(())
     }
 }
