@@ -73,11 +73,14 @@ impl Scenario {
 #[derive(Debug, Default)]
 struct Outcome {
     accepted: usize,
+    /// Worker processes killed with SIGKILL.
+    kills: usize,
     refused_5xx: u64,
     bad_input_5xx: u64,
     lost: usize,
     duplicated_runs: usize,
     terminal: usize,
+    load: Duration,
     drain: Duration,
     statuses: HashMap<String, usize>,
 }
@@ -85,6 +88,7 @@ struct Outcome {
 struct Processes {
     ingress: Child,
     workers: Vec<Child>,
+    kills: usize,
     env: Vec<(String, String)>,
     binary: String,
 }
@@ -107,6 +111,7 @@ impl Processes {
         self.workers[victim].kill()?;
         self.workers[victim].wait()?;
         self.workers[victim] = Processes::spawn(&self.binary, "worker", &self.env)?;
+        self.kills += 1;
         Ok(())
     }
 
@@ -225,6 +230,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         workers: (0..WORKERS)
             .map(|_| Processes::spawn(binary, "worker", &env))
             .collect::<anyhow::Result<_>>()?,
+        kills: 0,
         env: env.clone(),
         binary: binary.to_string(),
     };
@@ -395,6 +401,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     let lost = expected.difference(&run_names).count() + (accepted.len() - terminal as usize);
     let duplicated_runs = runs.len() - run_names.intersection(&expected).count();
 
+    let kills = processes.kills;
     processes.stop();
     let _ = std::fs::remove_file(&config);
     pool.close().await;
@@ -411,11 +418,13 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     );
     Ok(Outcome {
         accepted: accepted.len(),
+        kills,
         refused_5xx: refused_5xx.load(Ordering::SeqCst),
         bad_input_5xx: bad_input_5xx.load(Ordering::SeqCst),
         lost,
         duplicated_runs,
         terminal: terminal as usize,
+        load: load_time,
         drain,
         statuses: statuses.into_iter().map(|(s, n)| (s, n as usize)).collect(),
     })
@@ -456,21 +465,27 @@ async fn main() -> anyhow::Result<()> {
              `flyhook worker` processes (debug build), the local RabbitMQ 3.10 and PostgreSQL 15, an \
              in-process flyte-sim (runs last 200 ms), 32 concurrent senders that resend on any non-202 with \
              the same Idempotency-Key, every 50th request malformed JSON.\n\n\
-             | scenario | fault | accepted | lost | duplicated runs | terminal | drain after load | 5xx to senders (retried) | 5xx to bad input | final statuses |\n\
-             |---|---|---|---|---|---|---|---|---|---|\n",
+             | scenario | fault | accepted | lost | duplicated runs | terminal | load time | drain after load | 5xx to senders (retried) | 5xx to bad input | final statuses |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for (which, o) in &rows {
             let mut statuses: Vec<String> =
                 o.statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
             statuses.sort();
             text.push_str(&format!(
-                "| {} | {} | {} | **{}** | **{}** | {} | {:.1} s | {} | {} | {} |\n",
+                "| {} | {}{} | {} | **{}** | **{}** | {} | {:.1} s | {:.1} s | {} | {} | {} |\n",
                 which.name(),
                 which.describe(),
+                if o.kills > 0 {
+                    format!(" ({} kills)", o.kills)
+                } else {
+                    String::new()
+                },
                 o.accepted,
                 o.lost,
                 o.duplicated_runs,
                 o.terminal,
+                o.load.as_secs_f64(),
                 o.drain.as_secs_f64(),
                 o.refused_5xx,
                 o.bad_input_5xx,
