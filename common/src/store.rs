@@ -365,6 +365,8 @@ pub struct ListFilter {
     pub project: Option<String>,
     pub domain: Option<String>,
     pub task_name: Option<String>,
+    /// Dispatches from one webhook source (recorded as sent by `source:<name>`).
+    pub source: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Only dispatches older than this (received_at, id): the cursor of the previous page.
@@ -509,6 +511,7 @@ impl DispatchStore {
                AND ($5::timestamptz IS NULL OR received_at >= $5) \
                AND ($6::timestamptz IS NULL OR received_at < $6) \
                AND ($7::timestamptz IS NULL OR (received_at, id) < ($7, $8)) \
+               AND ($10::text IS NULL OR api_key = 'source:' || $10) \
              ORDER BY received_at DESC, id DESC LIMIT $9"
         )))
         .bind(statuses)
@@ -520,6 +523,7 @@ impl DispatchStore {
         .bind(before_at)
         .bind(before_id)
         .bind(limit)
+        .bind(&filter.source)
         .fetch_all(&self.pool)
         .await
     }

@@ -49,6 +49,9 @@ enum Command {
         /// The task name.
         #[arg(long)]
         task: Option<String>,
+        /// A webhook source's name.
+        #[arg(long)]
+        source: Option<String>,
         /// Only dispatches received at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<chrono::DateTime<chrono::Utc>>,
@@ -107,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             project,
             domain,
             task,
+            source,
             since,
             until,
             dry_run,
@@ -122,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
                 project,
                 domain,
                 task_name: task,
+                source,
                 since,
                 until,
                 before: None,

@@ -400,6 +400,21 @@ async fn deliveries_no_route_wants_are_recorded_ignored(pool: PgPool) {
             .iter()
             .all(|r| r["task"] != "flytesnacks/development/deploy.main:v1")
     );
+    // The ignored delivery and the routed one, found by their source once both are recorded.
+    for id in dispatch_ids(&answer) {
+        sender.wait_for_status(&id, "succeeded", WAIT).await;
+    }
+    let listed: Value = sender
+        .http
+        .get(format!("{}/dispatches?source=github", sender.base))
+        .bearer_auth(flyhook_e2e::API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
     worker.stop().await;
     ingress.stop().await;
     env.cleanup().await;

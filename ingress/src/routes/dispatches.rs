@@ -173,6 +173,8 @@ pub struct ListQuery {
     project: Option<String>,
     domain: Option<String>,
     task: Option<String>,
+    /// A webhook source's name.
+    source: Option<String>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     limit: Option<i64>,
@@ -251,6 +253,7 @@ pub async fn list_dispatches(
         project: query.project,
         domain: query.domain,
         task_name: query.task,
+        source: query.source,
         since: query.since,
         until: query.until,
         before,
