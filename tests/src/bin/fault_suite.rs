@@ -502,7 +502,10 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write("RELIABILITY.md", text)?;
     }
     // The closing line test runners are judged by.
-    println!("fault-suite: {} passed, {failures} failed", rows.len() - failures);
+    println!(
+        "fault-suite: {} passed, {failures} failed",
+        rows.len() - failures
+    );
     if failures > 0 {
         bail!("a scenario lost or duplicated work, or answered bad input with a 5xx");
     }
