@@ -23,7 +23,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const API_KEY: &str = "test-key";
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The local RabbitMQ at `host`, in the virtual host the tests use: `FLYHOOK_TEST_VHOST` when set
+/// (`scripts/test` makes a fresh one per run and deletes it after, so queues a killed run left
+/// behind never slow the next), else the default one.
+pub fn amqp_url_at(host: &str) -> String {
+    let vhost = std::env::var("FLYHOOK_TEST_VHOST").unwrap_or_else(|_| "%2f".into());
+    format!("amqp://guest:guest@{host}/{vhost}")
+}
+
+pub fn amqp_url() -> String {
+    amqp_url_at("127.0.0.1:5672")
+}
 
 /// A port nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
@@ -67,7 +78,7 @@ impl TestEnv {
                 "DATABASE_URL".to_string(),
                 format!("postgres://postgres@127.0.0.1:5432/{database}"),
             ),
-            ("AMQP_URL".into(), AMQP_URL.into()),
+            ("AMQP_URL".into(), amqp_url()),
             ("FLYHOOK_LISTEN".into(), "127.0.0.1:0".into()),
             ("FLYHOOK_QUEUE_PREFIX".into(), prefix.clone()),
             ("FLYTE_ENDPOINT".into(), sim_url.clone()),
@@ -191,7 +202,7 @@ impl TestEnv {
     }
 
     async fn queue_length(&self, queue: &str) -> u32 {
-        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+        let connection = lapin::Connection::connect(&amqp_url(), Default::default())
             .await
             .expect("RabbitMQ");
         let channel = connection.create_channel().await.expect("channel");
@@ -228,7 +239,8 @@ impl TestEnv {
 
     /// Deletes this test's queues and exchanges (quorum queues are not free to keep around).
     pub async fn cleanup(self) {
-        let Ok(connection) = lapin::Connection::connect(AMQP_URL, Default::default()).await else {
+        let Ok(connection) = lapin::Connection::connect(&amqp_url(), Default::default()).await
+        else {
             return;
         };
         let Ok(channel) = connection.create_channel().await else {
@@ -457,6 +469,6 @@ impl Proxy {
 
     /// `amqp://…` through this proxy.
     pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
+        amqp_url_at(&self.addr.to_string())
     }
 }

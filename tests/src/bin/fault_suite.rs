@@ -171,7 +171,7 @@ async fn services_up() -> anyhow::Result<()> {
     })
     .await?;
     wait_until("RabbitMQ up", Duration::from_secs(60), || async {
-        lapin::Connection::connect("amqp://guest:guest@127.0.0.1:5672/%2f", Default::default())
+        lapin::Connection::connect(&flyhook_e2e::amqp_url(), Default::default())
             .await
             .is_ok()
     })
@@ -215,7 +215,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     )?;
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url.as_str()),
-        ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        ("AMQP_URL", &flyhook_e2e::amqp_url()),
         ("FLYHOOK_LISTEN", &format!("127.0.0.1:{port}")),
         ("FLYHOOK_QUEUE_PREFIX", &format!("fault-{tag}")),
         ("FLYTE_ENDPOINT", &sim_url),
