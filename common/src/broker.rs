@@ -20,7 +20,8 @@
 
 use anyhow::Context;
 use lapin::options::{
-    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -83,6 +84,27 @@ impl Topology {
             .find(|tier| std::time::Duration::from_secs(1 << tier) >= delay)
             .unwrap_or(RETRY_TIERS - 1);
         format!("retry-{}s", 1u64 << tier)
+    }
+
+    /// Deletes every queue and exchange of this prefix, messages included: for tests and
+    /// benchmarks, whose quorum queues are not free to leave behind.
+    pub async fn delete(&self, channel: &Channel) -> anyhow::Result<()> {
+        let queues = [self.work_queue(), self.dead_queue()]
+            .into_iter()
+            .chain(self.retry_queues());
+        for queue in queues {
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .with_context(|| format!("deleting queue {queue}"))?;
+        }
+        for exchange in [self.exchange(), self.dead_exchange(), self.retry_exchange()] {
+            channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .with_context(|| format!("deleting exchange {exchange}"))?;
+        }
+        Ok(())
     }
 
     /// Declares everything; safe to call from every process at every start.

@@ -6,6 +6,8 @@
 //! [ingress]
 //! max_body_bytes = 1048576     # larger bodies get 413
 //! publish_timeout_ms = 5000    # no broker confirm within this: 503
+//! max_in_flight_publishes = 512  # more awaiting a confirm: 503 at once (load shedding)
+//! max_queue_length = 1000000   # a fuller work queue refuses publishes: 503
 //! rate_limit = { per_second = 1000, burst = 2000 }   # per API key
 //! default_wait_secs = 30       # run-and-wait without ?wait=
 //! max_wait_secs = 300          # the longest ?wait= honoured
@@ -19,6 +21,7 @@
 //! [worker]
 //! prefetch = 32                # unacknowledged messages held per worker
 //! concurrency = 16             # dispatches processed at once
+//! database_connections = 8     # PostgreSQL connections per worker, whatever the concurrency
 //! max_attempts = 5             # transient failures before a dispatch is dead-lettered
 //! max_runs_per_second_per_project = 50   # per worker; absent: no cap
 //!
@@ -64,6 +67,13 @@ pub struct Settings {
     pub sources: Sources,
 }
 
+impl Settings {
+    /// The exchanges and queues every process of this deployment declares alike.
+    pub fn topology(&self) -> crate::broker::Topology {
+        crate::broker::Topology::new(&self.queue_prefix, self.ingress.max_queue_length)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct IngressSettings {
     pub max_body_bytes: usize,
@@ -74,6 +84,8 @@ pub struct IngressSettings {
     pub publish_channels: usize,
     /// Bound on the work queue's length; publishes beyond it are refused (503).
     pub max_queue_length: u32,
+    /// Publishes awaiting a confirm at once; more are refused at once (503).
+    pub max_in_flight_publishes: usize,
     /// How long run-and-wait holds a request when the caller does not say.
     pub default_wait: Duration,
     /// The longest a caller may ask run-and-wait to hold a request.
@@ -86,6 +98,9 @@ pub struct IngressSettings {
 pub struct WorkerSettings {
     pub prefetch: u16,
     pub concurrency: usize,
+    /// PostgreSQL connections this worker holds. Bounded apart from the concurrency: each
+    /// connection is a PostgreSQL process, and a fleet must stay below `max_connections`.
+    pub database_connections: u32,
     pub max_attempts: u32,
     /// Runs this worker starts per second in one Flyte project; `None`: no cap. A burst then
     /// waits in the queue instead of flattening Flyte. Per worker: a fleet of N workers starts
@@ -140,6 +155,7 @@ struct IngressFile {
     rate_limit: Option<RateLimitEntry>,
     publish_channels: Option<usize>,
     max_queue_length: Option<u32>,
+    max_in_flight_publishes: Option<usize>,
     default_wait_secs: Option<u64>,
     max_wait_secs: Option<u64>,
     body_read_timeout_ms: Option<u64>,
@@ -150,6 +166,7 @@ struct IngressFile {
 struct WorkerFile {
     prefetch: Option<u16>,
     concurrency: Option<usize>,
+    database_connections: Option<u32>,
     max_attempts: Option<u32>,
     max_runs_per_second_per_project: Option<u32>,
     #[serde(default)]
@@ -286,6 +303,7 @@ impl Settings {
                     }),
                 publish_channels: file.ingress.publish_channels.unwrap_or(4).max(1),
                 max_queue_length: file.ingress.max_queue_length.unwrap_or(1_000_000),
+                max_in_flight_publishes: file.ingress.max_in_flight_publishes.unwrap_or(512).max(1),
                 default_wait: Duration::from_secs(file.ingress.default_wait_secs.unwrap_or(30)),
                 max_wait: Duration::from_secs(file.ingress.max_wait_secs.unwrap_or(300)),
                 body_read_timeout: Duration::from_millis(
@@ -295,6 +313,7 @@ impl Settings {
             worker: WorkerSettings {
                 prefetch: file.worker.prefetch.unwrap_or(32).max(1),
                 concurrency: file.worker.concurrency.unwrap_or(16).max(1),
+                database_connections: file.worker.database_connections.unwrap_or(8).max(2),
                 max_attempts: file.worker.max_attempts.unwrap_or(5).max(1),
                 max_runs_per_second_per_project: file
                     .worker

@@ -187,7 +187,10 @@ impl DispatchStore {
                                      run_name, attempts, received_at, inputs) \
              VALUES ($1, 'starting', $2, $3, $4, $5, $6, $7, 1, $8, $9) \
              ON CONFLICT (id) DO UPDATE \
-                SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now() \
+                SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
+                    project = EXCLUDED.project, domain = EXCLUDED.domain, \
+                    task_name = EXCLUDED.task_name, task_version = EXCLUDED.task_version, \
+                    api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs \
                 WHERE dispatches.status IN ('queued', 'starting') \
              RETURNING attempts",
         )
@@ -448,6 +451,26 @@ impl DispatchStore {
         .bind(&end.outputs)
         .bind(&end.error)
         .bind(&end.error_kind)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Asks for a notification when the dispatch changes (see the migration `notify_awaited`).
+    /// An id no worker has recorded yet gets a `queued` row, which the worker's claim completes.
+    pub async fn mark_awaited(
+        &self,
+        id: &DispatchId,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, run_name, received_at, awaited) \
+             VALUES ($1, 'queued', $2, $3, true) \
+             ON CONFLICT (id) DO UPDATE SET awaited = true WHERE NOT dispatches.awaited",
+        )
+        .bind(id.to_string())
+        .bind(id.run_name().as_ref())
+        .bind(received_at)
         .execute(&self.pool)
         .await
         .map(drop)

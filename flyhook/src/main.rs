@@ -173,12 +173,10 @@ async fn replay(
     }
     let publisher = flyhook_ingress::publisher::Publisher::start(
         settings.amqp_url.clone(),
-        flyhook_common::broker::Topology::new(
-            &settings.queue_prefix,
-            settings.ingress.max_queue_length,
-        ),
+        settings.topology(),
         1,
         settings.ingress.publish_timeout,
+        settings.ingress.max_in_flight_publishes,
         shutdown,
     );
     anyhow::ensure!(

@@ -90,6 +90,9 @@ pub struct Stats {
     pub last_schema_rejection: Option<String>,
     pub tokens_issued: u64,
     pub unauthenticated: u64,
+    /// Runs created (a run name counts once, however often CreateRun was called for it).
+    #[serde(default)]
+    pub runs_created: u64,
 }
 
 type RunKey = (String, String, String);
@@ -630,7 +633,9 @@ async fn show_run(path: web::Path<RunKey>, sim: web::Data<Sim>) -> HttpResponse 
 }
 
 async fn show_stats(sim: web::Data<Sim>) -> HttpResponse {
-    HttpResponse::Ok().json(lock(&sim.stats).clone())
+    let mut stats = lock(&sim.stats).clone();
+    stats.runs_created = lock(&sim.runs).0.len() as u64;
+    HttpResponse::Ok().json(stats)
 }
 
 async fn show_faults(sim: web::Data<Sim>) -> HttpResponse {

@@ -55,11 +55,21 @@ impl Control {
         let guard = self.waiters.watch(&id.to_string());
         let deadline = tokio::time::Instant::now() + within;
         let mut last = None;
+        let mut marked = false;
         loop {
             // Register for the wake-up before reading, so a change in between is not missed.
             let notified = guard.notify().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // Only marked dispatches are notified about; marking before reading means a change
+            // after the read is heard.
+            if !marked {
+                let received_at = id.issued_at().unwrap_or_else(chrono::Utc::now);
+                match self.store.mark_awaited(id, received_at).await {
+                    Ok(()) => marked = true,
+                    Err(e) => tracing::debug!(error = %e, "status store unreachable while waiting"),
+                }
+            }
             match self.store.get(id).await {
                 Ok(Some(record)) if record.status.0.is_terminal() => {
                     return Waited::Finished(record);

@@ -40,6 +40,8 @@ pub enum ApiError {
     InvalidInputs(#[from] InputError),
     #[error("the queue cannot take the dispatch right now; retry")]
     BrokerUnavailable,
+    #[error("flyhook is at capacity (too many dispatches in flight or queued); retry")]
+    AtCapacity,
     #[error("the status store is unreachable; retry")]
     StoreUnavailable,
     #[error("Flyte did not answer; retry")]
@@ -77,6 +79,7 @@ impl ApiError {
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             ApiError::InvalidInputs(_) => "invalid_inputs",
             ApiError::BrokerUnavailable => "queue_unavailable",
+            ApiError::AtCapacity => "at_capacity",
             ApiError::StoreUnavailable => "status_store_unavailable",
             ApiError::FlyteUnavailable => "flyte_unavailable",
             ApiError::AlreadyFinished(_) => "already_finished",
@@ -102,6 +105,7 @@ impl ApiError {
         match self {
             ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ApiError::BrokerUnavailable
+            | ApiError::AtCapacity
             | ApiError::StoreUnavailable
             | ApiError::FlyteUnavailable => Some(1),
             _ => None,
@@ -128,6 +132,7 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::BrokerUnavailable
+            | ApiError::AtCapacity
             | ApiError::StoreUnavailable
             | ApiError::FlyteUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,

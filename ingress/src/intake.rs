@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::publisher::Publisher;
+use crate::publisher::{PublishError, Publisher};
 
 /// What a provider delivery became.
 #[derive(Debug)]
@@ -217,9 +217,16 @@ impl Intake {
     }
 
     async fn publish(&self, message: &DispatchMessage) -> Result<(), ApiError> {
-        self.publisher.publish(message).await.map_err(|e| {
-            tracing::warn!(error = %e, "dispatch not accepted by the broker");
-            ApiError::BrokerUnavailable
+        self.publisher.publish(message).await.map_err(|e| match e {
+            // Shedding load is expected under overload, and a line per refusal would add to it.
+            PublishError::Saturated | PublishError::Refused => {
+                tracing::debug!(error = %e, "dispatch refused: at capacity");
+                ApiError::AtCapacity
+            }
+            _ => {
+                tracing::warn!(error = %e, "dispatch not accepted by the broker");
+                ApiError::BrokerUnavailable
+            }
         })
     }
 

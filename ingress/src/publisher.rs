@@ -6,6 +6,10 @@
 //! the connection up: when the broker goes away, publishes fail fast (the HTTP layer answers
 //! 503 with `Retry-After`) while it reconnects with backoff, so intake never hangs on a dead
 //! socket and nothing is reported accepted that was not confirmed.
+//!
+//! Publishes in flight are bounded: past the bound a publish is refused at once instead of
+//! queueing behind the broker, so an overloaded ingress answers 503 quickly and its latency
+//! stays near bound ÷ confirm rate instead of growing without limit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,7 +20,7 @@ use flyhook_common::broker::{self, ROUTING_KEY, Topology};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
 use secrecy::SecretString;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,8 @@ pub enum PublishError {
     Timeout(Duration),
     #[error("RabbitMQ refused the message (queue full or unroutable)")]
     Refused,
+    #[error("too many publishes awaiting a confirm")]
+    Saturated,
     #[error("RabbitMQ channel failed: {0:#}")]
     Broker(anyhow::Error),
 }
@@ -61,6 +67,7 @@ struct Inner {
     topology: Topology,
     channel_count: usize,
     confirm_timeout: Duration,
+    in_flight: Semaphore,
     link: RwLock<Option<Arc<Link>>>,
     /// Wakes the supervisor when a publish saw the link fail.
     broken: Notify,
@@ -77,6 +84,7 @@ impl Publisher {
         topology: Topology,
         channel_count: usize,
         confirm_timeout: Duration,
+        max_in_flight: usize,
         shutdown: CancellationToken,
     ) -> Publisher {
         let inner = Arc::new(Inner {
@@ -84,6 +92,7 @@ impl Publisher {
             topology,
             channel_count: channel_count.max(1),
             confirm_timeout,
+            in_flight: Semaphore::new(max_in_flight.max(1)),
             link: RwLock::new(None),
             broken: Notify::new(),
             connected: watch::Sender::new(false),
@@ -117,6 +126,11 @@ impl Publisher {
     /// Publishes `message` and waits for the broker's confirm.
     pub async fn publish(&self, message: &DispatchMessage) -> Result<(), PublishError> {
         let link = self.current_link().ok_or(PublishError::NotConnected)?;
+        let _in_flight = self
+            .inner
+            .in_flight
+            .try_acquire()
+            .map_err(|_| PublishError::Saturated)?;
         let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
         let exchange = self.inner.topology.exchange();
         let confirmed =

@@ -6,7 +6,6 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use flyhook_common::broker::Topology;
 use flyhook_common::{DispatchStore, IdIssuer, Settings};
 use flyte_client::FlyteClient;
 use secrecy::ExposeSecret;
@@ -60,9 +59,10 @@ impl Application {
         let store = DispatchStore::new(pool);
         let publisher = Publisher::start(
             settings.amqp_url.clone(),
-            Topology::new(&settings.queue_prefix, settings.ingress.max_queue_length),
+            settings.topology(),
             settings.ingress.publish_channels,
             settings.ingress.publish_timeout,
+            settings.ingress.max_in_flight_publishes,
             shutdown.clone(),
         );
         let flyte = FlyteClient::new(settings.flyte.clone()).context("Flyte client")?;

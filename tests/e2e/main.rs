@@ -2,6 +2,7 @@
 
 mod hooks;
 mod intake;
+mod overload;
 mod pipeline;
 mod resilience;
 mod tracking;

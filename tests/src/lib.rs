@@ -13,10 +13,12 @@ use flyhook_common::broker::Topology;
 use flyhook_ingress::Application;
 use flyhook_worker::Worker;
 use flyte_sim::{SimConfig, Simulator};
-use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -246,24 +248,7 @@ impl TestEnv {
         let Ok(channel) = connection.create_channel().await else {
             return;
         };
-        let topology = self.topology();
-        let queues = [topology.work_queue(), topology.dead_queue()]
-            .into_iter()
-            .chain(topology.retry_queues());
-        for queue in queues {
-            let _ = channel
-                .queue_delete(queue.into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for exchange in [
-            topology.exchange(),
-            topology.dead_exchange(),
-            topology.retry_exchange(),
-        ] {
-            let _ = channel
-                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+        let _ = self.topology().delete(&channel).await;
         let _ = connection.close(200, "".into()).await;
     }
 }
@@ -412,6 +397,7 @@ pub struct Proxy {
     pub addr: SocketAddr,
     cut: watch::Sender<u64>,
     refusing: Arc<AtomicBool>,
+    paused: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -422,18 +408,24 @@ impl Proxy {
         let cuts = cut.clone();
         let refusing = Arc::new(AtomicBool::new(false));
         let refuse = refusing.clone();
+        let (paused, _) = watch::channel(false);
+        let pauses = paused.clone();
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if refuse.load(Ordering::SeqCst) {
                     continue; // dropped: the connection closes at once
                 }
                 let mut cut_rx = cuts.subscribe();
+                let (up_paused, down_paused) = (pauses.subscribe(), pauses.subscribe());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    let (from_client, to_client) = inbound.into_split();
+                    let (from_service, to_service) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(from_client, to_service, up_paused) => {}
+                        _ = pump(from_service, to_client, down_paused) => {}
                         _ = cut_rx.changed() => {}
                     }
                 });
@@ -443,7 +435,18 @@ impl Proxy {
             addr,
             cut,
             refusing,
+            paused,
         }
+    }
+
+    /// Bytes stop flowing both ways (connections stay open): a service that hangs.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Bytes flow again, the held ones first.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
     }
 
     /// The service goes away: open connections are cut and new ones refused.
@@ -470,5 +473,21 @@ impl Proxy {
     /// `amqp://…` through this proxy.
     pub fn amqp_url(&self) -> String {
         amqp_url_at(&self.addr.to_string())
+    }
+}
+
+/// Copies one direction of a proxied connection, holding bytes while the proxy is paused.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut paused: watch::Receiver<bool>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if paused.wait_for(|paused| !paused).await.is_err()
+            || to.write_all(&buffer[..read]).await.is_err()
+        {
+            return;
+        }
     }
 }

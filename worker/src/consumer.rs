@@ -52,7 +52,7 @@ impl Worker {
     /// Wires a worker from settings. Nothing is connected yet; PostgreSQL is connected on use.
     pub fn build(settings: &Settings) -> anyhow::Result<Worker> {
         let pool = PgPoolOptions::new()
-            .max_connections(settings.worker.concurrency as u32 + 2)
+            .max_connections(settings.worker.database_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(settings.database_url.expose_secret())
             .context("DATABASE_URL")?;
@@ -71,7 +71,7 @@ impl Worker {
                 settings.worker.max_runs_per_second_per_project,
             )),
             amqp_url: settings.amqp_url.clone(),
-            topology: Topology::new(&settings.queue_prefix, settings.ingress.max_queue_length),
+            topology: settings.topology(),
             prefetch: settings.worker.prefetch,
             concurrency: settings.worker.concurrency,
         })

@@ -1,0 +1,62 @@
+"""The seed's design, for the side-by-side benchmark: Flyte's webhook app as the seed page has it.
+
+A FastAPI app that checks a static bearer key, then starts the run inside the request, as
+`flyte.run(remote.Task.get(...), **inputs)` does: fetch the task (GetTaskDetails), then CreateRun,
+and answer with the run's name and URL. No queue, no retries, no record. It speaks the same
+Connect-JSON RPCs as flyhook's worker, to the same stand-in (FLYTE_ENDPOINT), so the two designs
+differ only in where the Flyte call happens.
+
+Run: uvicorn app:app --port 8000 (bench/run-seed does it for the benchmark).
+"""
+
+import os
+import secrets
+import string
+
+import httpx
+from fastapi import Depends, FastAPI, HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+WEBHOOK_API_KEY = os.getenv("WEBHOOK_API_KEY", "test-api-key")
+FLYTE_ENDPOINT = os.getenv("FLYTE_ENDPOINT", "http://127.0.0.1:8090")
+security = HTTPBearer()
+app = FastAPI()
+flyte = httpx.AsyncClient(base_url=FLYTE_ENDPOINT, timeout=30.0, limits=httpx.Limits(max_connections=200))
+
+
+async def verify_token(credentials: HTTPAuthorizationCredentials = Security(security)):
+    if credentials.credentials != WEBHOOK_API_KEY:
+        raise HTTPException(status_code=401, detail="Invalid API key")
+    return credentials
+
+
+async def rpc(method: str, body: dict) -> dict:
+    response = await flyte.post(f"/{method}", json=body, headers={"Connect-Protocol-Version": "1"})
+    if response.status_code != 200:
+        raise HTTPException(status_code=502, detail=response.text)
+    return response.json()
+
+
+def literal(value):
+    if isinstance(value, bool):
+        return {"scalar": {"primitive": {"boolean": value}}}
+    if isinstance(value, int):
+        return {"scalar": {"primitive": {"integer": str(value)}}}
+    if isinstance(value, float):
+        return {"scalar": {"primitive": {"floatValue": value}}}
+    return {"scalar": {"primitive": {"stringValue": str(value)}}}
+
+
+@app.post("/run-task/{project}/{domain}/{name}/{version}")
+async def run_task(project: str, domain: str, name: str, version: str, request: Request,
+                   _: HTTPAuthorizationCredentials = Depends(verify_token)):
+    inputs = await request.json()
+    task_id = {"project": project, "domain": domain, "name": name, "version": version}
+    await rpc("flyteidl2.task.TaskService/GetTaskDetails", {"taskId": task_id})
+    run_name = "r" + "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(19))
+    await rpc("flyteidl2.workflow.RunService/CreateRun", {
+        "runId": {"project": project, "domain": domain, "name": run_name},
+        "taskId": task_id,
+        "inputs": {"literals": [{"name": k, "value": literal(v)} for k, v in inputs.items()]},
+    })
+    return {"url": f"{FLYTE_ENDPOINT}/v2/domain/{domain}/project/{project}/runs/{run_name}", "name": run_name}
