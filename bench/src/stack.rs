@@ -29,8 +29,9 @@ pub struct Spec {
 /// The configuration every run shares: no rate limit in the way (the load is the point), a
 /// GitHub source, trackers that look at runs as a production fleet would.
 const BASE_CONFIG: &str = r#"
-[ingress]
-rate_limit = { per_second = 10000000, burst = 10000000 }
+[ingress.rate_limit]
+per_second = 10000000
+burst = 10000000
 
 [[sources]]
 name = "github"
@@ -93,20 +94,20 @@ impl Stack {
         let sim_port = free_port()?;
         let ingress_port = free_port()?;
         let sim_url = format!("http://127.0.0.1:{sim_port}");
-        let mut sim_args = vec![
-            "--listen".to_string(),
-            format!("127.0.0.1:{sim_port}"),
-            "--queued-for".into(),
-            "0s".into(),
-            "--running-for".into(),
-            "0s".into(),
-        ];
+        let mut sim_args = vec!["--listen".to_string(), format!("127.0.0.1:{sim_port}")];
+        // Runs end at once unless the spec says otherwise.
+        for lifecycle in ["--queued-for", "--running-for"] {
+            if !spec.sim_args.iter().any(|a| a == lifecycle) {
+                sim_args.extend([lifecycle.to_string(), "0s".into()]);
+            }
+        }
         sim_args.extend(spec.sim_args.iter().cloned());
         let sim = spawn(&binary("flyte-sim")?, &sim_args, &[])?;
 
         let database_url = format!("{POSTGRES}/bench_{tag}");
         let config_file = std::env::temp_dir().join(format!("flyhook-bench-{tag}.toml"));
-        std::fs::write(&config_file, format!("{BASE_CONFIG}\n{}", spec.config))?;
+        // The spec's tables first: they may open `[ingress]`, which the base only extends.
+        std::fs::write(&config_file, format!("{}\n{BASE_CONFIG}", spec.config))?;
         let prefix = format!("bench-{tag}");
         let env: Vec<(String, String)> = [
             ("DATABASE_URL", database_url.as_str()),

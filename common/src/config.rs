@@ -19,8 +19,8 @@
 //! rate_limit = { per_second = 50, burst = 100 }
 //!
 //! [worker]
-//! prefetch = 32                # unacknowledged messages held per worker
-//! concurrency = 16             # dispatches processed at once
+//! prefetch = 512               # unacknowledged messages held per worker
+//! concurrency = 256            # dispatches processed at once (cheap: tasks, not threads)
 //! database_connections = 8     # PostgreSQL connections per worker, whatever the concurrency
 //! max_attempts = 5             # transient failures before a dispatch is dead-lettered
 //! max_runs_per_second_per_project = 50   # per worker; absent: no cap
@@ -311,8 +311,8 @@ impl Settings {
                 ),
             },
             worker: WorkerSettings {
-                prefetch: file.worker.prefetch.unwrap_or(32).max(1),
-                concurrency: file.worker.concurrency.unwrap_or(16).max(1),
+                prefetch: file.worker.prefetch.unwrap_or(512).max(1),
+                concurrency: file.worker.concurrency.unwrap_or(256).max(1),
                 database_connections: file.worker.database_connections.unwrap_or(8).max(2),
                 max_attempts: file.worker.max_attempts.unwrap_or(5).max(1),
                 max_runs_per_second_per_project: file

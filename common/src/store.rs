@@ -179,44 +179,67 @@ impl DispatchStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
-    /// Records that a worker starts on `dispatch`, unless an earlier delivery got further.
-    pub async fn claim(&self, dispatch: &Dispatch) -> Result<Claim, sqlx::Error> {
-        let id = dispatch.id.to_string();
-        let attempt: Option<i32> = sqlx::query_scalar(
+    /// Claims dispatches for a start attempt, in one statement: each is recorded `starting`
+    /// with its attempt count, unless another delivery already took it further. The ids must
+    /// be distinct; the claims come back in the order of `dispatches`.
+    pub async fn claim_all(&self, dispatches: &[Dispatch]) -> Result<Vec<Claim>, sqlx::Error> {
+        let column = |f: fn(&Dispatch) -> String| dispatches.iter().map(f).collect::<Vec<_>>();
+        let proceeding: Vec<(String, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, received_at, inputs) \
-             VALUES ($1, 'starting', $2, $3, $4, $5, $6, $7, 1, $8, $9) \
+             SELECT id, 'starting', project, domain, task_name, task_version, api_key, run_name, 1, \
+                    received_at, inputs \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::text[], $8::timestamptz[], $9::jsonb[]) \
+                  AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, inputs) \
+             ORDER BY id \
              ON CONFLICT (id) DO UPDATE \
                 SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
                     project = EXCLUDED.project, domain = EXCLUDED.domain, \
                     task_name = EXCLUDED.task_name, task_version = EXCLUDED.task_version, \
                     api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs \
                 WHERE dispatches.status IN ('queued', 'starting') \
-             RETURNING attempts",
+             RETURNING id, attempts",
         )
-        .bind(&id)
-        .bind(dispatch.task.project())
-        .bind(dispatch.task.domain())
-        .bind(dispatch.task.name())
-        .bind(dispatch.task.version())
-        .bind(&dispatch.api_key)
-        .bind(dispatch.id.run_name().as_ref())
-        .bind(dispatch.received_at)
-        .bind(Value::Object(dispatch.inputs.clone()))
-        .fetch_optional(&self.pool)
+        .bind(column(|d| d.id.to_string()))
+        .bind(column(|d| d.task.project().to_string()))
+        .bind(column(|d| d.task.domain().to_string()))
+        .bind(column(|d| d.task.name().to_string()))
+        .bind(column(|d| d.task.version().to_string()))
+        .bind(column(|d| d.api_key.clone()))
+        .bind(column(|d| d.id.run_name().as_ref().to_string()))
+        .bind(dispatches.iter().map(|d| d.received_at).collect::<Vec<_>>())
+        .bind(
+            dispatches
+                .iter()
+                .map(|d| Value::Object(d.inputs.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&self.pool)
         .await?;
-        if let Some(attempt) = attempt {
-            return Ok(Claim::Proceed { attempt });
+        let proceeding: std::collections::HashMap<String, i32> = proceeding.into_iter().collect();
+        let mut claims = Vec::with_capacity(dispatches.len());
+        for dispatch in dispatches {
+            let claim = match proceeding.get(&dispatch.id.to_string()) {
+                Some(&attempt) => Claim::Proceed { attempt },
+                None => Claim::Settled(self.settled(dispatch).await?),
+            };
+            claims.push(claim);
         }
-        // Settled already; if it was cancelled before any worker saw it, this delivery is the
-        // first to know its task: fill that in.
+        Ok(claims)
+    }
+
+    /// A dispatch another delivery took past starting (or that was cancelled): its status. If
+    /// it was cancelled before any worker saw it, this delivery is the first to know its task:
+    /// fill that in.
+    async fn settled(&self, dispatch: &Dispatch) -> Result<DispatchStatus, sqlx::Error> {
         let status: String = sqlx::query_scalar(
             "UPDATE dispatches SET project = COALESCE(project, $2), domain = COALESCE(domain, $3), \
                     task_name = COALESCE(task_name, $4), task_version = COALESCE(task_version, $5), \
                     api_key = COALESCE(api_key, $6), inputs = COALESCE(inputs, $7) \
              WHERE id = $1 RETURNING status",
         )
-        .bind(&id)
+        .bind(dispatch.id.to_string())
         .bind(dispatch.task.project())
         .bind(dispatch.task.domain())
         .bind(dispatch.task.name())
@@ -225,7 +248,7 @@ impl DispatchStore {
         .bind(Value::Object(dispatch.inputs.clone()))
         .fetch_one(&self.pool)
         .await?;
-        Ok(Claim::Settled(parse_status(status)?))
+        parse_status(status)
     }
 
     /// A delivery no route wanted. Recording it twice is harmless.
@@ -244,33 +267,43 @@ impl DispatchStore {
         .map(drop)
     }
 
-    /// The run exists in Flyte; trackers look at it from now on. Returns the dispatch's status
-    /// afterwards: `running`, unless it had moved on (another delivery of it got there first,
-    /// or it was cancelled meanwhile, in which case the caller aborts the run).
-    pub async fn record_running(
+    /// Records runs started, in one statement: each dispatch still `starting` becomes
+    /// `running`; returns each one's status after (anything but `running` means another
+    /// delivery or a cancel got there first). The ids must be distinct.
+    pub async fn record_all_running(
         &self,
-        id: &DispatchId,
-        run_url: &str,
-        phase: ActionPhase,
-    ) -> Result<DispatchStatus, sqlx::Error> {
-        let updated = sqlx::query(
-            "UPDATE dispatches SET status = 'running', run_url = $2, flyte_phase = $3, error = NULL, \
-                                   started_at = now(), next_poll_at = now(), updated_at = now() \
-             WHERE id = $1 AND status = 'starting'",
+        started: &[(DispatchId, String, ActionPhase)],
+    ) -> Result<Vec<DispatchStatus>, sqlx::Error> {
+        let ids: Vec<String> = started.iter().map(|(id, _, _)| id.to_string()).collect();
+        let updated: Vec<String> = sqlx::query_scalar(
+            "UPDATE dispatches d SET status = 'running', run_url = t.run_url, flyte_phase = t.phase, \
+                    error = NULL, started_at = now(), next_poll_at = now(), updated_at = now() \
+             FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, run_url, phase) \
+                   ORDER BY id) t \
+             WHERE d.id = t.id AND d.status = 'starting' \
+             RETURNING d.id",
         )
-        .bind(id.to_string())
-        .bind(run_url)
-        .bind(phase.to_string())
-        .execute(&self.pool)
+        .bind(&ids)
+        .bind(started.iter().map(|(_, url, _)| url.clone()).collect::<Vec<_>>())
+        .bind(started.iter().map(|(_, _, phase)| phase.to_string()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
         .await?;
-        if updated.rows_affected() == 1 {
-            return Ok(DispatchStatus::Running);
+        let updated: std::collections::HashSet<String> = updated.into_iter().collect();
+        let mut statuses = Vec::with_capacity(ids.len());
+        for id in ids {
+            let status = if updated.contains(&id) {
+                DispatchStatus::Running
+            } else {
+                let status: String =
+                    sqlx::query_scalar("SELECT status FROM dispatches WHERE id = $1")
+                        .bind(&id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                parse_status(status)?
+            };
+            statuses.push(status);
         }
-        let status: String = sqlx::query_scalar("SELECT status FROM dispatches WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_one(&self.pool)
-            .await?;
-        parse_status(status)
+        Ok(statuses)
     }
 
     /// The dispatch ends before any run: `failed` (retrying cannot help) or `dead_lettered`
@@ -408,49 +441,63 @@ impl DispatchStore {
         .await
     }
 
-    /// The run is still going: note its phase, hand it back, look again after `next_poll`.
-    pub async fn record_poll(
+    /// Records what the lease holder saw of runs still going (their phase, when known) and
+    /// hands them back, to be looked at again after each one's pause; one statement for all.
+    pub async fn record_polls(
         &self,
-        id: &str,
         owner: &str,
-        phase: Option<ActionPhase>,
-        next_poll: Duration,
+        polls: &[(String, Option<ActionPhase>, Duration)],
     ) -> Result<(), sqlx::Error> {
+        if polls.is_empty() {
+            return Ok(());
+        }
         sqlx::query(
-            "UPDATE dispatches SET flyte_phase = COALESCE($3, flyte_phase), polls = polls + 1, \
-                    next_poll_at = now() + make_interval(secs => $4 / 1000.0), \
+            "UPDATE dispatches d SET flyte_phase = COALESCE(t.phase, d.flyte_phase), \
+                    polls = d.polls + 1, next_poll_at = now() + make_interval(secs => t.pause_ms / 1000.0), \
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+             FROM unnest($2::text[], $3::text[], $4::float8[]) AS t(id, phase, pause_ms) \
+             WHERE d.id = t.id AND d.lease_owner = $1 AND d.status = 'running'",
         )
-        .bind(id)
         .bind(owner)
-        .bind(phase.map(|p| p.to_string()))
-        .bind(millis(next_poll))
+        .bind(polls.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>())
+        .bind(
+            polls
+                .iter()
+                .map(|(_, phase, _)| phase.map(|p| p.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(polls.iter().map(|(_, _, pause)| millis(*pause)).collect::<Vec<_>>())
         .execute(&self.pool)
         .await
         .map(drop)
     }
 
-    /// The run ended. Only the lease holder of a still-running dispatch writes this.
-    pub async fn record_run_end(
+    /// Records runs that ended, in one statement. Only the lease holder of a still-running
+    /// dispatch writes its end.
+    pub async fn record_run_ends(
         &self,
-        id: &str,
         owner: &str,
-        end: &RunEnd,
+        ends: &[(String, RunEnd)],
     ) -> Result<(), sqlx::Error> {
+        if ends.is_empty() {
+            return Ok(());
+        }
         sqlx::query(
-            "UPDATE dispatches SET status = $3, flyte_phase = $4, outputs = $5, error = $6, \
-                    error_kind = $7, finished_at = now(), polls = polls + 1, next_poll_at = NULL, \
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            "UPDATE dispatches d SET status = t.status, flyte_phase = t.phase, outputs = t.outputs, \
+                    error = t.error, error_kind = t.error_kind, finished_at = now(), \
+                    polls = d.polls + 1, next_poll_at = NULL, lease_owner = NULL, \
+                    lease_expires_at = NULL, updated_at = now() \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[]) \
+                  AS t(id, status, phase, outputs, error, error_kind) \
+             WHERE d.id = t.id AND d.lease_owner = $1 AND d.status = 'running'",
         )
-        .bind(id)
         .bind(owner)
-        .bind(end.status.as_str())
-        .bind(end.phase.to_string())
-        .bind(&end.outputs)
-        .bind(&end.error)
-        .bind(&end.error_kind)
+        .bind(ends.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(_, e)| e.status.as_str()).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(_, e)| e.phase.to_string()).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(_, e)| e.outputs.clone()).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(_, e)| e.error.clone()).collect::<Vec<_>>())
+        .bind(ends.iter().map(|(_, e)| e.error_kind.clone()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await
         .map(drop)

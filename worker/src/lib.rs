@@ -5,7 +5,9 @@
 //! - [`consumer`]: [`Worker`], the supervised consume loop, acks and shutdown.
 //! - [`process`]: [`Processor`], one attempt at one dispatch, returning an [`Outcome`].
 //! - [`tracker`]: [`Tracker`], following started runs to their end, shared through leases.
+//! - [`batch`]: status writes of many dispatches in one statement.
 
+pub mod batch;
 pub mod consumer;
 pub mod process;
 pub mod tracker;

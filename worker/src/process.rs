@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use flyhook_common::dispatch::{Dispatch, Ignored};
+use flyhook_common::dispatch::{Dispatch, DispatchId, Ignored};
 use flyhook_common::store::Claim;
 use flyhook_common::{DispatchStatus, DispatchStore};
 use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
-use flyte_client::{Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
+use flyte_client::{ActionPhase, Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
+
+use crate::batch::{Batcher, WriteError};
 
 /// What to do with the delivery after processing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +51,15 @@ impl From<FlyteError> for StartError {
     }
 }
 
+/// The most dispatches one status write covers.
+const MAX_BATCH: usize = 128;
+
 /// Processes dispatches; shared by all of a worker's concurrent tasks.
 #[derive(Debug, Clone)]
 pub struct Processor {
     store: DispatchStore,
+    claims: Batcher<Dispatch, Claim>,
+    runs_started: Batcher<(DispatchId, String, ActionPhase), DispatchStatus>,
     flyte: FlyteClient,
     max_attempts: u32,
     /// Caps runs started per second per Flyte project.
@@ -71,6 +78,7 @@ pub fn backoff(attempt: i32, floor: Option<Duration>) -> Duration {
 }
 
 impl Processor {
+    /// Starts the status writers, so call within a Tokio runtime.
     pub fn new(
         store: DispatchStore,
         flyte: FlyteClient,
@@ -80,8 +88,28 @@ impl Processor {
         let throttle = max_runs_per_second_per_project
             .and_then(NonZeroU32::new)
             .map(|rate| Arc::new(RateLimiter::keyed(Quota::per_second(rate))));
+        let claims = Batcher::start(MAX_BATCH, |d: &Dispatch| d.id.to_string(), {
+            let store = store.clone();
+            move |dispatches: Vec<Dispatch>| {
+                let store = store.clone();
+                async move { store.claim_all(&dispatches).await }
+            }
+        });
+        let runs_started = Batcher::start(
+            MAX_BATCH,
+            |(id, _, _): &(DispatchId, String, ActionPhase)| id.to_string(),
+            {
+                let store = store.clone();
+                move |started: Vec<(DispatchId, String, ActionPhase)>| {
+                    let store = store.clone();
+                    async move { store.record_all_running(&started).await }
+                }
+            },
+        );
         Processor {
             store,
+            claims,
+            runs_started,
             flyte,
             max_attempts,
             throttle,
@@ -104,7 +132,7 @@ impl Processor {
 
     pub async fn process(&self, dispatch: &Dispatch) -> Outcome {
         let id = dispatch.id;
-        match self.store.claim(dispatch).await {
+        match self.claims.write(dispatch.clone()).await {
             Ok(Claim::Proceed { .. }) => {}
             Ok(Claim::Settled(status)) => {
                 tracing::info!(dispatch = %id, %status, "already handled; dropping this delivery");
@@ -123,8 +151,8 @@ impl Processor {
                 let url = self.flyte.run_url(&started.id);
                 tracing::info!(dispatch = %id, run = %started.id, already_existed = started.already_existed, "run started");
                 let recorded = match self
-                    .store
-                    .record_running(&id, &url, started.status.phase)
+                    .runs_started
+                    .write((id, url, started.status.phase))
                     .await
                 {
                     // Cancelled while we were starting it: the run must not go on.
@@ -143,7 +171,8 @@ impl Processor {
                 let recorded = self
                     .store
                     .record_given_up(&id, DispatchStatus::Failed, &reason)
-                    .await;
+                    .await
+                    .map_err(WriteError::from);
                 (recorded, Outcome::DeadLetter)
             }
             Err(StartError::Transient(e)) if attempt >= self.max_attempts => {
@@ -152,12 +181,17 @@ impl Processor {
                 let recorded = self
                     .store
                     .record_given_up(&id, DispatchStatus::DeadLettered, &reason)
-                    .await;
+                    .await
+                    .map_err(WriteError::from);
                 (recorded, Outcome::DeadLetter)
             }
             Err(StartError::Transient(e)) => {
                 tracing::info!(dispatch = %id, attempt, error = %e, "will retry");
-                let recorded = self.store.record_retryable_error(&id, &e.to_string()).await;
+                let recorded = self
+                    .store
+                    .record_retryable_error(&id, &e.to_string())
+                    .await
+                    .map_err(WriteError::from);
                 (
                     recorded,
                     Outcome::RetryAfter(backoff(attempt as i32, e.retry_after)),

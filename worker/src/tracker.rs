@@ -19,6 +19,13 @@ use tokio_util::sync::CancellationToken;
 /// How often an idle tracker looks for due runs.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 
+/// What one look at a run found.
+enum Seen {
+    Ended(String, RunEnd),
+    /// Still going (phase, when Flyte answered); look again after the pause.
+    Going(String, Option<ActionPhase>, Duration),
+}
+
 #[derive(Debug, Clone)]
 pub struct Tracker {
     store: DispatchStore,
@@ -43,7 +50,7 @@ impl Tracker {
             let looked_at = match self.track_due_runs().await {
                 Ok(n) => n,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot lease runs; status store unavailable?");
+                    tracing::warn!(error = %e, "cannot lease runs or record what was seen; status store unavailable?");
                     0
                 }
             };
@@ -57,7 +64,8 @@ impl Tracker {
         }
     }
 
-    /// Leases the due runs and looks at each; returns how many.
+    /// Leases the due runs and looks at each; records what was seen in two statements (the
+    /// runs that ended, the runs still going); returns how many.
     pub async fn track_due_runs(&self) -> Result<usize, sqlx::Error> {
         let runs = self
             .store
@@ -69,7 +77,18 @@ impl Tracker {
             let tracker = self.clone();
             looks.spawn(async move { tracker.look_at(run).await });
         }
-        while looks.join_next().await.is_some() {}
+        let (mut ends, mut polls) = (Vec::new(), Vec::new());
+        while let Some(seen) = looks.join_next().await {
+            match seen {
+                Ok(Seen::Ended(id, end)) => ends.push((id, end)),
+                Ok(Seen::Going(id, phase, pause)) => polls.push((id, phase, pause)),
+                // Its lease expires and someone looks again.
+                Err(e) => tracing::warn!(error = %e, "looking at a run failed"),
+            }
+        }
+        // Unrecorded looks are not lost: the leases expire and the runs are looked at again.
+        self.store.record_run_ends(&self.owner, &ends).await?;
+        self.store.record_polls(&self.owner, &polls).await?;
         Ok(count)
     }
 
@@ -81,43 +100,35 @@ impl Tracker {
         (age / 10).clamp(self.settings.min_poll, self.settings.max_poll)
     }
 
-    async fn look_at(&self, run: LeasedRun) {
+    async fn look_at(&self, run: LeasedRun) -> Seen {
         let run_id = RunId {
             org: self.flyte.org().to_string(),
             project: run.project.clone().unwrap_or_default(),
             domain: run.domain.clone().unwrap_or_default(),
             name: run.run_name.clone(),
         };
-        let recorded = match self.flyte.get_run_details(&run_id).await {
+        let failed_look = |e: FlyteError| {
+            tracing::info!(dispatch = %run.id, error = %e, "could not look at the run; later");
+            let pause = self.next_poll(&run).max(e.retry_after.unwrap_or_default());
+            Seen::Going(run.id.clone(), None, pause)
+        };
+        match self.flyte.get_run_details(&run_id).await {
             Ok(details) if details.action.status.phase.is_terminal() => {
                 match self.ending(&run_id, &details).await {
                     Ok(end) => {
                         tracing::info!(dispatch = %run.id, status = %end.status, "run ended");
-                        self.store.record_run_end(&run.id, &self.owner, &end).await
+                        Seen::Ended(run.id.clone(), end)
                     }
-                    Err(e) => self.retry_later(&run, &e).await,
+                    Err(e) => failed_look(e),
                 }
             }
-            Ok(details) => {
-                let phase = details.action.status.phase;
-                self.store
-                    .record_poll(&run.id, &self.owner, Some(phase), self.next_poll(&run))
-                    .await
-            }
-            Err(e) => self.retry_later(&run, &e).await,
-        };
-        if let Err(e) = recorded {
-            // The lease expires and someone looks again.
-            tracing::warn!(dispatch = %run.id, error = %e, "could not record what the run is doing");
+            Ok(details) => Seen::Going(
+                run.id.clone(),
+                Some(details.action.status.phase),
+                self.next_poll(&run),
+            ),
+            Err(e) => failed_look(e),
         }
-    }
-
-    async fn retry_later(&self, run: &LeasedRun, e: &FlyteError) -> Result<(), sqlx::Error> {
-        tracing::info!(dispatch = %run.id, error = %e, "could not look at the run; later");
-        let pause = self.next_poll(run).max(e.retry_after.unwrap_or_default());
-        self.store
-            .record_poll(&run.id, &self.owner, None, pause)
-            .await
     }
 
     /// What to record for a run in a terminal phase: outputs on success, the reason otherwise.

@@ -1,0 +1,156 @@
+//! Batched status writes. Each PostgreSQL statement costs a round trip, planning, and a commit
+//! with its WAL flush; a worker with dozens of dispatches in hand writes all the claims (or all
+//! the `running` records) waiting at that moment as one statement instead of one each, which is
+//! what lets the status store keep up with the broker (BENCHMARKS.md, `workers`).
+//!
+//! Nothing waits to fill a batch: a batch is whatever queued up while the previous one was
+//! being written, so a lone dispatch is written at once and a busy worker writes big batches.
+//! A batch never holds the same key twice (a multi-row upsert cannot touch a row twice); a
+//! repeated key waits for the next batch.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// The error every member of a failed batch gets.
+pub type WriteError = Arc<sqlx::Error>;
+
+type Reply<O> = oneshot::Sender<Result<O, WriteError>>;
+
+/// Submits single writes, performs them in batches; cheap to clone.
+#[derive(Debug)]
+pub struct Batcher<I, O> {
+    queue: mpsc::Sender<(I, Reply<O>)>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Batcher {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the writing task (call within a Tokio runtime); it ends when the last clone is
+    /// dropped. `write` gets distinct-keyed inputs and returns one output per input, in order.
+    pub fn start<W, F>(max_batch: usize, key: fn(&I) -> String, write: W) -> Batcher<I, O>
+    where
+        W: Fn(Vec<I>) -> F + Send + 'static,
+        F: Future<Output = Result<Vec<O>, sqlx::Error>> + Send,
+    {
+        let (queue, mut pending) = mpsc::channel::<(I, Reply<O>)>(max_batch * 4);
+        tokio::spawn(async move {
+            let mut held_over = None;
+            loop {
+                let first = match held_over.take() {
+                    Some(item) => item,
+                    None => match pending.recv().await {
+                        Some(item) => item,
+                        None => return,
+                    },
+                };
+                let mut keys = HashSet::from([key(&first.0)]);
+                let mut batch = vec![first];
+                while batch.len() < max_batch {
+                    let Ok(item) = pending.try_recv() else { break };
+                    if keys.insert(key(&item.0)) {
+                        batch.push(item);
+                    } else {
+                        held_over = Some(item);
+                        break;
+                    }
+                }
+                let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
+                let expected = inputs.len();
+                match write(inputs).await {
+                    Ok(outputs) if outputs.len() == expected => {
+                        for (reply, output) in replies.into_iter().zip(outputs) {
+                            let _ = reply.send(Ok(output));
+                        }
+                    }
+                    Ok(outputs) => {
+                        let e = Arc::new(sqlx::Error::Protocol(format!(
+                            "a batch write of {expected} returned {} results",
+                            outputs.len()
+                        )));
+                        replies
+                            .into_iter()
+                            .for_each(|r| drop(r.send(Err(e.clone()))));
+                    }
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        replies
+                            .into_iter()
+                            .for_each(|r| drop(r.send(Err(e.clone()))));
+                    }
+                }
+            }
+        });
+        Batcher { queue }
+    }
+
+    /// Writes `input` with whatever else is waiting, and returns its output.
+    pub async fn write(&self, input: I) -> Result<O, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || Arc::new(sqlx::Error::PoolClosed);
+        self.queue
+            .send((input, reply))
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn writes_queued_together_share_a_batch_and_repeated_keys_wait_for_the_next() {
+        let batches: Arc<Mutex<Vec<Vec<u32>>>> = Arc::default();
+        let seen = batches.clone();
+        let batcher: Batcher<u32, u32> = Batcher::start(
+            8,
+            |n| (n % 10).to_string(),
+            move |inputs: Vec<u32>| {
+                seen.lock().unwrap().push(inputs.clone());
+                async move { Ok(inputs.into_iter().map(|n| n * 2).collect()) }
+            },
+        );
+        // Submitted together before the writer runs (current-thread runtime): one batch,
+        // except 11, whose key (1) is already in it.
+        let answers = tokio::join!(
+            batcher.write(1),
+            batcher.write(2),
+            batcher.write(3),
+            batcher.write(11)
+        );
+        assert_eq!(
+            (
+                answers.0.unwrap(),
+                answers.1.unwrap(),
+                answers.2.unwrap(),
+                answers.3.unwrap()
+            ),
+            (2, 4, 6, 22)
+        );
+        assert_eq!(*batches.lock().unwrap(), vec![vec![1, 2, 3], vec![11]]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_fails_each_of_its_writes() {
+        let batcher: Batcher<u32, u32> = Batcher::start(
+            8,
+            |n| n.to_string(),
+            |_| async { Err(sqlx::Error::PoolTimedOut) },
+        );
+        let (first, second) = tokio::join!(batcher.write(1), batcher.write(2));
+        for answer in [first, second] {
+            assert!(answer.is_err_and(|e| matches!(*e, sqlx::Error::PoolTimedOut)));
+        }
+    }
+}
