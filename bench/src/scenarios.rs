@@ -57,8 +57,8 @@ pub async fn run_once(name: &str, options: Options) -> anyhow::Result<Rows> {
         "intake" => intake(options).await,
         "intake-5k" => intake_at(options, 5000.0).await,
         "hooks-5k" => hooks_at(options, 5000.0).await,
-        "pipeline" => pipeline(options, &[800.0, 3000.0]).await,
-        "latency-1k" => latency(options, &[500.0, 1000.0]).await,
+        "pipeline" => at_rates(&[800.0, 3000.0], |rate| pipeline_at(options, rate)).await,
+        "latency-1k" => at_rates(&[500.0, 1000.0], |rate| latency_at(options, rate)).await,
         "slow-flyte" => slow_flyte(options, 1500.0).await,
         "status" => status(options).await,
         "waiters" => waiters(1000).await,
@@ -167,10 +167,15 @@ fn worker_config(concurrency: usize) -> String {
     )
 }
 
-async fn pipeline(options: Options, rates: &[f64]) -> anyhow::Result<Rows> {
+/// One scenario at several rates, a fresh stack each.
+async fn at_rates<F, R>(rates: &[f64], scenario: F) -> anyhow::Result<Rows>
+where
+    F: Fn(f64) -> R,
+    R: std::future::Future<Output = anyhow::Result<Rows>>,
+{
     let mut rows = Rows::new();
     for &rate in rates {
-        rows.extend(pipeline_at(options, rate).await?);
+        rows.extend(scenario(rate).await?);
     }
     Ok(rows)
 }
@@ -212,14 +217,6 @@ async fn pipeline_at(options: Options, rate: f64) -> anyhow::Result<Rows> {
 }
 
 /// From a request's due time to the stand-in's creation of its run.
-async fn latency(options: Options, rates: &[f64]) -> anyhow::Result<Rows> {
-    let mut rows = Rows::new();
-    for &rate in rates {
-        rows.extend(latency_at(options, rate).await?);
-    }
-    Ok(rows)
-}
-
 async fn latency_at(options: Options, rate: f64) -> anyhow::Result<Rows> {
     let stack = Stack::start(&Spec {
         workers: 2,

@@ -183,11 +183,11 @@ impl Stack {
         self.ingress.id()
     }
 
-    /// The stand-in's counters (`GET /_sim/stats`).
-    pub async fn sim_stats(&self) -> anyhow::Result<Value> {
+    /// One of the stand-in's inspection endpoints (`/_sim/stats`, `/_sim/runs`).
+    async fn sim_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         Ok(self
             .http
-            .get(format!("{}/_sim/stats", self.sim_url))
+            .get(format!("{}{path}", self.sim_url))
             .send()
             .await?
             .json()
@@ -196,21 +196,15 @@ impl Stack {
 
     /// Runs the stand-in has created.
     pub async fn runs_created(&self) -> anyhow::Result<u64> {
-        let stats = self.sim_stats().await?;
+        let stats: Value = self.sim_get("/_sim/stats").await?;
         stats["runs_created"]
             .as_u64()
             .with_context(|| format!("no runs_created in {stats}"))
     }
 
-    /// Every run the stand-in holds (`GET /_sim/runs`).
+    /// Every run the stand-in holds.
     pub async fn sim_runs(&self) -> anyhow::Result<Vec<Value>> {
-        Ok(self
-            .http
-            .get(format!("{}/_sim/runs", self.sim_url))
-            .send()
-            .await?
-            .json()
-            .await?)
+        self.sim_get("/_sim/runs").await
     }
 
     /// Messages ready in the work queue.
