@@ -57,7 +57,7 @@ pub async fn run_once(name: &str, options: Options) -> anyhow::Result<Rows> {
         "intake" => intake(options).await,
         "intake-5k" => intake_at(options, 5000.0).await,
         "hooks-5k" => hooks_at(options, 5000.0).await,
-        "pipeline" => at_rates(&[800.0, 3000.0], |rate| pipeline_at(options, rate)).await,
+        "pipeline" => at_rates(&[800.0, 2500.0, 3000.0], |rate| pipeline_at(options, rate)).await,
         "latency-1k" => at_rates(&[500.0, 1000.0], |rate| latency_at(options, rate)).await,
         "slow-flyte" => slow_flyte(options, 1500.0).await,
         "status" => status(options).await,
