@@ -50,9 +50,9 @@ pub struct Stack {
     pub ingress_url: String,
     pub sim_url: String,
     pub http: reqwest::Client,
-    ingress: Child,
-    workers: Vec<Child>,
-    sim: Child,
+    ingress: Reaped,
+    workers: Vec<Reaped>,
+    sim: Reaped,
     env: Vec<(String, String)>,
     database_url: String,
     prefix: String,
@@ -77,7 +77,19 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn spawn(program: &PathBuf, args: &[String], env: &[(String, String)]) -> anyhow::Result<Child> {
+/// A child process killed when dropped, so a run that fails half way leaves none behind to skew
+/// the next one.
+#[derive(Debug)]
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &PathBuf, args: &[String], env: &[(String, String)]) -> anyhow::Result<Reaped> {
     Command::new(program)
         .args(args)
         .envs(env.iter().cloned())
@@ -85,6 +97,7 @@ fn spawn(program: &PathBuf, args: &[String], env: &[(String, String)]) -> anyhow
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
+        .map(Reaped)
         .with_context(|| format!("starting {}", program.display()))
 }
 
@@ -180,7 +193,7 @@ impl Stack {
     }
 
     pub fn ingress_pid(&self) -> u32 {
-        self.ingress.id()
+        self.ingress.0.id()
     }
 
     /// One of the stand-in's inspection endpoints (`/_sim/stats`, `/_sim/runs`).
@@ -240,20 +253,9 @@ impl Stack {
         }
     }
 
-    fn kill_all(&mut self) {
-        for child in self
-            .workers
-            .iter_mut()
-            .chain([&mut self.ingress, &mut self.sim])
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
     /// Stops every process and removes the run's database, queues and configuration.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.kill_all();
+    pub async fn stop(self) -> anyhow::Result<()> {
+        drop((self.workers, self.ingress, self.sim));
         let _ = std::fs::remove_file(&self.config_file);
         let connection = lapin::Connection::connect(AMQP_URL, Default::default()).await?;
         let channel = connection.create_channel().await?;
@@ -263,13 +265,6 @@ impl Stack {
             .await
             .context("dropping the run's database")?;
         Ok(())
-    }
-}
-
-/// A scenario that failed half way must not leave processes behind to skew the next one.
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.kill_all();
     }
 }
 
