@@ -130,63 +130,69 @@ fn write_report(dir: &Path) -> anyhow::Result<()> {
             println!("{}", report::table(&result));
         }
     }
-    let mut charts: Vec<(&str, String)> = Vec::new();
-    if let Some(overload) = read("overload") {
-        charts.push((
-            "overload-rate.svg",
-            report::line_chart(
-                "Overload: answers per second against offered load",
-                "offered requests/s",
-                "answers/s",
-                &[
-                    report::series(&overload, "202 accepted/s", "offered_per_s", "ok_per_s"),
-                    report::series(&overload, "503 refused/s", "offered_per_s", "503_per_s"),
-                ],
-            ),
-        ));
-        charts.push((
-            "overload-latency.svg",
-            report::line_chart(
-                "Overload: p99 latency against offered load",
-                "offered requests/s",
-                "p99 ms",
-                &[
-                    report::series(&overload, "p99 of 202s", "offered_per_s", "p99_ms"),
-                    report::series(&overload, "p99 of 503s", "offered_per_s", "503_p99_ms"),
-                ],
-            ),
-        ));
-    }
-    if let Some(sizes) = read("body-size") {
-        charts.push((
-            "body-size.svg",
-            report::line_chart(
-                "Saturated /run-task against body size",
-                "body KiB",
-                "accepted/s",
-                &[report::series(&sizes, "accepted/s", "body_kib", "ok_per_s")],
-            ),
-        ));
-    }
-    if let Some(workers) = read("workers") {
-        charts.push((
-            "workers.svg",
-            report::line_chart(
-                "Backlog drained into started runs against worker processes",
-                "worker processes",
-                "runs started/s",
-                &[report::series(
-                    &workers,
-                    "runs started/s",
-                    "workers",
-                    "started_per_s",
-                )],
-            ),
-        ));
-    }
-    for (file, svg) in charts {
-        std::fs::write(dir.join(file), svg)?;
-        eprintln!("wrote {}", dir.join(file).display());
+    for chart in CHARTS {
+        let Some(result) = read(chart.scenario) else {
+            continue;
+        };
+        let series: Vec<report::Series> = chart
+            .lines
+            .iter()
+            .map(|&(name, y)| report::series(&result, name, chart.x.1, y))
+            .collect();
+        let svg = report::line_chart(chart.title, chart.x.0, chart.y_label, &series);
+        let path = dir.join(chart.file);
+        std::fs::write(&path, svg)?;
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
+
+/// A plot of BENCHMARKS.md: one scenario's figures against one of its figures.
+struct Chart {
+    file: &'static str,
+    scenario: &'static str,
+    title: &'static str,
+    /// The axis label and the figure along x.
+    x: (&'static str, &'static str),
+    y_label: &'static str,
+    /// Each line's name and figure.
+    lines: &'static [(&'static str, &'static str)],
+}
+
+const CHARTS: [Chart; 4] = [
+    Chart {
+        file: "overload-rate.svg",
+        scenario: "overload",
+        title: "Overload: answers per second against offered load",
+        x: ("offered requests/s", "offered_per_s"),
+        y_label: "answers/s",
+        lines: &[
+            ("202 accepted/s", "ok_per_s"),
+            ("503 refused/s", "503_per_s"),
+        ],
+    },
+    Chart {
+        file: "overload-latency.svg",
+        scenario: "overload",
+        title: "Overload: p99 latency against offered load",
+        x: ("offered requests/s", "offered_per_s"),
+        y_label: "p99 ms",
+        lines: &[("p99 of 202s", "p99_ms"), ("p99 of 503s", "503_p99_ms")],
+    },
+    Chart {
+        file: "body-size.svg",
+        scenario: "body-size",
+        title: "Saturated /run-task against body size",
+        x: ("body KiB", "body_kib"),
+        y_label: "accepted/s",
+        lines: &[("accepted/s", "ok_per_s")],
+    },
+    Chart {
+        file: "workers.svg",
+        scenario: "workers",
+        title: "Backlog drained into started runs against worker processes",
+        x: ("worker processes", "workers"),
+        y_label: "runs started/s",
+        lines: &[("runs started/s", "started_per_s")],
+    },
+];

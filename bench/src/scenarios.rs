@@ -158,6 +158,25 @@ async fn hooks_at(options: Options, rate: f64) -> anyhow::Result<Rows> {
     )])
 }
 
+/// Intake's figures, plus the runs the stand-in created meanwhile and the backlog left: whether
+/// the workers kept up.
+async fn measure_with_starts(
+    stack: &Stack,
+    workload: Arc<dyn Workload>,
+    load: Load,
+) -> anyhow::Result<Figures> {
+    let before = stack.runs_created().await?;
+    let report = measure(workload, load).await?;
+    let started = stack.runs_created().await? - before;
+    let mut f = figures(&report);
+    f.insert(
+        "started_per_s".into(),
+        started as f64 / report.elapsed.as_secs_f64(),
+    );
+    f.insert("backlog_at_end".into(), f64::from(stack.backlog().await?));
+    Ok(f)
+}
+
 /// Worker settings for a slow Flyte: enough dispatches in hand to keep 200 ms calls
 /// overlapping (the default, 256, starts about 1,000 runs/s at that latency).
 fn worker_config(concurrency: usize) -> String {
@@ -199,16 +218,7 @@ async fn pipeline_at(options: Options, rate: f64) -> anyhow::Result<Rows> {
         )
         .await
         .ok();
-    let before = stack.runs_created().await?;
-    let report = measure(workload, load).await?;
-    let started = stack.runs_created().await? - before;
-    let backlog = stack.backlog().await?;
-    let mut f = figures(&report);
-    f.insert(
-        "started_per_s".into(),
-        started as f64 / report.elapsed.as_secs_f64(),
-    );
-    f.insert("backlog_at_end".into(), f64::from(backlog));
+    let f = measure_with_starts(&stack, workload, load).await?;
     stack.stop().await?;
     Ok(vec![(
         format!("{rate:.0}/s for {} s", load.duration.as_secs()),
@@ -285,15 +295,7 @@ async fn slow_flyte(options: Options, rate: f64) -> anyhow::Result<Rows> {
     let workload = run_task(&stack, 1024);
     let load = options.load(Some(rate), 64);
     measure(workload.clone(), warm(load)).await?;
-    let before = stack.runs_created().await?;
-    let report = measure(workload, load).await?;
-    let started = stack.runs_created().await? - before;
-    let mut f = figures(&report);
-    f.insert(
-        "started_per_s".into(),
-        started as f64 / report.elapsed.as_secs_f64(),
-    );
-    f.insert("backlog_at_end".into(), f64::from(stack.backlog().await?));
+    let f = measure_with_starts(&stack, workload, load).await?;
     stack.stop().await?;
     Ok(vec![(
         format!("CreateRun takes 200 ms, {rate:.0}/s offered"),

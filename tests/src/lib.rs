@@ -52,7 +52,6 @@ pub struct TestEnv {
     pub vars: HashMap<String, String>,
     pub sim_url: String,
     pub http: reqwest::Client,
-    prefix: String,
     /// The test's own database.
     pub database: String,
 }
@@ -82,7 +81,7 @@ impl TestEnv {
             ),
             ("AMQP_URL".into(), amqp_url()),
             ("FLYHOOK_LISTEN".into(), "127.0.0.1:0".into()),
-            ("FLYHOOK_QUEUE_PREFIX".into(), prefix.clone()),
+            ("FLYHOOK_QUEUE_PREFIX".into(), prefix),
             ("FLYTE_ENDPOINT".into(), sim_url.clone()),
             ("WEBHOOK_API_KEY".into(), API_KEY.into()),
         ]);
@@ -90,7 +89,6 @@ impl TestEnv {
             vars,
             sim_url,
             http: reqwest::Client::new(),
-            prefix,
             database,
         }
     }
@@ -142,7 +140,7 @@ impl TestEnv {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.prefix, 1_000_000)
+        self.settings().topology()
     }
 
     pub async fn start_ingress(&self, settings: Settings) -> Ingress {
