@@ -127,6 +127,8 @@ impl Stack {
             ("AMQP_URL", AMQP_URL),
             ("FLYHOOK_LISTEN", &format!("127.0.0.1:{ingress_port}")),
             ("FLYHOOK_QUEUE_PREFIX", &prefix),
+            // Several workers on one machine: each takes a free port for its metrics.
+            ("FLYHOOK_WORKER_LISTEN", "127.0.0.1:0"),
             ("FLYTE_ENDPOINT", &sim_url),
             ("WEBHOOK_API_KEY", API_KEY),
             ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),

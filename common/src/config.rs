@@ -12,13 +12,22 @@
 //! default_wait_secs = 30       # run-and-wait without ?wait=
 //! max_wait_secs = 300          # the longest ?wait= honoured
 //! body_read_timeout_ms = 10000 # a body still arriving after this: 408
+//! key_refresh_secs = 10        # keys from `flyhook keys` are reloaded at least this often
+//!
+//! [audit]
+//! retention_days = 30          # older audit entries are deleted
+//! buffer = 10000               # entries waiting to be written; beyond it they are counted and dropped
 //!
 //! [[api_keys]]
 //! name = "ci"
 //! sha256 = "…64 hex digits…"   # printf %s "$KEY" | sha256sum; or env = "CI_WEBHOOK_KEY"
 //! rate_limit = { per_second = 50, burst = 100 }
+//! scopes = ["flytesnacks/development"]   # tasks it may start; every task when absent
+//! # Keys can also be managed at run time: `flyhook keys create|list|revoke` (stored in
+//! # PostgreSQL; every ingress picks a change up within `key_refresh_secs`, usually at once).
 //!
 //! [worker]
+//! listen = "127.0.0.1:9090"    # /metrics, /livez, /readyz (FLYHOOK_WORKER_LISTEN wins)
 //! prefetch = 512               # unacknowledged messages held per worker
 //! concurrency = 256            # dispatches processed at once (cheap: tasks, not threads)
 //! database_connections = 8     # PostgreSQL connections per worker, whatever the concurrency
@@ -45,7 +54,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::api_keys::{KeyOwner, KeyRing, RateLimit};
+use crate::api_keys::{KeyOwner, KeyRing, RateLimit, Scopes};
 use crate::sources::Sources;
 
 /// Everything a flyhook process needs to know.
@@ -61,8 +70,11 @@ pub struct Settings {
     pub keys: KeyRing,
     /// Signs dispatch ids (see [`crate::dispatch`]); shared by every ingress replica.
     pub id_secret: SecretString,
+    /// `FLYHOOK_ID_SECRET` was set (not derived from the configured keys).
+    pub id_secret_is_explicit: bool,
     pub ingress: IngressSettings,
     pub worker: WorkerSettings,
+    pub audit: AuditSettings,
     /// Provider webhook sources (`POST /hooks/{source}`).
     pub sources: Sources,
 }
@@ -92,10 +104,25 @@ pub struct IngressSettings {
     pub max_wait: Duration,
     /// A body that takes longer than this to arrive is refused with 408 (a slow-loris guard).
     pub body_read_timeout: Duration,
+    /// Keys managed with `flyhook keys` are reloaded at least this often (and at once when
+    /// PostgreSQL tells of a change).
+    pub key_refresh: Duration,
+}
+
+/// The audit log of invocations (written by the ingress).
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Entries older than this are deleted.
+    pub retention: Duration,
+    /// Entries waiting to be written. The log is written off the request path, so while
+    /// PostgreSQL is away entries wait here; beyond this many they are dropped and counted.
+    pub buffer: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
+    /// Where the worker serves `/metrics`, `/livez` and `/readyz`; port 0 picks a free port.
+    pub listen: String,
     pub prefetch: u16,
     pub concurrency: usize,
     /// PostgreSQL connections this worker holds. Bounded apart from the concurrency: each
@@ -138,6 +165,15 @@ struct FileConfig {
     sources: Vec<toml::Spanned<crate::sources::SourceEntry>>,
     #[serde(default)]
     hooks: HooksFile,
+    #[serde(default)]
+    audit: AuditFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    retention_days: Option<u64>,
+    buffer: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,11 +195,13 @@ struct IngressFile {
     default_wait_secs: Option<u64>,
     max_wait_secs: Option<u64>,
     body_read_timeout_ms: Option<u64>,
+    key_refresh_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkerFile {
+    listen: Option<String>,
     prefetch: Option<u16>,
     concurrency: Option<usize>,
     database_connections: Option<u32>,
@@ -203,6 +241,8 @@ struct KeyEntry {
     sha256: Option<String>,
     env: Option<String>,
     rate_limit: Option<RateLimitEntry>,
+    /// `["project/domain", …]`; every task when absent.
+    scopes: Option<Vec<String>>,
 }
 
 impl RateLimitEntry {
@@ -244,6 +284,7 @@ impl Settings {
                 KeyOwner {
                     name: BOOTSTRAP_KEY_NAME.into(),
                     rate_limit: None,
+                    scopes: Scopes::unrestricted(),
                 },
             )
             .context("WEBHOOK_API_KEY")?;
@@ -253,6 +294,11 @@ impl Settings {
             let owner = KeyOwner {
                 name: entry.name.clone(),
                 rate_limit: entry.rate_limit.map(RateLimitEntry::resolve).transpose()?,
+                scopes: match &entry.scopes {
+                    Some(scopes) => Scopes::parse_all(scopes)
+                        .with_context(|| format!("api key {:?}", entry.name))?,
+                    None => Scopes::unrestricted(),
+                },
             };
             match (entry.sha256, entry.env) {
                 (Some(digest), None) => {
@@ -285,6 +331,7 @@ impl Settings {
             queue_prefix: env("FLYHOOK_QUEUE_PREFIX").unwrap_or_else(|| "flyhook".into()),
             flyte: flyte_config(&env, &file.flyte)?,
             keys,
+            id_secret_is_explicit: env("FLYHOOK_ID_SECRET").is_some(),
             id_secret: secret("FLYHOOK_ID_SECRET")
                 .unwrap_or_else(|| derived_id_secret(key_digests)),
             ingress: IngressSettings {
@@ -309,8 +356,20 @@ impl Settings {
                 body_read_timeout: Duration::from_millis(
                     file.ingress.body_read_timeout_ms.unwrap_or(10_000),
                 ),
+                key_refresh: Duration::from_secs(
+                    file.ingress.key_refresh_secs.unwrap_or(10).max(1),
+                ),
+            },
+            audit: AuditSettings {
+                retention: Duration::from_secs(
+                    file.audit.retention_days.unwrap_or(30).max(1) * 86_400,
+                ),
+                buffer: file.audit.buffer.unwrap_or(10_000).max(1),
             },
             worker: WorkerSettings {
+                listen: env("FLYHOOK_WORKER_LISTEN")
+                    .or(file.worker.listen)
+                    .unwrap_or_else(|| "127.0.0.1:9090".into()),
                 prefetch: file.worker.prefetch.unwrap_or(512).max(1),
                 concurrency: file.worker.concurrency.unwrap_or(256).max(1),
                 database_connections: file.worker.database_connections.unwrap_or(8).max(2),

@@ -220,7 +220,7 @@ pub struct InvalidTaskRef {
     pub reason: String,
 }
 
-fn check_label(field: &'static str, value: &str) -> Result<(), InvalidTaskRef> {
+pub(crate) fn check_label(field: &'static str, value: &str) -> Result<(), InvalidTaskRef> {
     // Flyte projects and domains are DNS-1123 labels.
     let ok = !value.is_empty()
         && value.len() <= 63
@@ -236,7 +236,11 @@ fn check_label(field: &'static str, value: &str) -> Result<(), InvalidTaskRef> {
     })
 }
 
-fn check_identifier(field: &'static str, value: &str, max: usize) -> Result<(), InvalidTaskRef> {
+pub(crate) fn check_identifier(
+    field: &'static str,
+    value: &str,
+    max: usize,
+) -> Result<(), InvalidTaskRef> {
     let ok = !value.is_empty()
         && value.len() <= max
         && value
@@ -317,6 +321,9 @@ pub struct Ignored {
     pub source: String,
     pub delivery_id: String,
     pub received_at: DateTime<Utc>,
+    /// The id of the request that brought it (absent from older ingresses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One dispatch, everything the worker needs without asking anyone.
@@ -332,6 +339,10 @@ pub struct Dispatch {
     /// How many times it was retried after a transient failure (0 on the first delivery).
     #[serde(default)]
     pub retries: u32,
+    /// The id of the request that brought it (absent from older ingresses), for the worker's
+    /// logs and the Flyte run's labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! - [`config`]: settings from the environment and the TOML file.
 //! - [`dispatch`]: dispatch ids (self-verifying, so status works before anything is recorded),
 //!   task references and the queue message.
-//! - [`api_keys`]: bearer API keys, stored hashed and compared in constant time.
+//! - [`api_keys`]: bearer API keys, stored hashed and compared in constant time, and their scopes.
+//! - [`key_store`]: keys managed at run time (`flyhook keys`), in PostgreSQL.
+//! - [`audit`]: the append-only log of invocations.
+//! - [`metrics`]: Prometheus exposition shared by the ingress and the worker.
 //! - [`broker`]: RabbitMQ connection and the exchange/queue topology.
 //! - [`signatures`]: provider signature schemes, verified and signed.
 //! - [`sources`]: configured webhook sources, their routes and input mappings.
@@ -12,9 +15,12 @@
 //! - [`telemetry`], [`shutdown`]: logging and the one shutdown signal.
 
 pub mod api_keys;
+pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod dispatch;
+pub mod key_store;
+pub mod metrics;
 pub mod shutdown;
 pub use webhook_signatures as signatures;
 pub mod sources;

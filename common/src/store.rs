@@ -22,7 +22,7 @@ use crate::dispatch::{Dispatch, DispatchId, Ignored};
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Where a dispatch is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DispatchStatus {
     Queued,
@@ -175,6 +175,15 @@ impl DispatchStore {
     }
 
     /// Answers whether the database is reachable.
+    /// Dispatches starting or running (an index-only count).
+    pub async fn count_in_flight(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM dispatches WHERE status IN ('starting', 'running')",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
@@ -407,6 +416,8 @@ pub struct ListFilter {
     pub until: Option<DateTime<Utc>>,
     /// Only dispatches older than this (received_at, id): the cursor of the previous page.
     pub before: Option<(DateTime<Utc>, String)>,
+    /// Only dispatches of tasks these scopes cover (a restricted key's view); all when `None`.
+    pub within: Option<crate::api_keys::Scopes>,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -572,6 +583,16 @@ impl DispatchStore {
             .as_ref()
             .map(|s| s.iter().map(|s| s.as_str()).collect());
         let (before_at, before_id) = filter.before.clone().unzip();
+        // A restricted key's scopes as three parallel columns; NULL parts match anything.
+        let within = filter.within.as_ref().filter(|s| !s.is_unrestricted());
+        let scope_column = |part: fn(&crate::api_keys::Scope) -> Option<&str>| {
+            within.map(|scopes| {
+                scopes
+                    .iter()
+                    .map(|scope| part(scope).map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+        };
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM dispatches \
              WHERE ($1::text[] IS NULL OR status = ANY($1)) \
@@ -582,6 +603,10 @@ impl DispatchStore {
                AND ($6::timestamptz IS NULL OR received_at < $6) \
                AND ($7::timestamptz IS NULL OR (received_at, id) < ($7, $8)) \
                AND ($10::text IS NULL OR api_key = 'source:' || $10) \
+               AND ($11::text[] IS NULL OR EXISTS ( \
+                    SELECT 1 FROM unnest($11::text[], $12::text[], $13::text[]) AS s(p, d, t) \
+                    WHERE project = s.p AND (s.d IS NULL OR domain = s.d) \
+                      AND (s.t IS NULL OR task_name = s.t))) \
              ORDER BY received_at DESC, id DESC LIMIT $9"
         )))
         .bind(statuses)
@@ -594,6 +619,9 @@ impl DispatchStore {
         .bind(before_id)
         .bind(limit)
         .bind(&filter.source)
+        .bind(scope_column(|s| s.parts().0))
+        .bind(scope_column(|s| s.parts().1))
+        .bind(scope_column(|s| s.parts().2))
         .fetch_all(&self.pool)
         .await
     }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use flyhook_common::api_keys::{RateLimit, Scopes};
+use flyhook_common::audit::{AuditFilter, AuditStore};
+use flyhook_common::key_store::KeyStore;
 use flyhook_common::store::ListFilter;
 use flyhook_common::{DispatchStatus, DispatchStore, Settings, shutdown, telemetry};
 use flyhook_ingress::Application;
@@ -16,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 ///
 /// Configuration comes from the environment (DATABASE_URL, AMQP_URL, FLYHOOK_LISTEN,
 /// FLYHOOK_QUEUE_PREFIX, FLYTE_ENDPOINT, FLYTE_API_KEY, FLYTE_ORG, FLYTE_TOKEN,
-/// FLYTE_CONSOLE_URL, WEBHOOK_API_KEY, FLYHOOK_ID_SECRET) and the TOML file named by
-/// FLYHOOK_CONFIG. Defaults point at local services.
+/// FLYTE_CONSOLE_URL, WEBHOOK_API_KEY, FLYHOOK_ID_SECRET, FLYHOOK_WORKER_LISTEN,
+/// FLYHOOK_LOG_FORMAT=json) and the TOML file named by FLYHOOK_CONFIG. Defaults point at local
+/// services.
 #[derive(Debug, Parser)]
 #[command(name = "flyhook", version)]
 struct Cli {
@@ -64,6 +68,43 @@ enum Command {
         #[arg(long)]
         new_run: bool,
     },
+    /// Manage API keys: stored in PostgreSQL as SHA-256 digests, picked up by every ingress
+    /// within seconds.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Read the audit log, newest first.
+    Audit {
+        /// An API key's name, or `source:<name>`.
+        #[arg(long)]
+        principal: Option<String>,
+        /// A route pattern, e.g. `/run-task/{project}/{domain}/{name}/{version}`.
+        #[arg(long)]
+        route: Option<String>,
+        /// `accepted`, `ok`, or an error code such as `out_of_scope`.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        dispatch_id: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Entries before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI 3.1 document of the ingress's HTTP API.
+    Openapi,
+    /// Exit 0 if `url` answers 2xx within 2 s: a container health check that needs no curl.
+    Probe { url: String },
     /// Sign a payload file as a configured source's provider would, and send it to
     /// `POST /hooks/{source}` (without FLYHOOK_CONFIG: the `flyhook dev` configuration).
     Send {
@@ -85,6 +126,30 @@ enum Command {
         #[arg(long, default_value = "application/json")]
         content_type: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a key and print it: the only time it is shown.
+    Create {
+        /// A name for the key, shown in logs and the audit log; never reused.
+        #[arg(long)]
+        name: String,
+        /// What it may start: `*`, `project`, `project/domain` or `project/domain/task`.
+        /// Repeat for several.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Requests per second (the ingress's default when absent).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Requests allowed at once above the rate (the rate when absent).
+        #[arg(long, requires = "rate")]
+        burst: Option<u32>,
+    },
+    /// List keys (never the keys themselves), revoked ones included.
+    List,
+    /// Revoke a key: every ingress refuses it within seconds.
+    Revoke { name: String },
 }
 
 #[tokio::main]
@@ -130,8 +195,48 @@ async fn main() -> anyhow::Result<()> {
                 since,
                 until,
                 before: None,
+                within: None,
             };
             replay(&Settings::from_env()?, filter, dry_run, new_run, shutdown).await?
+        }
+        Command::Keys { command } => keys(&Settings::from_env()?, command).await?,
+        Command::Audit {
+            principal,
+            route,
+            outcome,
+            dispatch_id,
+            request_id,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let filter = AuditFilter {
+                principal,
+                route,
+                outcome,
+                dispatch_id,
+                request_id,
+                since,
+                until,
+                before_id: None,
+            };
+            audit(&Settings::from_env()?, filter, limit, json).await?
+        }
+        Command::Openapi => {
+            use flyhook_ingress::openapi::ApiDoc;
+            use utoipa::OpenApi;
+            println!("{}", ApiDoc::openapi().to_pretty_json()?);
+        }
+        Command::Probe { url } => {
+            let status = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .with_context(|| format!("GET {url}"))?
+                .status();
+            anyhow::ensure!(status.is_success(), "GET {url}: {status}");
         }
         Command::Send {
             source,
@@ -148,6 +253,98 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    sqlx::PgPool::connect(settings.database_url.expose_secret())
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL); has `flyhook migrate` run?")
+}
+
+async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let store = KeyStore::new(connect(settings).await?);
+    match command {
+        KeysCommand::Create {
+            name,
+            scopes,
+            rate,
+            burst,
+        } => {
+            let scopes = Scopes::parse_all(&scopes)?;
+            let rate = rate
+                .map(|per_second| {
+                    anyhow::ensure!(per_second > 0, "--rate must be at least 1");
+                    Ok(RateLimit {
+                        per_second,
+                        burst: burst.unwrap_or(per_second).max(1),
+                    })
+                })
+                .transpose()?;
+            let (key, listing) = store.create(&name, &scopes, rate).await?;
+            println!("{}", key.expose_secret());
+            eprintln!(
+                "key {:?} created (scopes {}); it is shown only now, and only its SHA-256 is kept",
+                listing.name, scopes
+            );
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<24} {:<14} {:<32} {:>10} {:<25} REVOKED",
+                "NAME", "PREFIX", "SCOPES", "RATE/S", "CREATED"
+            );
+            for key in store.list().await? {
+                println!(
+                    "{:<24} {:<14} {:<32} {:>10} {:<25} {}",
+                    key.name,
+                    key.prefix,
+                    key.scopes.join(","),
+                    key.rate_per_second
+                        .map_or_else(|| "default".to_string(), |r| r.to_string()),
+                    key.created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    key.revoked_at.map_or_else(
+                        || "-".to_string(),
+                        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let key = store.revoke(&name).await?;
+            eprintln!("key {:?} ({}) revoked", key.name, key.prefix);
+        }
+    }
+    Ok(())
+}
+
+async fn audit(
+    settings: &Settings,
+    filter: AuditFilter,
+    limit: i64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = AuditStore::new(connect(settings).await?);
+    let entries = store.list(&filter, limit.clamp(1, 10_000)).await?;
+    for entry in entries {
+        if json {
+            println!("{}", serde_json::to_string(&entry)?);
+        } else {
+            println!(
+                "{} {:>3} {:<24} {} {} {} {} {}",
+                entry
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                entry.status,
+                entry.outcome,
+                entry.method,
+                entry.path,
+                entry.principal.as_deref().unwrap_or("-"),
+                entry.request_id,
+                entry.dispatch_ids.join(","),
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn replay(
     settings: &Settings,
     mut filter: ListFilter,
@@ -155,10 +352,7 @@ async fn replay(
     new_run: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = sqlx::PgPool::connect(settings.database_url.expose_secret())
-        .await
-        .context("connecting to PostgreSQL")?;
-    let store = DispatchStore::new(pool);
+    let store = DispatchStore::new(connect(settings).await?);
     // Collect first, so replayed dispatches (back to `queued`) do not shift the pages.
     let mut ids = Vec::new();
     loop {
@@ -177,6 +371,7 @@ async fn replay(
         1,
         settings.ingress.publish_timeout,
         settings.ingress.max_in_flight_publishes,
+        flyhook_common::metrics::latency_histogram(),
         shutdown,
     );
     anyhow::ensure!(
@@ -188,10 +383,16 @@ async fn replay(
         publisher.clone(),
         flyte_client::FlyteClient::new(settings.flyte.clone())?,
     );
+    // One request id for the whole replay, so its runs can be found together.
+    let request_id = flyhook_ingress::observe::RequestId::fresh();
+    println!("request id {request_id}");
     let (mut replayed, mut refused) = (0, 0);
     for id in ids {
         let id = flyhook_common::DispatchId::parse(&id)?;
-        match intake.replay(&store, &id, new_run).await {
+        match intake
+            .replay(&store, &id, new_run, &Scopes::unrestricted(), &request_id)
+            .await
+        {
             Ok(accepted) => {
                 replayed += 1;
                 println!("{id} -> {} ({})", accepted.id, accepted.run_name);
@@ -309,6 +510,7 @@ async fn dev(shutdown: CancellationToken) -> anyhow::Result<()> {
     }
     migrate(&settings).await?;
     let worker = Worker::build(&settings)?;
+    let worker_ops_port = worker.ops_port();
     let worker_shutdown = shutdown.clone();
     tasks.spawn(async move { worker.run_until_stopped(worker_shutdown).await });
     let app = Application::build(settings, shutdown.clone()).await?;
@@ -320,7 +522,7 @@ async fn dev(shutdown: CancellationToken) -> anyhow::Result<()> {
     tasks.spawn(async move { app.run_until_stopped().await.context("ingress") });
 
     println!(
-        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n",
+        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n\nThe API: http://127.0.0.1:{port}/openapi.json. Metrics: http://127.0.0.1:{port}/metrics (ingress), http://127.0.0.1:{worker_ops_port}/metrics (worker).\n",
         if connected {
             ""
         } else {

@@ -111,6 +111,13 @@ pub struct StartedRun {
     pub already_existed: bool,
 }
 
+/// Told of every RPC the client makes (after a token refresh, the retried call is one call):
+/// how metrics see Flyte without this crate knowing of any metrics library.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// `rpc` is a short name (`RunService/CreateRun`); `error` the code when the call failed.
+    fn observe(&self, rpc: &'static str, elapsed: Duration, error: Option<Code>);
+}
+
 /// A cheap-to-clone handle on one Flyte deployment.
 #[derive(Debug, Clone)]
 pub struct FlyteClient {
@@ -119,6 +126,7 @@ pub struct FlyteClient {
 
 #[derive(Debug)]
 struct Inner {
+    observer: Option<Arc<dyn CallObserver>>,
     transport: Transport,
     org: String,
     console_url: String,
@@ -187,6 +195,21 @@ impl Transport {
 
 impl FlyteClient {
     pub fn new(config: FlyteConfig) -> Result<Self, FlyteError> {
+        FlyteClient::build(config, None)
+    }
+
+    /// A client that tells `observer` of every call.
+    pub fn observed(
+        config: FlyteConfig,
+        observer: Arc<dyn CallObserver>,
+    ) -> Result<Self, FlyteError> {
+        FlyteClient::build(config, Some(observer))
+    }
+
+    fn build(
+        config: FlyteConfig,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) -> Result<Self, FlyteError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
@@ -199,6 +222,7 @@ impl FlyteClient {
             .unwrap_or_else(|| console_from_endpoint(&base));
         Ok(FlyteClient {
             inner: Arc::new(Inner {
+                observer,
                 transport: Transport {
                     http,
                     base,
@@ -251,6 +275,20 @@ impl FlyteClient {
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        rpc: Rpc,
+        request: &Req,
+    ) -> Result<Resp, FlyteError> {
+        let started = Instant::now();
+        let result = self.call_unobserved(rpc, request).await;
+        if let Some(observer) = &self.inner.observer {
+            let error = result.as_ref().err().map(|e| e.code);
+            observer.observe(rpc.name(), started.elapsed(), error);
+        }
+        result
+    }
+
+    async fn call_unobserved<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         rpc: Rpc,
         request: &Req,

@@ -26,7 +26,7 @@ mod proto_json;
 pub mod run_name;
 
 pub use auth::{ApiKey, ApiKeyError, FlyteAuth};
-pub use client::{FlyteClient, FlyteConfig, Rpc, StartedRun};
+pub use client::{CallObserver, FlyteClient, FlyteConfig, Rpc, StartedRun};
 pub use error::{Code, Disposition, FlyteError};
 pub use inputs::{InputError, convert_inputs, parse_duration};
 pub use literal::{Literal, LiteralKind, LiteralType, SimpleType};

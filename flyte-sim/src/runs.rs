@@ -4,6 +4,7 @@
 //! `running_for`, then the outcome its task's rules chose), so no background task drives it and
 //! a paused test cannot miss a transition.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -38,6 +39,8 @@ pub struct RunRecord {
     aborted: Option<(Duration, String)>,
     /// How many `CreateRun` calls named this run (1 unless someone retried).
     pub create_calls: u32,
+    /// The run spec's labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What `/_sim/runs` shows about a run.
@@ -52,6 +55,7 @@ pub struct RunView {
     pub raw_inputs: Inputs,
     pub create_calls: u32,
     pub created_at: DateTime<Utc>,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl RunRecord {
@@ -61,6 +65,7 @@ impl RunRecord {
         inputs: Inputs,
         lifecycle: (Duration, Duration),
         ending: Ending,
+        labels: BTreeMap<String, String>,
     ) -> Self {
         RunRecord {
             id,
@@ -73,6 +78,7 @@ impl RunRecord {
             ending,
             aborted: None,
             create_calls: 1,
+            labels,
         }
     }
 
@@ -178,6 +184,7 @@ impl RunRecord {
             name: self.id.name.clone(),
             task: self.task.to_string(),
             phase: self.phase().0,
+            labels: self.labels.clone(),
             inputs: flyte_client::outputs::literals_to_json(&self.inputs.literals),
             raw_inputs: self.inputs.clone(),
             create_calls: self.create_calls,

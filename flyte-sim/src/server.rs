@@ -423,7 +423,19 @@ impl Sim {
                 .or(task.running_for)
                 .unwrap_or(self.config.running_for),
         );
-        let record = RunRecord::new(id.clone(), task.id.clone(), inputs, lifecycle, ending);
+        let labels = request
+            .run_spec
+            .and_then(|spec| spec.labels)
+            .map(|labels| labels.values)
+            .unwrap_or_default();
+        let record = RunRecord::new(
+            id.clone(),
+            task.id.clone(),
+            inputs,
+            lifecycle,
+            ending,
+            labels,
+        );
         let response = created(&record);
         runs.1.push(run_key(&id));
         runs.0.insert(run_key(&id), record);

@@ -1,24 +1,47 @@
-//! Who is calling: the bearer API key, checked against the key ring, then the key's rate limit.
-//! Handlers take a [`Caller`] and never see an unauthenticated or over-limit request.
+//! Who is calling: the bearer API key, checked against the keys in memory, then the key's rate
+//! limit; what it may touch, by its scopes. Handlers take a [`Caller`] and never see an
+//! unauthenticated or over-limit request.
+//!
+//! Keys are the configured ones plus those managed with `flyhook keys`, which are reloaded from
+//! PostgreSQL when it notifies a change (and every `key_refresh`, in case a notification was
+//! missed), never per request. While PostgreSQL is away the last loaded keys go on working.
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
 use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
-use flyhook_common::api_keys::{ApiKey, KeyRing, RateLimit};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use flyhook_common::TaskRef;
+use flyhook_common::api_keys::{ApiKey, KeyOwner, KeyRing, RateLimit, Scopes};
+use flyhook_common::key_store::{KEYS_CHANGED_CHANNEL, KeyStore};
+use flyhook_common::store::DispatchRecord;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use prometheus_client::metrics::gauge::Gauge;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
+use crate::observe::{Principal, RequestId};
+use crate::pg_listen::follow;
 
-/// The key ring and one rate limiter per key name. Keys are known at start-up, so the set of
-/// limiters is fixed and cannot grow with traffic.
+/// The keys in force and one rate limiter per key.
 #[derive(Debug)]
 pub struct Gatekeeper {
+    configured: KeyRing,
+    default_limit: RateLimit,
+    current: RwLock<Arc<Admission>>,
+    key_count: Gauge,
+}
+
+#[derive(Debug, Default)]
+struct Admission {
     keys: KeyRing,
-    limiters: HashMap<String, DefaultDirectRateLimiter>,
+    limiters: HashMap<String, (RateLimit, Arc<DefaultDirectRateLimiter>)>,
 }
 
 fn quota(limit: RateLimit) -> Quota {
@@ -28,21 +51,63 @@ fn quota(limit: RateLimit) -> Quota {
 }
 
 impl Gatekeeper {
-    pub fn new(keys: KeyRing, default_limit: RateLimit) -> Gatekeeper {
+    /// Starts with the configured keys; managed ones arrive with [`Gatekeeper::install`].
+    pub fn new(configured: KeyRing, default_limit: RateLimit, key_count: Gauge) -> Gatekeeper {
+        let gatekeeper = Gatekeeper {
+            configured,
+            default_limit,
+            current: RwLock::default(),
+            key_count,
+        };
+        gatekeeper.install(Vec::new());
+        gatekeeper
+    }
+
+    /// Puts the configured keys and `managed` in force. A key whose rate did not change keeps
+    /// its limiter, so a reload does not hand out a fresh burst.
+    pub fn install(&self, managed: Vec<([u8; 32], KeyOwner)>) {
+        let previous = self.admission();
+        let mut keys = self.configured.clone();
+        for (digest, owner) in managed {
+            if self.configured.has_name(&owner.name) {
+                tracing::warn!(key = %owner.name, "a managed key has a configured key's name; ignoring it");
+                continue;
+            }
+            keys.add_raw_digest(digest, owner);
+        }
         let limiters = keys
             .owners()
             .map(|owner| {
-                let limit = owner.rate_limit.unwrap_or(default_limit);
-                (owner.name.clone(), RateLimiter::direct(quota(limit)))
+                let limit = owner.rate_limit.unwrap_or(self.default_limit);
+                let limiter = match previous.limiters.get(&owner.name) {
+                    Some((same, limiter)) if *same == limit => limiter.clone(),
+                    _ => Arc::new(RateLimiter::direct(quota(limit))),
+                };
+                (owner.name.clone(), (limit, limiter))
             })
             .collect();
-        Gatekeeper { keys, limiters }
+        self.key_count.set(keys.len() as i64);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Admission { keys, limiters });
     }
 
-    fn admit(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+    fn admission(&self) -> Arc<Admission> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn admit(&self, req: &HttpRequest) -> Result<Caller, ApiError> {
+        let authorization = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let key = ApiKey::from_authorization_header(authorization)?;
-        let owner = self.keys.authenticate(&key)?;
-        if let Some(limiter) = self.limiters.get(&owner.name)
+        let admission = self.admission();
+        let owner = admission.keys.authenticate(&key)?;
+        req.extensions_mut().insert(Principal(owner.name.clone()));
+        if let Some((_, limiter)) = admission.limiters.get(&owner.name)
             && let Err(not_until) = limiter.check()
         {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -52,8 +117,50 @@ impl Gatekeeper {
         }
         Ok(Caller {
             key_name: owner.name.clone(),
+            scopes: owner.scopes.clone(),
+            request_id: RequestId::of(req),
         })
     }
+}
+
+/// Loads the managed keys (waiting at most 2 s: a replica starting while PostgreSQL is away
+/// must still take requests with the configured keys), then keeps them current until
+/// `shutdown`.
+pub async fn keep_keys_current(
+    gatekeeper: Arc<Gatekeeper>,
+    pool: PgPool,
+    refresh: Duration,
+    shutdown: CancellationToken,
+) {
+    let store = KeyStore::new(pool.clone());
+    match tokio::time::timeout(Duration::from_secs(2), store.live()).await {
+        Ok(Ok(managed)) => gatekeeper.install(managed),
+        Ok(Err(e)) => tracing::warn!(error = %e, "managed API keys not loaded yet"),
+        Err(_) => tracing::warn!("managed API keys not loaded yet: PostgreSQL is slow to answer"),
+    }
+    let reload = Arc::new(Notify::new());
+    let heard = reload.clone();
+    tokio::spawn(follow(
+        pool,
+        KEYS_CHANGED_CHANNEL,
+        Some(refresh),
+        shutdown.clone(),
+        move |_| heard.notify_one(),
+    ));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = reload.notified() => {}
+            }
+            match store.live().await {
+                Ok(managed) => gatekeeper.install(managed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reload API keys; the last ones stay in force")
+                }
+            }
+        }
+    });
 }
 
 /// An authenticated caller within its rate limit.
@@ -61,6 +168,46 @@ impl Gatekeeper {
 pub struct Caller {
     /// The name of the API key used (never the key itself).
     pub key_name: String,
+    pub scopes: Scopes,
+    pub request_id: RequestId,
+}
+
+impl Caller {
+    /// Refuses a task outside the key's scopes.
+    pub fn may_use(&self, task: &TaskRef) -> Result<(), ApiError> {
+        if self.scopes.allows(task) {
+            Ok(())
+        } else {
+            Err(ApiError::OutOfScope)
+        }
+    }
+
+    /// Refuses a recorded dispatch of a task outside the key's scopes.
+    pub fn may_see(&self, record: &DispatchRecord) -> Result<(), ApiError> {
+        if self.scopes.is_unrestricted() {
+            return Ok(());
+        }
+        let task = match (
+            &record.project,
+            &record.domain,
+            &record.task_name,
+            &record.task_version,
+        ) {
+            (Some(p), Some(d), Some(n), Some(v)) => TaskRef::parse(p, d, n, v).ok(),
+            _ => None,
+        };
+        task.ok_or(ApiError::OutOfScope)
+            .and_then(|task| self.may_use(&task))
+    }
+
+    /// Refuses a key restricted to some tasks (the audit log is for unrestricted keys).
+    pub fn must_be_unrestricted(&self) -> Result<(), ApiError> {
+        if self.scopes.is_unrestricted() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
 }
 
 impl FromRequest for Caller {
@@ -73,10 +220,6 @@ impl FromRequest for Caller {
                 "Gatekeeper missing from app data"
             ))));
         };
-        let authorization = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        ready(gatekeeper.admit(authorization))
+        ready(gatekeeper.admit(req))
     }
 }

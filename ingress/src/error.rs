@@ -10,12 +10,31 @@ use flyhook_common::DispatchStatus;
 use flyhook_common::api_keys::ApiKeyError;
 use flyhook_common::dispatch::InvalidTaskRef;
 use flyte_client::InputError;
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every error answer (`application/problem+json`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// The HTTP status, repeated.
+    pub status: u16,
+    /// Stable and machine-readable; see the list of codes.
+    #[schema(value_type = ProblemCode)]
+    pub code: &'static str,
+    /// For people; may change between versions.
+    pub message: String,
+    /// The input at fault: a path segment, a task input, a query parameter, a header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Unauthorized(#[from] ApiKeyError),
+    #[error("this API key's scopes do not cover that task")]
+    OutOfScope,
+    #[error("this needs an API key with every scope (*)")]
+    Forbidden,
     #[error("rate limit exceeded for this API key")]
     RateLimited { retry_after_secs: u64 },
     #[error("no such dispatch")]
@@ -62,9 +81,59 @@ pub enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// Every `code` a problem document can carry, for the OpenAPI document.
+#[derive(Debug)]
+pub struct ProblemCode;
+
+impl utoipa::PartialSchema for ProblemCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(ApiError::CODES.iter().copied()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ProblemCode {}
+
 impl ApiError {
-    fn code(&self) -> &'static str {
+    /// Every code [`ApiError::code`] returns.
+    pub const CODES: [&'static str; 28] = [
+        "missing_api_key",
+        "invalid_api_key",
+        "out_of_scope",
+        "forbidden",
+        "rate_limited",
+        "dispatch_not_found",
+        "invalid_path",
+        "unsupported_media_type",
+        "payload_too_large",
+        "unreadable_body",
+        "body_timeout",
+        "malformed_json",
+        "inputs_not_an_object",
+        "invalid_idempotency_key",
+        "invalid_inputs",
+        "queue_unavailable",
+        "at_capacity",
+        "status_store_unavailable",
+        "flyte_unavailable",
+        "already_finished",
+        "invalid_query",
+        "unknown_source",
+        "not_replayable",
+        "missing_signature",
+        "malformed_signature",
+        "stale_timestamp",
+        "signature_mismatch",
+        "internal_error",
+    ];
+
+    /// The stable `code` of the problem document.
+    pub fn code(&self) -> &'static str {
         match self {
+            ApiError::OutOfScope => "out_of_scope",
+            ApiError::Forbidden => "forbidden",
             ApiError::Unauthorized(ApiKeyError::Missing) => "missing_api_key",
             ApiError::Unauthorized(ApiKeyError::Invalid) => "invalid_api_key",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -88,6 +157,34 @@ impl ApiError {
             ApiError::NotReplayable => "not_replayable",
             ApiError::SignatureRejected(rejection) => rejection.code(),
             ApiError::Unexpected(_) => "internal_error",
+        }
+    }
+
+    /// Why a request was refused, for `flyhook_rejections`.
+    pub fn rejection_reason(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "auth",
+            ApiError::OutOfScope | ApiError::Forbidden => "scope",
+            ApiError::SignatureRejected(_) | ApiError::UnknownSource => "signature",
+            ApiError::RateLimited { .. } => "rate",
+            ApiError::InvalidPath(_)
+            | ApiError::UnsupportedMediaType
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::UnreadableBody(_)
+            | ApiError::BodyTimeout
+            | ApiError::MalformedJson(_)
+            | ApiError::NotAnObject
+            | ApiError::InvalidIdempotencyKey(_)
+            | ApiError::InvalidInputs(_)
+            | ApiError::InvalidQuery { .. } => "validation",
+            ApiError::DispatchNotFound | ApiError::AlreadyFinished(_) | ApiError::NotReplayable => {
+                "state"
+            }
+            ApiError::AtCapacity => "capacity",
+            ApiError::BrokerUnavailable
+            | ApiError::StoreUnavailable
+            | ApiError::FlyteUnavailable => "dependency",
+            ApiError::Unexpected(_) => "internal",
         }
     }
 
@@ -117,6 +214,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) | ApiError::SignatureRejected(_) => StatusCode::UNAUTHORIZED,
+            ApiError::OutOfScope | ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::UnknownSource => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DispatchNotFound => StatusCode::NOT_FOUND,
@@ -149,14 +247,12 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({
-            "status": status.as_u16(),
-            "code": self.code(),
-            "message": message,
-        });
-        if let Some(field) = self.field() {
-            body["field"] = json!(field);
-        }
+        let body = Problem {
+            status: status.as_u16(),
+            code: self.code(),
+            message,
+            field: self.field().map(str::to_string),
+        };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
         if let Some(secs) = self.retry_after_secs() {
@@ -177,6 +273,56 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(body.to_string())
+        response.body(serde_json::to_string(&body).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flyhook_common::signatures::Rejection;
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let one_of_each = [
+            ApiError::Unauthorized(ApiKeyError::Missing),
+            ApiError::Unauthorized(ApiKeyError::Invalid),
+            ApiError::OutOfScope,
+            ApiError::Forbidden,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::DispatchNotFound,
+            ApiError::InvalidPath(flyhook_common::TaskRef::parse("P", "d", "n", "v").unwrap_err()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::UnreadableBody(String::new()),
+            ApiError::BodyTimeout,
+            ApiError::MalformedJson(String::new()),
+            ApiError::NotAnObject,
+            ApiError::InvalidIdempotencyKey(""),
+            ApiError::InvalidInputs(InputError::Missing { field: "x".into() }),
+            ApiError::BrokerUnavailable,
+            ApiError::AtCapacity,
+            ApiError::StoreUnavailable,
+            ApiError::FlyteUnavailable,
+            ApiError::AlreadyFinished(DispatchStatus::Succeeded),
+            ApiError::InvalidQuery {
+                field: "q",
+                reason: String::new(),
+            },
+            ApiError::UnknownSource,
+            ApiError::NotReplayable,
+            ApiError::SignatureRejected(Rejection::Missing),
+            ApiError::SignatureRejected(Rejection::Malformed),
+            ApiError::SignatureRejected(Rejection::Stale),
+            ApiError::SignatureRejected(Rejection::Mismatch),
+            ApiError::Unexpected(anyhow::anyhow!("x")),
+        ];
+        let mut codes: Vec<&str> = one_of_each.iter().map(ApiError::code).collect();
+        codes.sort_unstable();
+        let mut listed = ApiError::CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(codes, listed);
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use flyhook_common::DispatchStore;
+use flyhook_common::api_keys::Scopes;
 use flyhook_common::dispatch::{Dispatch, Ignored};
 use flyhook_common::sources::Source;
 use flyhook_common::store::ReplaySource;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::observe::RequestId;
 use crate::publisher::{PublishError, Publisher};
 
 /// What a provider delivery became.
@@ -29,7 +31,7 @@ pub enum Delivery {
     Ignored(DispatchId),
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RoutedDispatch {
     pub route: String,
     #[serde(flatten)]
@@ -37,8 +39,9 @@ pub struct RoutedDispatch {
 }
 
 /// What a `202` says.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
+    #[schema(value_type = String, example = "0193b4a2f1c07e3a9d5e2b8c4f6a1d0e9b7c3a5f")]
     pub id: DispatchId,
     pub status: DispatchStatus,
     pub status_url: String,
@@ -107,7 +110,14 @@ impl Intake {
                 .issue_for_idempotency_key(&caller.key_name, &task, key),
             None => self.issuer.issue(),
         };
-        self.enqueue(id, task, inputs, &caller.key_name).await
+        self.enqueue(
+            id,
+            task,
+            inputs,
+            &caller.key_name,
+            caller.request_id.as_str(),
+        )
+        .await
     }
 
     /// Turns a verified provider delivery into one dispatch per matching route, or records it
@@ -120,6 +130,7 @@ impl Intake {
         delivery_id: &str,
         headers: &[(String, String)],
         payload: &Value,
+        request_id: &RequestId,
     ) -> Result<Delivery, ApiError> {
         let sender = format!("source:{}", source.name);
         let mut dispatches = Vec::new();
@@ -129,7 +140,7 @@ impl Intake {
                 .issue_for_delivery(&source.name, Some(&route.name), delivery_id);
             let inputs = route.inputs(headers, payload);
             let accepted = self
-                .enqueue(id, route.task.clone(), inputs, &sender)
+                .enqueue(id, route.task.clone(), inputs, &sender, request_id.as_str())
                 .await?;
             dispatches.push(RoutedDispatch {
                 route: route.name.clone(),
@@ -147,6 +158,7 @@ impl Intake {
             source: sender,
             delivery_id: delivery_id.to_string(),
             received_at: Utc::now(),
+            request_id: Some(request_id.to_string()),
         });
         self.publish(&message).await?;
         Ok(Delivery::Ignored(id))
@@ -154,22 +166,33 @@ impl Intake {
 
     /// Sends a finished dispatch again. Under its own id (the default) it cannot start a
     /// second run: a run that exists is found again. With `new_run`, it becomes a new dispatch
-    /// (new id, new run) with the same task and inputs.
+    /// (new id, new run) with the same task and inputs. Only a task within `scopes` is replayed.
     pub async fn replay(
         &self,
         store: &DispatchStore,
         id: &DispatchId,
         new_run: bool,
+        scopes: &Scopes,
+        request_id: &RequestId,
     ) -> Result<Accepted, ApiError> {
         let unavailable = |e: sqlx::Error| {
             tracing::warn!(error = %e, "status store unreachable");
             ApiError::StoreUnavailable
         };
+        let source = store.replay_source(id).await.map_err(unavailable)?;
+        let (task, inputs, sender) = replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
+        if !scopes.allows(&task) {
+            return Err(ApiError::OutOfScope);
+        }
         if new_run {
-            let source = store.replay_source(id).await.map_err(unavailable)?;
-            let (task, inputs, sender) = replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
             return self
-                .enqueue(self.issuer.issue(), task, inputs, &sender)
+                .enqueue(
+                    self.issuer.issue(),
+                    task,
+                    inputs,
+                    &sender,
+                    request_id.as_str(),
+                )
                 .await;
         }
         let source = store
@@ -179,7 +202,9 @@ impl Intake {
             .ok_or(ApiError::NotReplayable)?;
         let previous = source.previous_status.clone();
         let (task, inputs, sender) = replay_parts(source)?;
-        let sent = self.enqueue(*id, task, inputs, &sender).await;
+        let sent = self
+            .enqueue(*id, task, inputs, &sender, request_id.as_str())
+            .await;
         if sent.is_err() {
             // Not re-sent: leave the record as it was, or it would wait as `queued` forever.
             let _ = store.undo_requeue(id, &previous).await;
@@ -193,6 +218,7 @@ impl Intake {
         task: TaskRef,
         inputs: Map<String, Value>,
         sender: &str,
+        request_id: &str,
     ) -> Result<Accepted, ApiError> {
         let run = self
             .flyte
@@ -204,6 +230,7 @@ impl Intake {
             received_at: Utc::now(),
             api_key: sender.to_string(),
             retries: 0,
+            request_id: Some(request_id.to_string()),
         }))
         .await?;
         tracing::info!(dispatch = %id, %sender, "dispatch queued");

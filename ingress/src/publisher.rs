@@ -13,12 +13,13 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flyhook_common::DispatchMessage;
 use flyhook_common::broker::{self, ROUTING_KEY, Topology};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
+use prometheus_client::metrics::histogram::Histogram;
 use secrecy::SecretString;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,8 @@ impl std::fmt::Debug for Publisher {
 }
 
 struct Inner {
+    /// Publish-to-confirm time of every confirmed publish.
+    confirm_latency: Histogram,
     url: SecretString,
     topology: Topology,
     channel_count: usize,
@@ -85,9 +88,11 @@ impl Publisher {
         channel_count: usize,
         confirm_timeout: Duration,
         max_in_flight: usize,
+        confirm_latency: Histogram,
         shutdown: CancellationToken,
     ) -> Publisher {
         let inner = Arc::new(Inner {
+            confirm_latency,
             url,
             topology,
             channel_count: channel_count.max(1),
@@ -135,13 +140,19 @@ impl Publisher {
         let exchange = self.inner.topology.exchange();
         let confirmed =
             broker::publish_confirmed(&link.channels[index], &exchange, ROUTING_KEY, message);
+        let started = Instant::now();
         match tokio::time::timeout(self.inner.confirm_timeout, confirmed).await {
             Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
             Ok(Err(e)) => {
                 self.inner.broken.notify_one();
                 Err(PublishError::Broker(e))
             }
-            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(true)) => {
+                self.inner
+                    .confirm_latency
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(())
+            }
             Ok(Ok(false)) => Err(PublishError::Refused),
         }
     }

@@ -1,29 +1,44 @@
 //! Building the ingress from settings, exactly as `main` and the tests do.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use flyhook_common::audit::AuditStore;
 use flyhook_common::{DispatchStore, IdIssuer, Settings};
 use flyte_client::FlyteClient;
+use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Gatekeeper;
+use crate::audit::{AuditLog, AuditWriter};
+use crate::auth::{Gatekeeper, keep_keys_current};
 use crate::control::Control;
 use crate::intake::Intake;
+use crate::metrics::IngressMetrics;
+use crate::observe::{RoutePattern, observe};
+use crate::openapi;
 use crate::publisher::Publisher;
-use crate::routes::{dispatches, health, hooks, run_task};
+use crate::routes::{audit, dispatches, health, hooks, run_task};
 use crate::waiters::Waiters;
+
+/// A resource that carries its own pattern, so [`observe`] can label metrics and audit entries
+/// with it without matching the path against every route a second time.
+fn resource(pattern: &'static str) -> actix_web::Resource {
+    web::resource(pattern).app_data(RoutePattern(pattern))
+}
 
 /// A bound, not yet running ingress.
 pub struct Application {
     port: u16,
     server: Server,
     publisher: Publisher,
+    audit_writer: AuditWriter,
     shutdown: CancellationToken,
 }
 
@@ -44,8 +59,9 @@ impl Application {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Application> {
         anyhow::ensure!(
-            !settings.keys.is_empty(),
-            "no API keys configured: set WEBHOOK_API_KEY or add [[api_keys]] to the FLYHOOK_CONFIG file"
+            !settings.keys.is_empty() || settings.id_secret_is_explicit,
+            "no API keys configured and no FLYHOOK_ID_SECRET: set WEBHOOK_API_KEY, add [[api_keys]] \
+             to the FLYHOOK_CONFIG file, or set FLYHOOK_ID_SECRET and create keys with `flyhook keys create`"
         );
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -55,7 +71,29 @@ impl Application {
             .acquire_timeout(Duration::from_secs(2))
             .connect_lazy(settings.database_url.expose_secret())
             .context("DATABASE_URL")?;
+        let mut registry = Registry::default();
+        let metrics = IngressMetrics::register(&mut registry);
         let waiters = Waiters::start(pool.clone(), shutdown.clone());
+        let gatekeeper = Arc::new(Gatekeeper::new(
+            settings.keys.clone(),
+            settings.ingress.rate_limit,
+            metrics.api_keys.clone(),
+        ));
+        keep_keys_current(
+            gatekeeper.clone(),
+            pool.clone(),
+            settings.ingress.key_refresh,
+            shutdown.clone(),
+        )
+        .await;
+        let audit_store = AuditStore::new(pool.clone());
+        let (audit_log, audit_writer) = AuditLog::start(
+            audit_store.clone(),
+            &settings.audit,
+            metrics.audit_written.clone(),
+            metrics.audit_dropped.clone(),
+            shutdown.clone(),
+        );
         let store = DispatchStore::new(pool);
         let publisher = Publisher::start(
             settings.amqp_url.clone(),
@@ -63,9 +101,11 @@ impl Application {
             settings.ingress.publish_channels,
             settings.ingress.publish_timeout,
             settings.ingress.max_in_flight_publishes,
+            metrics.publish_confirm.clone(),
             shutdown.clone(),
         );
-        let flyte = FlyteClient::new(settings.flyte.clone()).context("Flyte client")?;
+        let flyte = FlyteClient::observed(settings.flyte.clone(), Arc::new(metrics.flyte.clone()))
+            .context("Flyte client")?;
         let control = web::Data::new(Control::new(store.clone(), flyte.clone(), waiters));
         let store = web::Data::new(store);
         let intake = web::Data::new(Intake::new(
@@ -73,49 +113,56 @@ impl Application {
             publisher.clone(),
             flyte,
         ));
-        let gatekeeper = web::Data::new(Gatekeeper::new(
-            settings.keys.clone(),
-            settings.ingress.rate_limit,
-        ));
+        let gatekeeper = web::Data::from(gatekeeper);
+        let audit_log = web::Data::new(audit_log);
+        let audit_store = web::Data::new(audit_store);
+        let metrics = web::Data::new(metrics);
+        let registry = web::Data::new(registry);
         let ingress_settings = web::Data::new(settings.ingress.clone());
         let publisher_data = web::Data::new(publisher.clone());
         let sources = web::Data::new(settings.sources.clone());
 
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(
-                    actix_web::middleware::Logger::new("%a \"%r\" %s %T")
-                        .log_target("flyhook::access"),
-                )
+                .wrap(from_fn(observe))
                 .app_data(store.clone())
+                .app_data(audit_log.clone())
+                .app_data(audit_store.clone())
+                .app_data(metrics.clone())
+                .app_data(registry.clone())
                 .app_data(control.clone())
                 .app_data(intake.clone())
                 .app_data(gatekeeper.clone())
                 .app_data(ingress_settings.clone())
                 .app_data(publisher_data.clone())
                 .app_data(sources.clone())
-                .route("/health", web::get().to(health::health))
-                .route("/livez", web::get().to(health::health))
-                .route("/readyz", web::get().to(health::readyz))
-                .route(
-                    "/run-task/{project}/{domain}/{name}/{version}",
-                    web::post().to(run_task::run_task),
+                .service(resource("/health").route(web::get().to(health::health)))
+                .service(resource("/livez").route(web::get().to(health::livez)))
+                .service(resource("/readyz").route(web::get().to(health::readyz)))
+                .service(resource("/metrics").route(web::get().to(health::metrics)))
+                .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
+                .service(resource("/audit").route(web::get().to(audit::list_audit)))
+                .service(
+                    resource("/run-task/{project}/{domain}/{name}/{version}")
+                        .route(web::post().to(run_task::run_task)),
                 )
-                .route(
-                    "/run-task-and-wait/{project}/{domain}/{name}/{version}",
-                    web::post().to(run_task::run_task_and_wait),
+                .service(
+                    resource("/run-task-and-wait/{project}/{domain}/{name}/{version}")
+                        .route(web::post().to(run_task::run_task_and_wait)),
                 )
-                .route("/hooks/{source}", web::post().to(hooks::receive))
-                .route("/github-webhook", web::post().to(hooks::github_webhook))
-                .route("/dispatches", web::get().to(dispatches::list_dispatches))
-                .route("/dispatches/{id}", web::get().to(dispatches::get_dispatch))
-                .route(
-                    "/dispatches/{id}/cancel",
-                    web::post().to(dispatches::cancel_dispatch),
+                .service(resource("/hooks/{source}").route(web::post().to(hooks::receive)))
+                .service(resource("/github-webhook").route(web::post().to(hooks::github_webhook)))
+                .service(resource("/dispatches").route(web::get().to(dispatches::list_dispatches)))
+                .service(
+                    resource("/dispatches/{id}").route(web::get().to(dispatches::get_dispatch)),
                 )
-                .route(
-                    "/dispatches/{id}/replay",
-                    web::post().to(dispatches::replay_dispatch),
+                .service(
+                    resource("/dispatches/{id}/cancel")
+                        .route(web::post().to(dispatches::cancel_dispatch)),
+                )
+                .service(
+                    resource("/dispatches/{id}/replay")
+                        .route(web::post().to(dispatches::replay_dispatch)),
                 )
         })
         .listen(listener)?
@@ -126,6 +173,7 @@ impl Application {
             port,
             server,
             publisher,
+            audit_writer,
             shutdown,
         })
     }
@@ -144,6 +192,7 @@ impl Application {
         let result = self.server.await;
         self.shutdown.cancel();
         self.publisher.close().await;
+        self.audit_writer.close().await;
         result
     }
 }

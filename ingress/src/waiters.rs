@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::pg_listen::{Heard, follow};
 
 /// The channel the `dispatch_changed` trigger notifies.
 pub const CHANNEL: &str = "flyhook_dispatches";
@@ -41,7 +41,17 @@ impl Waiters {
     /// Starts the shared listener, which runs until `shutdown`.
     pub fn start(pool: PgPool, shutdown: CancellationToken) -> Waiters {
         let waiters = Waiters::default();
-        tokio::spawn(listen(pool, waiters.map.clone(), shutdown));
+        let map = waiters.map.clone();
+        tokio::spawn(follow(pool, CHANNEL, None, shutdown, move |heard| {
+            wake(
+                &map,
+                match heard {
+                    Heard::Payload(id) => Some(id),
+                    // Changes made while nobody listened went unheard: everyone looks again.
+                    Heard::Anything => None,
+                },
+            )
+        }));
         waiters
     }
 
@@ -85,47 +95,6 @@ fn wake(map: &WaiterMap, id: Option<&str>) {
     match id {
         Some(id) => map.get(id).iter().for_each(|n| n.notify_waiters()),
         None => map.values().for_each(|n| n.notify_waiters()),
-    }
-}
-
-async fn listen(pool: PgPool, map: WaiterMap, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_cancelled() {
-        let connected = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(CHANNEL).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let mut listener = match connected.await {
-            Ok(listener) => listener,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot listen for dispatch changes yet");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        // Changes made while nobody listened went unheard: everyone looks again.
-        wake(&map, None);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) => wake(&map, Some(notification.payload())),
-                    // The connection dropped; the next call reconnects. Look again meanwhile.
-                    Ok(None) => wake(&map, None),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "dispatch listener failed; reconnecting");
-                        wake(&map, None);
-                        break;
-                    }
-                },
-            }
-        }
     }
 }
 

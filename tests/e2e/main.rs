@@ -2,6 +2,7 @@
 
 mod hooks;
 mod intake;
+mod operations;
 mod overload;
 mod pipeline;
 mod resilience;

@@ -246,8 +246,14 @@ async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_los
         .await
         .unwrap();
     assert_eq!(
-        ready.json::<serde_json::Value>().await.unwrap()["database"],
-        "down"
+        ready.status(),
+        200,
+        "intake works, so the ingress stays in service"
+    );
+    let ready = ready.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(
+        (&ready["status"], &ready["database"]),
+        (&json!("degraded"), &json!("down"))
     );
 
     // A worker that can reach the database takes the dispatch: it was not lost.

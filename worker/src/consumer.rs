@@ -4,8 +4,10 @@
 //! dispatches finish within a bound, then closes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix_web::dev::Server;
 use anyhow::{Context, bail};
 use flyhook_common::broker::{self, Topology};
 use flyhook_common::{DispatchMessage, DispatchStore, Settings};
@@ -14,15 +16,18 @@ use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
+use prometheus_client::registry::Registry;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
+use crate::metrics::{QueueLabels, Readiness, WorkerMetrics};
 use crate::process::{Outcome, Processor};
 use crate::tracker::Tracker;
 
@@ -36,6 +41,13 @@ pub struct Worker {
     topology: Topology,
     prefetch: u16,
     concurrency: usize,
+    metrics: WorkerMetrics,
+    /// Set while attached to the work queue (for `/readyz`).
+    consuming: Arc<AtomicBool>,
+    ops_port: u16,
+    /// Taken and spawned when the worker runs (in a mutex because a server is not `Sync`).
+    ops_server: std::sync::Mutex<Option<Server>>,
+    ops_shutdown: CancellationToken,
 }
 
 impl std::fmt::Debug for Worker {
@@ -49,16 +61,36 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Wires a worker from settings. Nothing is connected yet; PostgreSQL is connected on use.
+    /// Wires a worker from settings and binds its `/metrics` and probes (`[worker] listen`).
+    /// Nothing is connected yet; PostgreSQL is connected on use. Call within a Tokio runtime.
     pub fn build(settings: &Settings) -> anyhow::Result<Worker> {
         let pool = PgPoolOptions::new()
             .max_connections(settings.worker.database_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_lazy(settings.database_url.expose_secret())
             .context("DATABASE_URL")?;
-        let flyte = FlyteClient::new(settings.flyte.clone()).context("Flyte client")?;
+        let mut registry = Registry::default();
+        let metrics = WorkerMetrics::register(&mut registry);
+        let flyte = FlyteClient::observed(settings.flyte.clone(), Arc::new(metrics.flyte.clone()))
+            .context("Flyte client")?;
         let store = DispatchStore::new(pool);
+        let consuming = Arc::new(AtomicBool::new(false));
+        let ops_shutdown = CancellationToken::new();
+        let (ops_port, ops_server) = crate::metrics::serve(
+            &settings.worker.listen,
+            registry,
+            Readiness {
+                consuming: consuming.clone(),
+                store: store.clone(),
+            },
+            ops_shutdown.clone(),
+        )?;
         Ok(Worker {
+            metrics: metrics.clone(),
+            consuming,
+            ops_port,
+            ops_server: std::sync::Mutex::new(Some(ops_server)),
+            ops_shutdown,
             tracker: Tracker::new(
                 store.clone(),
                 flyte.clone(),
@@ -69,6 +101,7 @@ impl Worker {
                 flyte,
                 settings.worker.max_attempts,
                 settings.worker.max_runs_per_second_per_project,
+                metrics,
             )),
             amqp_url: settings.amqp_url.clone(),
             topology: settings.topology(),
@@ -81,9 +114,20 @@ impl Worker {
         &self.processor
     }
 
+    /// Where `/metrics`, `/livez` and `/readyz` are served.
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
     /// Consumes and tracks runs until `shutdown` is cancelled, reconnecting whenever the broker
     /// goes away.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let ops_server = self
+            .ops_server
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(tokio::spawn);
         let tracking = tokio::spawn(self.tracker.clone().run_until_stopped(shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
@@ -100,6 +144,10 @@ impl Worker {
             }
         }
         let _ = tracking.await;
+        self.ops_shutdown.cancel();
+        if let Some(server) = ops_server {
+            let _ = server.await;
+        }
         tracing::info!("worker stopped");
         Ok(())
     }
@@ -127,6 +175,15 @@ impl Worker {
             .await?;
         tracing::info!(queue = %self.topology.work_queue(), prefetch = self.prefetch, "consuming");
         *backoff = Duration::from_millis(100);
+        let _consuming = Consuming::mark(&self.consuming);
+        // Aborted when dropped, that is whenever this connection's consumption ends.
+        let mut sampler = JoinSet::new();
+        sampler.spawn(sample_depths(
+            channel.clone(),
+            self.topology.clone(),
+            self.processor.store().clone(),
+            self.metrics.clone(),
+        ));
 
         let retrier = Arc::new(Retrier::open(&connection, &self.topology).await?);
         let slots = Arc::new(Semaphore::new(self.concurrency));
@@ -140,8 +197,11 @@ impl Worker {
                         let slot = slots.clone().acquire_owned().await?;
                         let processor = self.processor.clone();
                         let retrier = retrier.clone();
+                        let in_progress = self.metrics.in_progress.clone();
+                        in_progress.inc();
                         in_flight.spawn(async move {
                             handle(&processor, &retrier, delivery).await;
+                            in_progress.dec();
                             drop(slot);
                         });
                     }
@@ -169,6 +229,59 @@ impl Worker {
             .close(200, "flyhook worker stopping".into())
             .await;
         Ok(())
+    }
+}
+
+/// Marks the worker consuming for as long as it lives.
+struct Consuming<'a>(&'a AtomicBool);
+
+impl<'a> Consuming<'a> {
+    fn mark(flag: &'a AtomicBool) -> Consuming<'a> {
+        flag.store(true, Ordering::Relaxed);
+        Consuming(flag)
+    }
+}
+
+impl Drop for Consuming<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// How often queue depths and runs in flight are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// Samples the queues' depths (a passive declare) and the runs in flight (one indexed count).
+async fn sample_depths(
+    channel: lapin::Channel,
+    topology: Topology,
+    store: DispatchStore,
+    metrics: WorkerMetrics,
+) {
+    let mut every = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        every.tick().await;
+        for queue in [topology.work_queue(), topology.dead_queue()] {
+            let declared = channel
+                .queue_declare(
+                    queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            if let Ok(declared) = declared {
+                metrics
+                    .queue_depth
+                    .get_or_create(&QueueLabels { queue })
+                    .set(i64::from(declared.message_count()));
+            }
+        }
+        if let Ok(count) = store.count_in_flight().await {
+            metrics.runs_in_flight.set(count);
+        }
     }
 }
 
@@ -207,10 +320,29 @@ pub async fn handle(processor: &Processor, retrier: &Retrier, delivery: Delivery
         Err(e) => {
             // Nothing to record it under; the dead-letter queue keeps it for a human.
             tracing::error!(error = %e, "unreadable message; dead-lettering it");
+            processor.metrics().count("unreadable");
             settle(delivery.reject(BasicRejectOptions { requeue: false }).await);
             return;
         }
     };
+    let (id, request_id) = match &message {
+        DispatchMessage::DispatchV1(d) => (d.id, d.request_id.as_deref()),
+        DispatchMessage::IgnoredV1(i) => (i.id, i.request_id.as_deref()),
+    };
+    // Every line about this delivery names the dispatch and the request that brought it.
+    let span =
+        tracing::info_span!("dispatch", dispatch = %id, request_id = request_id.unwrap_or("-"));
+    process_and_settle(processor, retrier, delivery, message)
+        .instrument(span)
+        .await
+}
+
+async fn process_and_settle(
+    processor: &Processor,
+    retrier: &Retrier,
+    delivery: Delivery,
+    message: DispatchMessage,
+) {
     let outcome = match &message {
         DispatchMessage::DispatchV1(dispatch) => processor.process(dispatch).await,
         DispatchMessage::IgnoredV1(ignored) => processor.record_ignored(ignored).await,

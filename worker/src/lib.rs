@@ -6,9 +6,11 @@
 //! - [`process`]: [`Processor`], one attempt at one dispatch, returning an [`Outcome`].
 //! - [`tracker`]: [`Tracker`], following started runs to their end, shared through leases.
 //! - [`batch`]: status writes of many dispatches in one statement.
+//! - [`metrics`]: the worker's Prometheus figures, served with its probes.
 
 pub mod batch;
 pub mod consumer;
+pub mod metrics;
 pub mod process;
 pub mod tracker;
 

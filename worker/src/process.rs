@@ -17,6 +17,7 @@ use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
 use flyte_client::{ActionPhase, Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
 
 use crate::batch::{Batcher, WriteError};
+use crate::metrics::WorkerMetrics;
 
 /// What to do with the delivery after processing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +65,13 @@ pub struct Processor {
     max_attempts: u32,
     /// Caps runs started per second per Flyte project.
     throttle: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+    metrics: WorkerMetrics,
 }
 
 /// Label that ties a Flyte run back to its dispatch.
 pub const DISPATCH_LABEL: &str = "flyhook-dispatch";
+/// Label that ties a Flyte run back to the request that brought its dispatch.
+pub const REQUEST_LABEL: &str = "flyhook-request-id";
 
 /// Exponential backoff with full jitter, capped at 30 s.
 pub fn backoff(attempt: i32, floor: Option<Duration>) -> Duration {
@@ -84,6 +88,7 @@ impl Processor {
         flyte: FlyteClient,
         max_attempts: u32,
         max_runs_per_second_per_project: Option<u32>,
+        metrics: WorkerMetrics,
     ) -> Processor {
         let throttle = max_runs_per_second_per_project
             .and_then(NonZeroU32::new)
@@ -113,6 +118,7 @@ impl Processor {
             flyte,
             max_attempts,
             throttle,
+            metrics,
         }
     }
 
@@ -120,9 +126,16 @@ impl Processor {
         &self.store
     }
 
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.metrics
+    }
+
     pub async fn record_ignored(&self, ignored: &Ignored) -> Outcome {
         match self.store.record_ignored(ignored).await {
-            Ok(()) => Outcome::Done,
+            Ok(()) => {
+                self.metrics.count("ignored");
+                Outcome::Done
+            }
             Err(e) => {
                 tracing::warn!(dispatch = %ignored.id, error = %e, "status store unavailable");
                 Outcome::Requeue(backoff(3, None))
@@ -136,20 +149,30 @@ impl Processor {
             Ok(Claim::Proceed { .. }) => {}
             Ok(Claim::Settled(status)) => {
                 tracing::info!(dispatch = %id, %status, "already handled; dropping this delivery");
+                self.metrics.count("already_handled");
                 return Outcome::Done;
             }
             // Without a record we must not go on: requeue until the store is back.
             Err(e) => {
                 tracing::warn!(dispatch = %id, error = %e, "status store unavailable");
+                self.metrics.count("requeued");
                 return Outcome::Requeue(backoff(3, None));
             }
         };
         // The count the message carries; the record's `attempts` also counts crash redeliveries.
         let attempt = dispatch.retries + 1;
-        let (result, outcome) = match self.start_run(dispatch).await {
+        let (result, outcome, label) = match self.start_run(dispatch).await {
             Ok(started) => {
                 let url = self.flyte.run_url(&started.id);
                 tracing::info!(dispatch = %id, run = %started.id, already_existed = started.already_existed, "run started");
+                if !started.already_existed {
+                    let waited = (chrono::Utc::now() - dispatch.received_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    self.metrics
+                        .accept_to_run_started
+                        .observe(waited.as_secs_f64());
+                }
                 let recorded = match self
                     .runs_started
                     .write((id, url, started.status.phase))
@@ -164,7 +187,7 @@ impl Processor {
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
                 };
-                (recorded, Outcome::Done)
+                (recorded, Outcome::Done, "started")
             }
             Err(StartError::Permanent(reason)) => {
                 tracing::warn!(dispatch = %id, %reason, "dispatch failed");
@@ -173,7 +196,7 @@ impl Processor {
                     .record_given_up(&id, DispatchStatus::Failed, &reason)
                     .await
                     .map_err(WriteError::from);
-                (recorded, Outcome::DeadLetter)
+                (recorded, Outcome::DeadLetter, "failed")
             }
             Err(StartError::Transient(e)) if attempt >= self.max_attempts => {
                 let reason = format!("gave up after {attempt} attempts: {e}");
@@ -183,7 +206,7 @@ impl Processor {
                     .record_given_up(&id, DispatchStatus::DeadLettered, &reason)
                     .await
                     .map_err(WriteError::from);
-                (recorded, Outcome::DeadLetter)
+                (recorded, Outcome::DeadLetter, "dead_lettered")
             }
             Err(StartError::Transient(e)) => {
                 tracing::info!(dispatch = %id, attempt, error = %e, "will retry");
@@ -195,15 +218,20 @@ impl Processor {
                 (
                     recorded,
                     Outcome::RetryAfter(backoff(attempt as i32, e.retry_after)),
+                    "retried",
                 )
             }
         };
         match result {
-            Ok(()) => outcome,
+            Ok(()) => {
+                self.metrics.count(label);
+                outcome
+            }
             // The outcome is not recorded: keep the message, the next delivery repeats the
             // (idempotent) work and records it.
             Err(e) => {
                 tracing::warn!(dispatch = %id, error = %e, "could not record the outcome");
+                self.metrics.count("requeued");
                 Outcome::Requeue(backoff(attempt as i32, None))
             }
         }
@@ -247,7 +275,14 @@ impl Processor {
             inputs,
             run_spec: Some(RunSpec {
                 labels: Some(Labels {
-                    values: BTreeMap::from([(DISPATCH_LABEL.to_string(), dispatch.id.to_string())]),
+                    values: BTreeMap::from_iter(
+                        [
+                            (DISPATCH_LABEL, Some(dispatch.id.to_string())),
+                            (REQUEST_LABEL, dispatch.request_id.clone()),
+                        ]
+                        .into_iter()
+                        .filter_map(|(label, value)| Some((label.to_string(), value?))),
+                    ),
                 }),
             }),
         };

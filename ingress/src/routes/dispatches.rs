@@ -1,6 +1,6 @@
 //! `/dispatches`: look one up, list them, cancel one.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use flyhook_common::store::{DispatchRecord, ListFilter};
@@ -10,10 +10,12 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::control::Control;
-use crate::error::ApiError;
-use crate::intake::Intake;
+use crate::error::{ApiError, Problem};
+use crate::intake::{Accepted, Intake};
+use crate::observe::note_dispatches;
+use crate::routes::{page_limit, trim_page};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TaskView {
     project: String,
     domain: String,
@@ -22,7 +24,7 @@ struct TaskView {
 }
 
 /// A dispatch as senders see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DispatchView {
     id: String,
     pub status: DispatchStatus,
@@ -33,6 +35,8 @@ pub struct DispatchView {
     url: Option<String>,
     flyte_phase: Option<String>,
     attempts: i32,
+    /// The run's outputs as plain JSON, once it succeeded.
+    #[schema(value_type = Option<Object>)]
     outputs: Option<Value>,
     error: Option<String>,
     error_kind: Option<String>,
@@ -112,26 +116,57 @@ pub fn issued_id(text: &str, intake: &Intake) -> Result<DispatchId, ApiError> {
         .ok_or(ApiError::DispatchNotFound)
 }
 
+/// Looks a dispatch up. An id this deployment issued that no worker has recorded yet is
+/// `queued` with `recorded: false`.
+#[utoipa::path(
+    get,
+    path = "/dispatches/{id}",
+    tag = "dispatches",
+    params(("id" = String, Path, description = "The dispatch id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The dispatch", body = DispatchView),
+        (status = 404, description = "Not an id this deployment issued", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_dispatch(
     path: web::Path<String>,
-    _caller: Caller,
+    caller: Caller,
     intake: web::Data<Intake>,
     control: web::Data<Control>,
 ) -> Result<HttpResponse, ApiError> {
     let id = issued_id(&path, &intake)?;
     let view = match control.get(&id).await? {
-        Some(record) => DispatchView::recorded(record, &intake),
+        Some(record) => {
+            caller.may_see(&record)?;
+            DispatchView::recorded(record, &intake)
+        }
         None => DispatchView::unrecorded(&id),
     };
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct CancelBody {
     reason: Option<String>,
 }
 
+/// Cancels a dispatch: a queued one never starts, a running one's run is aborted.
+#[utoipa::path(
+    post,
+    path = "/dispatches/{id}/cancel",
+    tag = "dispatches",
+    params(("id" = String, Path, description = "The dispatch id")),
+    request_body(content = Option<CancelBody>, content_type = "application/json"),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Cancelled (`aborted`)", body = DispatchView),
+        (status = 404, description = "Not an id this deployment issued", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It already finished", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn cancel_dispatch(
+    req: HttpRequest,
     path: web::Path<String>,
     caller: Caller,
     body: Option<web::Json<CancelBody>>,
@@ -139,6 +174,13 @@ pub async fn cancel_dispatch(
     control: web::Data<Control>,
 ) -> Result<HttpResponse, ApiError> {
     let id = issued_id(&path, &intake)?;
+    note_dispatches(&req, [id]);
+    if let Some(record) = control.get(&id).await? {
+        caller.may_see(&record)?;
+    } else if !caller.scopes.is_unrestricted() {
+        // Nothing recorded tells which task it is; only a key with every scope may cancel it.
+        return Err(ApiError::OutOfScope);
+    }
     let reason = body
         .and_then(|b| b.into_inner().reason)
         .unwrap_or_else(|| format!("cancelled through flyhook by {}", caller.key_name));
@@ -146,27 +188,47 @@ pub async fn cancel_dispatch(
     Ok(HttpResponse::Ok().json(DispatchView::recorded(record, &intake)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ReplayBody {
     #[serde(default)]
     new_run: bool,
 }
 
+/// Sends a finished dispatch again: under its own id (only when failed, dead-lettered, aborted
+/// or timed out; a run that exists is found again), or with `new_run` as a new dispatch.
+#[utoipa::path(
+    post,
+    path = "/dispatches/{id}/replay",
+    tag = "dispatches",
+    params(("id" = String, Path, description = "The dispatch id")),
+    request_body(content = Option<ReplayBody>, content_type = "application/json"),
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued again", body = Accepted),
+        (status = 404, description = "Not an id this deployment issued", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not replayable (not finished, or its inputs are unknown)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn replay_dispatch(
+    req: HttpRequest,
     path: web::Path<String>,
-    _caller: Caller,
+    caller: Caller,
     body: Option<web::Json<ReplayBody>>,
     intake: web::Data<Intake>,
     store: web::Data<DispatchStore>,
 ) -> Result<HttpResponse, ApiError> {
     let id = issued_id(&path, &intake)?;
     let new_run = body.is_some_and(|b| b.new_run);
-    let accepted = intake.replay(&store, &id, new_run).await?;
+    let accepted = intake
+        .replay(&store, &id, new_run, &caller.scopes, &caller.request_id)
+        .await?;
+    note_dispatches(&req, [id, accepted.id]);
     Ok(HttpResponse::Accepted().json(accepted))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Comma-separated statuses.
     status: Option<String>,
@@ -181,7 +243,7 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Page {
     items: Vec<DispatchView>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -207,9 +269,21 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
     ))
 }
 
+/// Lists dispatches, newest first (only those of tasks the key's scopes cover).
+#[utoipa::path(
+    get,
+    path = "/dispatches",
+    tag = "dispatches",
+    params(ListQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of dispatches", body = Page),
+        (status = 400, description = "A query parameter is invalid", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_dispatches(
     query: Result<web::Query<ListQuery>, actix_web::Error>,
-    _caller: Caller,
+    caller: Caller,
     intake: web::Data<Intake>,
     control: web::Data<Control>,
 ) -> Result<HttpResponse, ApiError> {
@@ -231,13 +305,7 @@ pub async fn list_dispatches(
             field: "status",
             reason,
         })?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::InvalidQuery {
-            field: "limit",
-            reason: format!("must be between 1 and {MAX_PAGE}"),
-        });
-    }
+    let limit = page_limit(query.limit, 50, MAX_PAGE)?;
     let before = query
         .cursor
         .as_deref()
@@ -257,15 +325,10 @@ pub async fn list_dispatches(
         since: query.since,
         until: query.until,
         before,
+        within: Some(caller.scopes.clone()),
     };
-    // One more than asked tells whether there is a next page.
     let mut records = control.list(&filter, limit + 1).await?;
-    let next_cursor = if records.len() as i64 > limit {
-        records.truncate(limit as usize);
-        records.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let next_cursor = trim_page(&mut records, limit).map(encode_cursor);
     let items = records
         .into_iter()
         .map(|r| DispatchView::recorded(r, &intake))

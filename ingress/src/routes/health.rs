@@ -1,19 +1,64 @@
-//! Liveness and readiness, for load balancers and orchestrators.
+//! Liveness, readiness and metrics, for load balancers, orchestrators and Prometheus.
 
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use flyhook_common::DispatchStore;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
 use crate::publisher::Publisher;
 
+/// Prometheus figures (OpenMetrics text).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Requests, rejections, publish confirms, Flyte calls, audit and keys", content_type = "application/openmetrics-text", body = String))
+)]
+pub async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(flyhook_common::metrics::CONTENT_TYPE)
+        .body(flyhook_common::metrics::render(&registry))
+}
+
 /// The seed's health check: the process answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"})))
+)]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready when the broker is connected and the status store answers; 503 naming what is not.
+/// Liveness: the process answers (nothing it depends on is looked at, so a dependency going
+/// away never gets the ingress restarted).
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object, example = json!({"status": "ok"})))
+)]
+pub async fn livez() -> HttpResponse {
+    health().await
+}
+
+/// Ready when the broker is connected: that is all intake needs, so an orchestrator keeps
+/// sending webhooks while PostgreSQL is away (`"status": "degraded"`: lookups answer 503 until
+/// it is back). 503 when the broker is not connected.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready (or degraded: PostgreSQL away, intake still works)", body = Object,
+         example = json!({"status": "ready", "broker": "up", "database": "up"})),
+        (status = 503, description = "The broker is not connected", body = Object,
+         example = json!({"status": "not_ready", "broker": "down", "database": "up"})),
+    )
+)]
 pub async fn readyz(
     publisher: web::Data<Publisher>,
     store: web::Data<DispatchStore>,
@@ -23,11 +68,15 @@ pub async fn readyz(
         .await
         .is_ok_and(|r| r.is_ok());
     let body = json!({
-        "status": if broker && database { "ready" } else { "not_ready" },
+        "status": match (broker, database) {
+            (false, _) => "not_ready",
+            (true, false) => "degraded",
+            (true, true) => "ready",
+        },
         "broker": if broker { "up" } else { "down" },
         "database": if database { "up" } else { "down" },
     });
-    if broker && database {
+    if broker {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable()

@@ -5,17 +5,56 @@
 use std::sync::Arc;
 
 use actix_web::http::header::CONTENT_TYPE;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use flyhook_common::DispatchId;
 use flyhook_common::signatures::Scheme;
 use flyhook_common::sources::Source;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-use crate::intake::Delivery;
+use crate::error::{ApiError, Problem};
+use crate::intake::{Delivery, RoutedDispatch};
+use crate::observe::{Principal, RequestId, note_dispatches};
 use crate::routes::Services;
 use crate::routes::run_task::read_body;
 
+/// A provider's answers to a delivery (besides the problem documents).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HookQueued {
+    /// `queued`.
+    status: &'static str,
+    /// The provider's id of the delivery (or a digest of its bytes).
+    delivery_id: String,
+    /// One per matching route.
+    dispatches: Vec<RoutedDispatch>,
+}
+
+/// A verified delivery no route wanted: recorded, so it can be looked up.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HookIgnored {
+    /// `ignored`.
+    status: &'static str,
+    delivery_id: String,
+    #[schema(value_type = String)]
+    id: DispatchId,
+    status_url: String,
+}
+
+/// Receives a provider webhook, verified by the source's signature scheme on the raw bytes.
+#[utoipa::path(
+    post,
+    path = "/hooks/{source}",
+    tag = "intake",
+    params(("source" = String, Path, description = "A configured source's name")),
+    request_body(content = Object, content_type = "application/json", description = "The provider's payload (JSON, or a form for GitHub and Slack)"),
+    responses(
+        (status = 202, description = "Routed: one dispatch per matching route", body = HookQueued),
+        (status = 200, description = "Verified but no route matched (recorded `ignored`), or a provider handshake (Slack's challenge, GitHub's ping)", body = HookIgnored),
+        (status = 401, description = "The signature is missing, malformed, stale or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No source by that name", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn receive(
     req: HttpRequest,
     path: web::Path<String>,
@@ -26,6 +65,19 @@ pub async fn receive(
     handle(req, source, payload, services).await
 }
 
+/// The seed's GitHub endpoint: the configured GitHub source.
+#[utoipa::path(
+    post,
+    path = "/github-webhook",
+    tag = "intake",
+    request_body(content = Object, content_type = "application/json", description = "GitHub's payload"),
+    responses(
+        (status = 202, description = "Routed: one dispatch per matching route", body = HookQueued),
+        (status = 200, description = "Verified but no route matched, or a ping", body = HookIgnored),
+        (status = 401, description = "The signature is missing, malformed or wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No GitHub source is configured", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn github_webhook(
     req: HttpRequest,
     payload: web::Payload,
@@ -44,6 +96,8 @@ async fn handle(
     payload: web::Payload,
     services: Services,
 ) -> Result<HttpResponse, ApiError> {
+    req.extensions_mut()
+        .insert(Principal(format!("source:{}", source.name)));
     let body = read_body(&req, payload, &services.settings).await?;
     let headers: Vec<(String, String)> = req
         .headers()
@@ -89,22 +143,29 @@ async fn handle(
             let digest = Sha256::digest(&body);
             digest[..16].iter().map(|b| format!("{b:02x}")).collect()
         });
+    let request_id = RequestId::of(&req);
     match services
         .intake
-        .accept_delivery(&source, &delivery_id, &headers, &payload)
+        .accept_delivery(&source, &delivery_id, &headers, &payload, &request_id)
         .await?
     {
-        Delivery::Routed(dispatches) => Ok(HttpResponse::Accepted().json(json!({
-            "status": "queued",
-            "delivery_id": delivery_id,
-            "dispatches": dispatches,
-        }))),
-        Delivery::Ignored(id) => Ok(HttpResponse::Ok().json(json!({
-            "status": "ignored",
-            "delivery_id": delivery_id,
-            "id": id,
-            "status_url": format!("/dispatches/{id}"),
-        }))),
+        Delivery::Routed(dispatches) => {
+            note_dispatches(&req, dispatches.iter().map(|d| d.accepted.id));
+            Ok(HttpResponse::Accepted().json(HookQueued {
+                status: "queued",
+                delivery_id,
+                dispatches,
+            }))
+        }
+        Delivery::Ignored(id) => {
+            note_dispatches(&req, [id]);
+            Ok(HttpResponse::Ok().json(HookIgnored {
+                status: "ignored",
+                delivery_id,
+                status_url: format!("/dispatches/{id}"),
+                id,
+            }))
+        }
     }
 }
 

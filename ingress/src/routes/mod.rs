@@ -9,10 +9,35 @@ use crate::control::Control;
 use crate::error::ApiError;
 use crate::intake::Intake;
 
+pub mod audit;
 pub mod dispatches;
 pub mod health;
 pub mod hooks;
 pub mod run_task;
+
+/// A page size from `?limit=`: `default` when absent, else within 1..=`max`.
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::InvalidQuery {
+            field: "limit",
+            reason: format!("must be between 1 and {max}"),
+        })
+    }
+}
+
+/// Pages are read one row longer than asked, which tells whether there is a next page: drops
+/// that row, and returns the last row kept when there is a next page (its cursor).
+pub fn trim_page<T>(rows: &mut Vec<T>, limit: i64) -> Option<&T> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last()
+    } else {
+        None
+    }
+}
 
 /// The application's services, extracted together by handlers that need several.
 #[derive(Debug)]

@@ -14,11 +14,14 @@ use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::control::Waited;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
+use crate::intake::Accepted;
+use crate::observe::note_dispatches;
 use crate::routes::Services;
 use crate::routes::dispatches::DispatchView;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// How long to wait for the run to end: `30s`, `500ms`, `2m`.
     wait: Option<String>,
@@ -37,10 +40,38 @@ impl WaitQuery {
     }
 }
 
-/// Enqueues; waits only if `?wait=` says so.
+/// The path of a task, as `/run-task/…` takes it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TaskPath {
+    /// Flyte project.
+    project: String,
+    /// Flyte domain.
+    domain: String,
+    /// Task name.
+    name: String,
+    /// Task version.
+    version: String,
+}
+
+/// Starts a Flyte task run: answers once the dispatch is durably queued; waits for the run to
+/// end only if `?wait=` says so.
+#[utoipa::path(
+    post,
+    path = "/run-task/{project}/{domain}/{name}/{version}",
+    tag = "intake",
+    params(TaskPath, WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    request_body(content = Object, content_type = "application/json", description = "The task's inputs, by name"),
+    security(("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued durably; follow it at status_url", body = Accepted),
+        (status = 200, description = "With ?wait=: the run ended within the wait", body = DispatchView),
+        (status = 422, description = "A path segment is invalid, or the inputs do not fit the task", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn run_task(
     req: HttpRequest,
-    path: web::Path<(String, String, String, String)>,
+    path: web::Path<TaskPath>,
     query: web::Query<WaitQuery>,
     payload: web::Payload,
     caller: Caller,
@@ -50,10 +81,23 @@ pub async fn run_task(
     submit(req, path.into_inner(), payload, caller, services, wait).await
 }
 
-/// Enqueues and waits (`?wait=`, or the configured default).
+/// Starts a Flyte task run and waits for it to end (`?wait=`, or the configured default).
+#[utoipa::path(
+    post,
+    path = "/run-task-and-wait/{project}/{domain}/{name}/{version}",
+    tag = "intake",
+    params(TaskPath, WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    request_body(content = Object, content_type = "application/json", description = "The task's inputs, by name"),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The run ended within the wait", body = DispatchView),
+        (status = 202, description = "Still going when the wait ran out; follow it at status_url", body = Accepted),
+        (status = 422, description = "A path segment is invalid, or the inputs do not fit the task", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn run_task_and_wait(
     req: HttpRequest,
-    path: web::Path<(String, String, String, String)>,
+    path: web::Path<TaskPath>,
     query: web::Query<WaitQuery>,
     payload: web::Payload,
     caller: Caller,
@@ -75,19 +119,21 @@ pub async fn run_task_and_wait(
 
 async fn submit(
     req: HttpRequest,
-    (project, domain, name, version): (String, String, String, String),
+    path: TaskPath,
     payload: web::Payload,
     caller: Caller,
     services: Services,
     wait: Option<Duration>,
 ) -> Result<HttpResponse, ApiError> {
-    let task = TaskRef::parse(&project, &domain, &name, &version)?;
+    let task = TaskRef::parse(&path.project, &path.domain, &path.name, &path.version)?;
+    caller.may_use(&task)?;
     let inputs = read_json_object(&req, payload, &services.settings).await?;
     let idempotency_key = idempotency_key(&req)?;
     let mut accepted = services
         .intake
         .accept(&caller, task, inputs, idempotency_key)
         .await?;
+    note_dispatches(&req, [accepted.id]);
     let Some(wait) = wait else {
         return Ok(HttpResponse::Accepted().json(accepted));
     };
@@ -103,6 +149,8 @@ async fn submit(
         }
     })
 }
+
+const IDEMPOTENCY_KEY: &str = "The same key (with the same API key and task) is the same dispatch: a retried send starts nothing new. 1 to 255 printable characters.";
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get("idempotency-key") else {

@@ -218,6 +218,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         ("AMQP_URL", &flyhook_e2e::amqp_url()),
         ("FLYHOOK_LISTEN", &format!("127.0.0.1:{port}")),
         ("FLYHOOK_QUEUE_PREFIX", &format!("fault-{tag}")),
+        ("FLYHOOK_WORKER_LISTEN", "127.0.0.1:0"),
         ("FLYTE_ENDPOINT", &sim_url),
         ("WEBHOOK_API_KEY", API_KEY),
         ("FLYHOOK_CONFIG", config.to_str().unwrap_or_default()),

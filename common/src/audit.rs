@@ -1,0 +1,127 @@
+//! The audit log: one append-only row per invocation of the API, accepted or refused. The
+//! ingress writes it off the request path, in batches (`flyhook_ingress::audit`); operators read
+//! it with `GET /audit` or `flyhook audit`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// One invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// Assigned when written; 0 before.
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub request_id: String,
+    /// The API key's name, `source:<name>` for a provider webhook, absent when nobody was
+    /// identified (a missing or wrong key).
+    pub principal: Option<String>,
+    pub method: String,
+    /// The route's pattern, e.g. `/run-task/{project}/{domain}/{name}/{version}`.
+    pub route: String,
+    pub path: String,
+    pub status: i16,
+    /// `accepted`, `ok`, or the error code of the answer (`invalid_api_key`, `out_of_scope`, …).
+    pub outcome: String,
+    pub dispatch_ids: Vec<String>,
+    pub client_addr: Option<String>,
+}
+
+/// Which entries to read; every part optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub route: Option<String>,
+    pub outcome: Option<String>,
+    pub dispatch_id: Option<String>,
+    pub request_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only entries older than this id: the cursor of the previous page.
+    pub before_id: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    pool: PgPool,
+}
+
+impl AuditStore {
+    pub fn new(pool: PgPool) -> AuditStore {
+        AuditStore { pool }
+    }
+
+    /// Writes many entries in one statement.
+    pub async fn append(&self, entries: &[AuditEntry]) -> Result<(), sqlx::Error> {
+        let column = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<_>>();
+        let ats: Vec<DateTime<Utc>> = entries.iter().map(|e| e.at).collect();
+        let principals: Vec<Option<String>> = entries.iter().map(|e| e.principal.clone()).collect();
+        let statuses: Vec<i16> = entries.iter().map(|e| e.status).collect();
+        let clients: Vec<Option<String>> = entries.iter().map(|e| e.client_addr.clone()).collect();
+        // Arrays of arrays must be rectangular in PostgreSQL: each entry's ids travel as one
+        // comma-separated text (dispatch ids are hex digits).
+        let dispatch_ids = column(|e| e.dispatch_ids.join(","));
+        sqlx::query(
+            "INSERT INTO audit_log (at, request_id, principal, method, route, path, status, outcome, dispatch_ids, client_addr) \
+             SELECT at, request_id, principal, method, route, path, status, outcome, \
+                    string_to_array(ids, ','), client_addr \
+             FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::int2[], $8::text[], $9::text[], $10::text[]) \
+                  AS e(at, request_id, principal, method, route, path, status, outcome, ids, client_addr)",
+        )
+        .bind(ats)
+        .bind(column(|e| e.request_id.clone()))
+        .bind(principals)
+        .bind(column(|e| e.method.clone()))
+        .bind(column(|e| e.route.clone()))
+        .bind(column(|e| e.path.clone()))
+        .bind(statuses)
+        .bind(column(|e| e.outcome.clone()))
+        .bind(dispatch_ids)
+        .bind(clients)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub async fn list(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, at, request_id, principal, method, route, path, status, outcome, dispatch_ids, client_addr \
+             FROM audit_log \
+             WHERE ($1::text IS NULL OR principal = $1) \
+               AND ($2::text IS NULL OR route = $2) \
+               AND ($3::text IS NULL OR outcome = $3) \
+               AND ($4::text IS NULL OR dispatch_ids @> ARRAY[$4]) \
+               AND ($5::text IS NULL OR request_id = $5) \
+               AND ($6::timestamptz IS NULL OR at >= $6) \
+               AND ($7::timestamptz IS NULL OR at < $7) \
+               AND ($8::bigint IS NULL OR id < $8) \
+             ORDER BY id DESC LIMIT $9",
+        )
+        .bind(&filter.principal)
+        .bind(&filter.route)
+        .bind(&filter.outcome)
+        .bind(&filter.dispatch_id)
+        .bind(&filter.request_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Deletes entries older than `cutoff`; returns how many.
+    pub async fn purge_before(&self, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM audit_log WHERE at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}

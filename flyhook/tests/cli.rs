@@ -1,0 +1,207 @@
+//! The `flyhook` command as an operator runs it, against a real ingress, RabbitMQ and
+//! PostgreSQL.
+
+use std::process::Output;
+use std::time::Duration;
+
+use flyhook_e2e::{TestEnv, eventually};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `flyhook args…` against the test's database.
+async fn flyhook(env: &TestEnv, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flyhook"));
+    command
+        .args(args)
+        .env("DATABASE_URL", &env.vars["DATABASE_URL"])
+        .env_remove("FLYHOOK_CONFIG");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("flyhook runs");
+    assert!(
+        output.status.success(),
+        "flyhook {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn a_key_made_with_the_cli_works_within_seconds_is_refused_outside_its_scope_and_is_audited(
+    pool: PgPool,
+) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    // Reloads come from PostgreSQL's notification; the periodic refresh is out of the picture.
+    let ingress = env
+        .start_ingress(env.settings_with_file("[ingress]\nkey_refresh_secs = 3600\n"))
+        .await;
+    let created = flyhook(
+        &env,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "deployer",
+            "--scope",
+            "flytesnacks/development",
+            "--rate",
+            "50",
+        ],
+    )
+    .await;
+    let key = stdout(&created).trim().to_string();
+    assert!(key.starts_with("fhk_") && key.len() > 40, "{key}");
+    let post = |task: &str| {
+        env.http
+            .post(format!("{}/run-task/{task}", ingress.base))
+            .bearer_auth(&key)
+            .json(&json!({"name": "ann"}))
+            .send()
+    };
+
+    let accepted: Value = eventually(Duration::from_secs(5), "the new key accepted", || async {
+        let response = post("flytesnacks/development/hello.main/v1").await.unwrap();
+        match response.status().as_u16() {
+            202 => Some(response.json().await.unwrap()),
+            401 => None,
+            other => panic!("unexpected {other}"),
+        }
+    })
+    .await;
+    let outside = post("flytesnacks/production/hello.main/v1").await.unwrap();
+    assert_eq!(outside.status(), 403);
+
+    let listing = stdout(&flyhook(&env, &["keys", "list"]).await);
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with("deployer "))
+        .expect("listed");
+    assert!(line.contains(&key[..12]) && line.contains("flytesnacks/development"));
+    assert!(
+        !listing.contains(&key),
+        "the key itself is never shown again"
+    );
+
+    let audited = eventually(WAIT, "both calls in the audit log", || async {
+        let output = flyhook(&env, &["audit", "--principal", "deployer", "--json"]).await;
+        let entries: Vec<Value> = stdout(&output)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (entries.len() == 2).then_some(entries)
+    })
+    .await;
+    assert_eq!(audited[0]["outcome"], "out_of_scope");
+    assert_eq!(audited[0]["status"], 403);
+    assert_eq!(audited[1]["outcome"], "accepted");
+    assert_eq!(audited[1]["dispatch_ids"], json!([accepted["id"]]));
+
+    flyhook(&env, &["keys", "revoke", "deployer"]).await;
+    eventually(
+        Duration::from_secs(5),
+        "the revoked key refused",
+        || async {
+            let status = post("flytesnacks/development/hello.main/v1")
+                .await
+                .unwrap()
+                .status();
+            (status == 401).then_some(())
+        },
+    )
+    .await;
+
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[test]
+fn the_printed_openapi_document_is_openapi_3_1() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flyhook"))
+        .arg("openapi")
+        .output()
+        .expect("flyhook runs");
+    assert!(output.status.success());
+    let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
+    let port = flyhook_e2e::closed_port();
+    let mut ingress = std::process::Command::new(env!("CARGO_BIN_EXE_flyhook"))
+        .arg("ingress")
+        .envs(&env.vars)
+        .env("FLYHOOK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FLYHOOK_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("FLYHOOK_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flyhook ingress starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let response = eventually(WAIT, "the ingress accepting", || async {
+        let response = env
+            .http
+            .post(format!(
+                "{base}/run-task/flytesnacks/development/hello.main/v1"
+            ))
+            .bearer_auth(flyhook_e2e::API_KEY)
+            .header("X-Request-Id", "json-log-check")
+            .json(&json!({"name": "ann"}))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 202).then_some(response)
+    })
+    .await;
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // SIGTERM: the ingress drains and exits, closing its output.
+    std::process::Command::new("kill")
+        .arg(ingress.id().to_string())
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut ingress.stdout.take().unwrap(), &mut text).unwrap();
+        ingress.wait().unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    let lines: Vec<Value> = output
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of_request: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["spans"]
+                .as_array()
+                .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == "json-log-check"))
+        })
+        .collect();
+    assert!(
+        of_request
+            .iter()
+            .any(|l| l["message"] == "dispatch queued" && l["dispatch"] == id.as_str()),
+        "{output}"
+    );
+    assert!(
+        of_request
+            .iter()
+            .any(|l| l["target"] == "flyhook::access" && l["status"] == 202),
+        "{output}"
+    );
+    env.cleanup().await;
+}

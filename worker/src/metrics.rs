@@ -1,0 +1,156 @@
+//! The worker's Prometheus figures, in its own registry, and the small HTTP server that serves
+//! them with the worker's probes.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use flyhook_common::DispatchStore;
+use flyhook_common::metrics::{CONTENT_TYPE, FlyteCallMetrics, latency_histogram, render};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    /// Deliveries by what became of them: started, already_handled, retried, failed,
+    /// dead_lettered, requeued, ignored, unreadable.
+    pub dispatches: Family<OutcomeLabels, Counter>,
+    /// Deliveries being processed by this worker now.
+    pub in_progress: Gauge,
+    /// Dispatches starting or running across the fleet (every worker reports the same figure).
+    pub runs_in_flight: Gauge,
+    /// Messages ready in the work and dead-letter queues.
+    pub queue_depth: Family<QueueLabels, Gauge>,
+    /// From the ingress accepting a dispatch to its run being created.
+    pub accept_to_run_started: Histogram,
+    pub flyte: FlyteCallMetrics,
+}
+
+impl WorkerMetrics {
+    pub fn register(registry: &mut Registry) -> WorkerMetrics {
+        let metrics = WorkerMetrics {
+            dispatches: Family::default(),
+            in_progress: Gauge::default(),
+            runs_in_flight: Gauge::default(),
+            queue_depth: Family::default(),
+            accept_to_run_started: latency_histogram(),
+            flyte: FlyteCallMetrics::register(registry),
+        };
+        registry.register(
+            "flyhook_dispatches",
+            "Deliveries processed, by outcome",
+            metrics.dispatches.clone(),
+        );
+        registry.register(
+            "flyhook_dispatches_in_progress",
+            "Deliveries this worker is processing now",
+            metrics.in_progress.clone(),
+        );
+        registry.register(
+            "flyhook_runs_in_flight",
+            "Dispatches starting or running, fleet-wide (the same from every worker: use max)",
+            metrics.runs_in_flight.clone(),
+        );
+        registry.register(
+            "flyhook_queue_depth",
+            "Messages ready in a queue",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "flyhook_accept_to_run_started_seconds",
+            "Time from the ingress accepting a dispatch to its Flyte run being created",
+            metrics.accept_to_run_started.clone(),
+        );
+        metrics
+    }
+
+    pub fn count(&self, outcome: &'static str) {
+        self.dispatches
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+}
+
+/// What `/readyz` looks at.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// Set while the consumer is attached to the work queue.
+    pub consuming: Arc<AtomicBool>,
+    pub store: DispatchStore,
+}
+
+/// `/metrics`, `/livez` and `/readyz` on `listen`; returns the bound port and the server.
+pub fn serve(
+    listen: &str,
+    registry: Registry,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(u16, Server)> {
+    let listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    let port = listener.local_addr()?.port();
+    let registry = web::Data::new(registry);
+    let readiness = web::Data::new(readiness);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(registry.clone())
+            .app_data(readiness.clone())
+            .route("/metrics", web::get().to(metrics))
+            .route("/livez", web::get().to(livez))
+            .route("/readyz", web::get().to(readyz))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .shutdown_signal(shutdown.cancelled_owned())
+    .run();
+    Ok((port, server))
+}
+
+async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(render(&registry))
+}
+
+async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready while consuming with a reachable status store (without one it cannot record, so it
+/// takes nothing).
+async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    let consuming = readiness.consuming.load(Ordering::Relaxed);
+    let database = tokio::time::timeout(Duration::from_secs(2), readiness.store.ping())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    let body = json!({
+        "status": if consuming && database { "ready" } else { "not_ready" },
+        "broker": if consuming { "up" } else { "down" },
+        "database": if database { "up" } else { "down" },
+    });
+    if consuming && database {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
