@@ -223,3 +223,70 @@ impl FromRequest for Caller {
         ready(gatekeeper.admit(req))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn request(key: &str) -> HttpRequest {
+        actix_web::test::TestRequest::default()
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .to_http_request()
+    }
+
+    fn owner(name: &str, scopes: &[&str]) -> KeyOwner {
+        KeyOwner {
+            name: name.into(),
+            rate_limit: Some(RateLimit {
+                per_second: 1,
+                burst: 1,
+            }),
+            scopes: Scopes::parse_all(scopes).unwrap(),
+        }
+    }
+
+    fn digest(key: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(key.as_bytes()).into()
+    }
+
+    #[test]
+    fn a_reload_keeps_each_keys_limiter_and_drops_revoked_keys() {
+        let mut configured = KeyRing::default();
+        configured
+            .add_key(&SecretString::from("static-key"), owner("static", &["*"]))
+            .unwrap();
+        let gatekeeper = Gatekeeper::new(
+            configured,
+            RateLimit {
+                per_second: 1000,
+                burst: 1000,
+            },
+            Gauge::default(),
+        );
+        gatekeeper.install(vec![(digest("managed-key"), owner("ci", &["acme"]))]);
+        assert_eq!(gatekeeper.key_count.get(), 2);
+        let caller = gatekeeper.admit(&request("managed-key")).unwrap();
+        assert_eq!(caller.key_name, "ci");
+        assert!(!caller.scopes.is_unrestricted());
+        assert!(gatekeeper.admit(&request("static-key")).is_ok());
+
+        // The same keys again: the spent burst stays spent.
+        gatekeeper.install(vec![(digest("managed-key"), owner("ci", &["acme"]))]);
+        for key in ["managed-key", "static-key"] {
+            assert!(matches!(
+                gatekeeper.admit(&request(key)),
+                Err(ApiError::RateLimited { .. })
+            ));
+        }
+
+        // Revoked: no longer loaded, so no longer accepted; the configured key stays.
+        gatekeeper.install(Vec::new());
+        assert!(matches!(
+            gatekeeper.admit(&request("managed-key")),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert_eq!(gatekeeper.key_count.get(), 1);
+    }
+}

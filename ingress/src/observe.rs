@@ -114,20 +114,10 @@ fn is_invocation(method: &Method, route: &str) -> bool {
 /// A method as a label: the standard ones by name, anything else as `OTHER` (so a client
 /// cannot grow the label set).
 fn method_label(method: &Method) -> &'static str {
-    const STANDARD: [Method; 7] = [
-        Method::GET,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::PATCH,
-        Method::HEAD,
-        Method::OPTIONS,
-    ];
-    const NAMES: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
-    STANDARD
-        .iter()
-        .position(|m| m == method)
-        .map_or("OTHER", |i| NAMES[i])
+    ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+        .into_iter()
+        .find(|name| *name == method.as_str())
+        .unwrap_or("OTHER")
 }
 
 fn outcome(status: StatusCode, error: Option<&ApiError>) -> String {
