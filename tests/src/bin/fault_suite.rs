@@ -406,7 +406,10 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     processes.stop();
     let _ = std::fs::remove_file(&config);
     pool.close().await;
-    let _ = sqlx::Postgres::drop_database(&database_url).await;
+    // Forced: a process that has not quite exited must not keep its database behind.
+    if let Err(e) = sqlx::Postgres::force_drop_database(&database_url).await {
+        eprintln!("{}: could not drop {database_url}: {e}", which.name());
+    }
     if let Err(e) = drained {
         eprintln!("{}: {e:#}", which.name());
     }
