@@ -245,16 +245,21 @@ impl TestEnv {
 
     /// Deletes this test's queues and exchanges (quorum queues are not free to keep around).
     pub async fn cleanup(self) {
-        let Ok(connection) = lapin::Connection::connect(&amqp_url(), Default::default()).await
-        else {
-            return;
-        };
-        let Ok(channel) = connection.create_channel().await else {
-            return;
-        };
-        let _ = self.topology().delete(&channel).await;
-        let _ = connection.close(200, "".into()).await;
+        delete_topology(&self.topology()).await;
     }
+}
+
+/// Deletes a deployment's queues and exchanges (quorum queues left behind slow the broker for
+/// everyone after); best effort.
+pub async fn delete_topology(topology: &Topology) {
+    let Ok(connection) = lapin::Connection::connect(&amqp_url(), Default::default()).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let _ = topology.delete(&channel).await;
+    let _ = connection.close(200, "".into()).await;
 }
 
 #[derive(Debug)]

@@ -182,6 +182,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     services_up().await?;
     let tag = format!("{}-{}", which.name(), std::process::id());
     let database_url = format!("{ADMIN_URL}/fault_{}", tag.replace('-', "_"));
+    let prefix = format!("fault-{tag}");
     let _ = sqlx::Postgres::drop_database(&database_url).await;
     sqlx::Postgres::create_database(&database_url).await?;
     let pool = sqlx::PgPool::connect(&database_url).await?;
@@ -217,7 +218,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         ("DATABASE_URL", database_url.as_str()),
         ("AMQP_URL", &flyhook_e2e::amqp_url()),
         ("FLYHOOK_LISTEN", &format!("127.0.0.1:{port}")),
-        ("FLYHOOK_QUEUE_PREFIX", &format!("fault-{tag}")),
+        ("FLYHOOK_QUEUE_PREFIX", &prefix),
         ("FLYHOOK_WORKER_LISTEN", "127.0.0.1:0"),
         ("FLYTE_ENDPOINT", &sim_url),
         ("WEBHOOK_API_KEY", API_KEY),
@@ -406,6 +407,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     processes.stop();
     let _ = std::fs::remove_file(&config);
     pool.close().await;
+    flyhook_e2e::delete_topology(&flyhook_common::broker::Topology::new(&prefix, 1_000_000)).await;
     // Forced: a process that has not quite exited must not keep its database behind.
     if let Err(e) = sqlx::Postgres::force_drop_database(&database_url).await {
         eprintln!("{}: could not drop {database_url}: {e}", which.name());
