@@ -6,11 +6,11 @@ use std::fmt;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{HttpMessage, HttpRequest, web};
 use flyhook_common::DispatchId;
 use flyhook_common::audit::AuditEntry;
 use tracing::Instrument;
@@ -69,15 +69,6 @@ impl RequestId {
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl FromRequest for RequestId {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<RequestId, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(RequestId::of(req)))
     }
 }
 
@@ -173,8 +164,8 @@ pub async fn observe(
                 .inc();
         }
     }
-    let client_addr = request.peer_addr().map(|a| a.ip().to_string());
     let principal = request.extensions().get::<Principal>().map(|p| p.0.clone());
+    // Field values are only evaluated when the access log is enabled.
     span.in_scope(|| {
         tracing::info!(
             target: "flyhook::access",
@@ -183,7 +174,7 @@ pub async fn observe(
             status = status.as_u16(),
             elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             principal = principal.as_deref().unwrap_or("-"),
-            client = client_addr.as_deref().unwrap_or("-"),
+            client = %request.peer_addr().map_or_else(|| "-".to_string(), |a| a.ip().to_string()),
         )
     });
     if is_invocation(&method, route)
@@ -205,7 +196,7 @@ pub async fn observe(
             status: status.as_u16() as i16,
             outcome: outcome(status, error),
             dispatch_ids,
-            client_addr,
+            client_addr: request.peer_addr().map(|a| a.ip().to_string()),
         });
     }
     Ok(response)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::{page_limit, trim_page};
+use crate::routes::{page_limit, parsed_query, trim_page};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -62,12 +62,7 @@ pub async fn list_audit(
     store: web::Data<AuditStore>,
 ) -> Result<HttpResponse, ApiError> {
     caller.must_be_unrestricted()?;
-    let query = query
-        .map_err(|e| ApiError::InvalidQuery {
-            field: "query",
-            reason: e.to_string(),
-        })?
-        .into_inner();
+    let query = parsed_query(query)?;
     let limit = page_limit(query.limit, 100, MAX_PAGE)?;
     let filter = AuditFilter {
         principal: query.principal,

@@ -13,7 +13,7 @@ use crate::control::Control;
 use crate::error::{ApiError, Problem};
 use crate::intake::{Accepted, Intake};
 use crate::observe::note_dispatches;
-use crate::routes::{page_limit, trim_page};
+use crate::routes::{page_limit, parsed_query, trim_page};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TaskView {
@@ -287,12 +287,7 @@ pub async fn list_dispatches(
     intake: web::Data<Intake>,
     control: web::Data<Control>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query
-        .map_err(|e| ApiError::InvalidQuery {
-            field: "query",
-            reason: e.to_string(),
-        })?
-        .into_inner();
+    let query = parsed_query(query)?;
     let statuses = query
         .status
         .map(|list| {

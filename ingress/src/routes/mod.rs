@@ -15,6 +15,16 @@ pub mod health;
 pub mod hooks;
 pub mod run_task;
 
+/// A query string as parsed by actix, its failure as a problem naming the query.
+pub fn parsed_query<T>(query: Result<web::Query<T>, actix_web::Error>) -> Result<T, ApiError> {
+    query
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::InvalidQuery {
+            field: "query",
+            reason: e.to_string(),
+        })
+}
+
 /// A page size from `?limit=`: `default` when absent, else within 1..=`max`.
 pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(default);

@@ -227,6 +227,13 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    // The queues the processes declare, from the settings they read.
+    let topology = flyhook_common::Settings::load(|name| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    })?
+    .topology();
     let mut processes = Processes {
         ingress: Processes::spawn(binary, "ingress", &env)?,
         workers: (0..WORKERS)
@@ -407,7 +414,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     processes.stop();
     let _ = std::fs::remove_file(&config);
     pool.close().await;
-    flyhook_e2e::delete_topology(&flyhook_common::broker::Topology::new(&prefix, 1_000_000)).await;
+    flyhook_e2e::delete_topology(&topology).await;
     // Forced: a process that has not quite exited must not keep its database behind.
     if let Err(e) = sqlx::Postgres::force_drop_database(&database_url).await {
         eprintln!("{}: could not drop {database_url}: {e}", which.name());
