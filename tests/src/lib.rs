@@ -374,11 +374,20 @@ impl Sender {
     /// A 503 (a dependency briefly slow on a loaded machine) is retried, as the API asks.
     pub async fn finish_by_cancelling(&self, id: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut retried = false;
         loop {
             let (status, body) = self.cancel(id).await;
             if status == 503 && tokio::time::Instant::now() < deadline {
+                retried = true;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
+            }
+            // A 503 means "not known to have happened": the cancel may have taken effect before
+            // the answer failed, and then the retry finds the dispatch already aborted.
+            if retried && status == 409 && body["code"] == "already_finished" {
+                let (_, record) = self.dispatch(id).await;
+                assert_eq!(record["status"], "aborted", "{record}");
+                return;
             }
             assert_eq!(
                 (status, &body["status"]),
