@@ -156,6 +156,7 @@ impl Topology {
                 work_args,
             )
             .await
+            .map_err(|e| mismatch_or(e, &self.work_queue()))
             .context("declaring the work queue")?;
         channel
             .queue_bind(
@@ -200,6 +201,7 @@ impl Topology {
             channel
                 .queue_declare(queue.clone().into(), QueueDeclareOptions::durable(), args)
                 .await
+                .map_err(|e| mismatch_or(e, &queue))
                 .with_context(|| format!("declaring the delay queue {queue}"))?;
             channel
                 .queue_bind(
@@ -220,6 +222,7 @@ impl Topology {
                 quorum(),
             )
             .await
+            .map_err(|e| mismatch_or(e, &self.dead_queue()))
             .context("declaring the dead-letter queue")?;
         channel
             .queue_bind(
@@ -233,6 +236,42 @@ impl Topology {
             .context("binding the dead-letter queue")?;
         Ok(())
     }
+}
+
+/// A queue exists with other arguments than this deployment declares (say `max_queue_length`
+/// was changed): RabbitMQ cannot change a queue's arguments in place, so every declare would
+/// fail and intake would answer 503 forever. Processes stop at start-up with this instead.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "queue {queue} exists with other arguments than configured (RabbitMQ: {detail}). A queue's \
+     arguments cannot change in place: set the configuration back to the queue's value, or let \
+     the workers drain the queue, delete it (rabbitmqctl delete_queue {queue}) and start again \
+     so it is declared anew"
+)]
+pub struct TopologyMismatch {
+    pub queue: String,
+    pub detail: String,
+}
+
+/// RabbitMQ's answer to a declare whose arguments differ from the queue's: a channel-level
+/// PRECONDITION_FAILED naming the "inequivalent arg".
+fn mismatch_or(error: lapin::Error, queue: &str) -> anyhow::Error {
+    let text = error.to_string();
+    if text.contains("inequivalent arg") {
+        TopologyMismatch {
+            queue: queue.to_string(),
+            detail: text,
+        }
+        .into()
+    } else {
+        error.into()
+    }
+}
+
+/// Whether `error` (from [`Topology::declare`]) is a [`TopologyMismatch`]: a configuration
+/// mistake no retry can mend.
+pub fn is_topology_mismatch(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<TopologyMismatch>())
 }
 
 fn quorum() -> FieldTable {
@@ -255,10 +294,13 @@ pub async fn publish_confirmed(
     message: &DispatchMessage,
 ) -> anyhow::Result<bool> {
     let body = serde_json::to_vec(message).context("encoding the message")?;
-    let properties = BasicProperties::default()
+    let mut properties = BasicProperties::default()
         .with_delivery_mode(2) // persistent
-        .with_content_type("application/json".into())
-        .with_message_id(message.id().to_string().into());
+        .with_content_type("application/json".into());
+    // The id outside the body too: a message whose body cannot be read is still recorded.
+    if let Some(id) = message.id() {
+        properties = properties.with_message_id(id.to_string().into());
+    }
     let confirmation = channel
         .basic_publish(
             exchange.into(),

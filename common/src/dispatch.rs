@@ -302,13 +302,36 @@ impl fmt::Display for TaskRef {
 pub enum DispatchMessage {
     DispatchV1(Dispatch),
     IgnoredV1(Ignored),
+    /// Every dispatch one provider delivery fanned out to, in one message, so the broker
+    /// confirms them together or not at all (a provider that does not retry cannot lose one
+    /// route while another was queued). A worker splits it into one `DispatchV1` each.
+    DeliveryV1(Delivery),
+}
+
+/// The dispatches of one provider delivery that matched several routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub dispatches: Vec<Dispatch>,
 }
 
 impl DispatchMessage {
-    pub fn id(&self) -> DispatchId {
+    /// The dispatch the message is about (the first of a delivery's).
+    pub fn id(&self) -> Option<DispatchId> {
         match self {
-            DispatchMessage::DispatchV1(d) => d.id,
-            DispatchMessage::IgnoredV1(i) => i.id,
+            DispatchMessage::DispatchV1(d) => Some(d.id),
+            DispatchMessage::IgnoredV1(i) => Some(i.id),
+            DispatchMessage::DeliveryV1(d) => d.dispatches.first().map(|d| d.id),
+        }
+    }
+
+    /// The id of the request that brought it.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            DispatchMessage::DispatchV1(d) => d.request_id.as_deref(),
+            DispatchMessage::IgnoredV1(i) => i.request_id.as_deref(),
+            DispatchMessage::DeliveryV1(d) => {
+                d.dispatches.first().and_then(|d| d.request_id.as_deref())
+            }
         }
     }
 }
@@ -343,6 +366,11 @@ pub struct Dispatch {
     /// logs and the Flyte run's labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Sent again from the dead-letter queue (`flyhook dead-letters replay`): the worker may
+    /// take it up again from `failed` or `dead_lettered`, without asking the status store
+    /// first (it may be down).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 #[cfg(test)]

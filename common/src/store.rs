@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
 use crate::dispatch::{Dispatch, DispatchId, Ignored};
+use crate::storable::{storable_json, storable_text};
 
 /// The schema, embedded from `migrations/`.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
@@ -141,12 +142,23 @@ impl TryFrom<String> for StatusColumn {
     }
 }
 
+/// A delivery of a dispatch, to claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub dispatch: Dispatch,
+    /// RabbitMQ delivered this message before and it was never settled (a worker died
+    /// holding it): counted, so a message that kills its workers is stopped.
+    pub redelivered: bool,
+}
+
 /// What a worker may do with a delivery, decided by the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Go ahead: this is attempt number `attempt` (1 for the first delivery).
-    Proceed { attempt: i32 },
-    /// Another delivery already took it past starting (or it was cancelled): drop this one.
+    /// Go ahead: this is attempt number `attempt` (1 for the first delivery), and the message
+    /// came back unsettled `redeliveries` times so far.
+    Proceed { attempt: i32, redeliveries: i32 },
+    /// Another delivery already took it past starting, it was cancelled, or it is the same
+    /// id with other inputs (a reused idempotency key; the first inputs win): drop this one.
     Settled(DispatchStatus),
 }
 
@@ -174,7 +186,6 @@ impl DispatchStore {
         &self.pool
     }
 
-    /// Answers whether the database is reachable.
     /// Dispatches starting or running (an index-only count).
     pub async fn count_in_flight(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar(
@@ -184,31 +195,37 @@ impl DispatchStore {
         .await
     }
 
+    /// Answers whether the database is reachable.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
     /// Claims dispatches for a start attempt, in one statement: each is recorded `starting`
-    /// with its attempt count, unless another delivery already took it further. The ids must
-    /// be distinct; the claims come back in the order of `dispatches`.
-    pub async fn claim_all(&self, dispatches: &[Dispatch]) -> Result<Vec<Claim>, sqlx::Error> {
-        let column = |f: fn(&Dispatch) -> String| dispatches.iter().map(f).collect::<Vec<_>>();
-        let proceeding: Vec<(String, i32)> = sqlx::query_as(
+    /// with its attempt count, unless another delivery already took it further (or recorded
+    /// other inputs under the same id). The ids must be distinct; the claims come back in the
+    /// order of `requests`.
+    pub async fn claim_all(&self, requests: &[ClaimRequest]) -> Result<Vec<Claim>, sqlx::Error> {
+        let dispatches: Vec<&Dispatch> = requests.iter().map(|r| &r.dispatch).collect();
+        let column = |f: fn(&Dispatch) -> String| dispatches.iter().map(|d| f(d)).collect::<Vec<_>>();
+        let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
-                                     run_name, attempts, received_at, inputs) \
+                                     run_name, attempts, received_at, inputs, redeliveries) \
              SELECT id, 'starting', project, domain, task_name, task_version, api_key, run_name, 1, \
-                    received_at, inputs \
+                    received_at, inputs, redelivered::int \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::text[], $8::timestamptz[], $9::jsonb[]) \
-                  AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, inputs) \
+                         $7::text[], $8::timestamptz[], $9::jsonb[], $10::bool[]) \
+                  AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, \
+                       inputs, redelivered) \
              ORDER BY id \
              ON CONFLICT (id) DO UPDATE \
                 SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
+                    redeliveries = dispatches.redeliveries + EXCLUDED.redeliveries, \
                     project = EXCLUDED.project, domain = EXCLUDED.domain, \
                     task_name = EXCLUDED.task_name, task_version = EXCLUDED.task_version, \
                     api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs \
                 WHERE dispatches.status IN ('queued', 'starting') \
-             RETURNING id, attempts",
+                  AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
+             RETURNING id, attempts, redeliveries",
         )
         .bind(column(|d| d.id.to_string()))
         .bind(column(|d| d.task.project().to_string()))
@@ -224,13 +241,20 @@ impl DispatchStore {
                 .map(|d| Value::Object(d.inputs.clone()))
                 .collect::<Vec<_>>(),
         )
+        .bind(requests.iter().map(|r| r.redelivered).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await?;
-        let proceeding: std::collections::HashMap<String, i32> = proceeding.into_iter().collect();
+        let proceeding: std::collections::HashMap<String, (i32, i32)> = proceeding
+            .into_iter()
+            .map(|(id, attempt, redeliveries)| (id, (attempt, redeliveries)))
+            .collect();
         let mut claims = Vec::with_capacity(dispatches.len());
         for dispatch in dispatches {
             let claim = match proceeding.get(&dispatch.id.to_string()) {
-                Some(&attempt) => Claim::Proceed { attempt },
+                Some(&(attempt, redeliveries)) => Claim::Proceed {
+                    attempt,
+                    redeliveries,
+                },
                 None => Claim::Settled(self.settled(dispatch).await?),
             };
             claims.push(claim);
@@ -260,6 +284,76 @@ impl DispatchStore {
         parse_status(status)
     }
 
+    /// A dispatch whose claim the store refused (data it cannot hold): recorded `failed` with
+    /// the reason and without its inputs, so it ends visibly instead of stalling.
+    pub async fn record_refused(&self, dispatch: &Dispatch, reason: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
+                                     run_name, attempts, error, received_at, finished_at) \
+             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now()) \
+             ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $8, finished_at = now(), \
+                    updated_at = now() \
+                WHERE dispatches.status IN ('queued', 'starting')",
+        )
+        .bind(dispatch.id.to_string())
+        .bind(dispatch.task.project())
+        .bind(dispatch.task.domain())
+        .bind(dispatch.task.name())
+        .bind(dispatch.task.version())
+        .bind(storable_text(&dispatch.api_key))
+        .bind(dispatch.id.run_name().as_ref())
+        .bind(storable_text(reason))
+        .bind(dispatch.received_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// A message whose body no worker can read, known only by the id it was published under:
+    /// recorded `failed`, so its sender's status lookups end.
+    pub async fn record_unreadable(&self, id: &DispatchId, reason: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, run_name, error, received_at, finished_at) \
+             VALUES ($1, 'failed', $2, $3, now(), now()) \
+             ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $3, finished_at = now(), \
+                    updated_at = now() \
+                WHERE dispatches.status IN ('queued', 'starting')",
+        )
+        .bind(id.to_string())
+        .bind(id.run_name().as_ref())
+        .bind(storable_text(reason))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// A dispatch sent again from the dead-letter queue may be taken up again: back to
+    /// `queued` from a replayable status, its poison count cleared.
+    pub async fn reopen_for_replay(&self, id: &DispatchId) -> Result<(), sqlx::Error> {
+        let statuses: Vec<&str> = REPLAYABLE.iter().map(|s| s.as_str()).collect();
+        sqlx::query(
+            "UPDATE dispatches SET status = 'queued', error = NULL, finished_at = NULL, \
+                    redeliveries = 0, look_failures = 0, updated_at = now() \
+             WHERE id = $1 AND status = ANY($2)",
+        )
+        .bind(id.to_string())
+        .bind(statuses)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Adds to what a dispatch's record says went wrong, whatever its status (an abort Flyte
+    /// never confirmed, on an `aborted` dispatch).
+    pub async fn note_error(&self, id: &DispatchId, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE dispatches SET error = $2, updated_at = now() WHERE id = $1")
+            .bind(id.to_string())
+            .bind(storable_text(error))
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
     /// A delivery no route wanted. Recording it twice is harmless.
     pub async fn record_ignored(&self, ignored: &Ignored) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -269,7 +363,10 @@ impl DispatchStore {
         .bind(ignored.id.to_string())
         .bind(&ignored.source)
         .bind(ignored.id.run_name().as_ref())
-        .bind(format!("no route matched delivery {}", ignored.delivery_id))
+        .bind(storable_text(&format!(
+            "no route matched delivery {}",
+            ignored.delivery_id
+        )))
         .bind(ignored.received_at)
         .execute(&self.pool)
         .await
@@ -328,7 +425,7 @@ impl DispatchStore {
              WHERE id = $1 AND status IN ('queued', 'starting')",
         )
         .bind(id.to_string())
-        .bind(error)
+        .bind(storable_text(error))
         .bind(status.as_str())
         .execute(&self.pool)
         .await
@@ -345,10 +442,18 @@ impl DispatchStore {
             "UPDATE dispatches SET error = $2, updated_at = now() WHERE id = $1 AND status = 'starting'",
         )
         .bind(id.to_string())
-        .bind(error)
+        .bind(storable_text(error))
         .execute(&self.pool)
         .await
         .map(drop)
+    }
+
+    /// The inputs a dispatch was recorded with, if it was.
+    pub async fn recorded_inputs(&self, id: &DispatchId) -> Result<Option<Value>, sqlx::Error> {
+        sqlx::query_scalar("SELECT inputs FROM dispatches WHERE id = $1 AND inputs IS NOT NULL")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn get(&self, id: &DispatchId) -> Result<Option<DispatchRecord>, sqlx::Error> {
@@ -391,13 +496,16 @@ pub struct LeasedRun {
     pub run_name: String,
     pub polls: i32,
     pub started_at: Option<DateTime<Utc>>,
+    /// Looks in a row that Flyte answered with a permanent error.
+    pub look_failures: i32,
 }
 
 /// How a run ended, as recorded.
 #[derive(Debug, Clone)]
 pub struct RunEnd {
     pub status: DispatchStatus,
-    pub phase: ActionPhase,
+    /// Flyte's terminal phase; `None` when Flyte could not report the run at all.
+    pub phase: Option<ActionPhase>,
     pub outputs: Option<Value>,
     pub error: Option<String>,
     pub error_kind: Option<String>,
@@ -418,6 +526,18 @@ pub struct ListFilter {
     pub before: Option<(DateTime<Utc>, String)>,
     /// Only dispatches of tasks these scopes cover (a restricted key's view); all when `None`.
     pub within: Option<crate::api_keys::Scopes>,
+}
+
+/// One look at a run still going, as the lease holder records it.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    pub id: String,
+    /// The phase Flyte reported; `None` when the look failed.
+    pub phase: Option<ActionPhase>,
+    /// How long until the next look.
+    pub pause: Duration,
+    /// Looks in a row Flyte has answered with a permanent error, this one included.
+    pub look_failures: i32,
 }
 
 fn millis(d: Duration) -> f64 {
@@ -443,7 +563,7 @@ impl DispatchStore {
              UPDATE dispatches d \
                 SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2 / 1000.0) \
              FROM due WHERE d.id = due.id \
-             RETURNING d.id, d.project, d.domain, d.run_name, d.polls, d.started_at",
+             RETURNING d.id, d.project, d.domain, d.run_name, d.polls, d.started_at, d.look_failures",
         )
         .bind(owner)
         .bind(millis(lease))
@@ -454,30 +574,29 @@ impl DispatchStore {
 
     /// Records what the lease holder saw of runs still going (their phase, when known) and
     /// hands them back, to be looked at again after each one's pause; one statement for all.
-    pub async fn record_polls(
-        &self,
-        owner: &str,
-        polls: &[(String, Option<ActionPhase>, Duration)],
-    ) -> Result<(), sqlx::Error> {
+    pub async fn record_polls(&self, owner: &str, polls: &[Poll]) -> Result<(), sqlx::Error> {
         if polls.is_empty() {
             return Ok(());
         }
         sqlx::query(
             "UPDATE dispatches d SET flyte_phase = COALESCE(t.phase, d.flyte_phase), \
                     polls = d.polls + 1, next_poll_at = now() + make_interval(secs => t.pause_ms / 1000.0), \
+                    look_failures = t.look_failures, \
                     lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
-             FROM unnest($2::text[], $3::text[], $4::float8[]) AS t(id, phase, pause_ms) \
+             FROM unnest($2::text[], $3::text[], $4::float8[], $5::int[]) \
+                  AS t(id, phase, pause_ms, look_failures) \
              WHERE d.id = t.id AND d.lease_owner = $1 AND d.status = 'running'",
         )
         .bind(owner)
-        .bind(polls.iter().map(|(id, _, _)| id.clone()).collect::<Vec<_>>())
+        .bind(polls.iter().map(|p| p.id.clone()).collect::<Vec<_>>())
         .bind(
             polls
                 .iter()
-                .map(|(_, phase, _)| phase.map(|p| p.to_string()))
+                .map(|p| p.phase.map(|p| p.to_string()))
                 .collect::<Vec<_>>(),
         )
-        .bind(polls.iter().map(|(_, _, pause)| millis(*pause)).collect::<Vec<_>>())
+        .bind(polls.iter().map(|p| millis(p.pause)).collect::<Vec<_>>())
+        .bind(polls.iter().map(|p| p.look_failures).collect::<Vec<_>>())
         .execute(&self.pool)
         .await
         .map(drop)
@@ -494,7 +613,8 @@ impl DispatchStore {
             return Ok(());
         }
         sqlx::query(
-            "UPDATE dispatches d SET status = t.status, flyte_phase = t.phase, outputs = t.outputs, \
+            "UPDATE dispatches d SET status = t.status, flyte_phase = COALESCE(t.phase, d.flyte_phase), \
+                    outputs = t.outputs, \
                     error = t.error, error_kind = t.error_kind, finished_at = now(), \
                     polls = d.polls + 1, next_poll_at = NULL, lease_owner = NULL, \
                     lease_expires_at = NULL, updated_at = now() \
@@ -505,10 +625,27 @@ impl DispatchStore {
         .bind(owner)
         .bind(ends.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
         .bind(ends.iter().map(|(_, e)| e.status.as_str()).collect::<Vec<_>>())
-        .bind(ends.iter().map(|(_, e)| e.phase.to_string()).collect::<Vec<_>>())
-        .bind(ends.iter().map(|(_, e)| e.outputs.clone()).collect::<Vec<_>>())
-        .bind(ends.iter().map(|(_, e)| e.error.clone()).collect::<Vec<_>>())
-        .bind(ends.iter().map(|(_, e)| e.error_kind.clone()).collect::<Vec<_>>())
+        .bind(
+            ends.iter()
+                .map(|(_, e)| e.phase.map(|p| p.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        // What Flyte sends back is made storable: its texts may hold a NUL.
+        .bind(
+            ends.iter()
+                .map(|(_, e)| e.outputs.clone().map(storable_json))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ends.iter()
+                .map(|(_, e)| e.error.as_deref().map(|t| storable_text(t).into_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ends.iter()
+                .map(|(_, e)| e.error_kind.as_deref().map(|t| storable_text(t).into_owned()))
+                .collect::<Vec<_>>(),
+        )
         .execute(&self.pool)
         .await
         .map(drop)
@@ -651,7 +788,8 @@ impl DispatchStore {
         sqlx::query_as(
             "WITH old AS (SELECT id, status FROM dispatches WHERE id = $1 FOR UPDATE) \
              UPDATE dispatches d SET status = 'queued', error = NULL, finished_at = NULL, \
-                    next_poll_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+                    next_poll_at = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+                    redeliveries = 0, look_failures = 0, updated_at = now() \
              FROM old WHERE d.id = old.id AND old.status = ANY($2) \
                AND d.project IS NOT NULL AND d.inputs IS NOT NULL \
              RETURNING d.project, d.domain, d.task_name, d.task_version, d.inputs, d.api_key, \

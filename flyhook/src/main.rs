@@ -74,6 +74,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The dead-letter queue, read from RabbitMQ itself (so it works while PostgreSQL is away).
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// Read the audit log, newest first.
     Audit {
         /// An API key's name, or `source:<name>`.
@@ -119,12 +124,32 @@ enum Command {
         /// GitHub's `X-GitHub-Event` (github sources).
         #[arg(long, default_value = "push")]
         event: String,
-        /// The provider's delivery id; a fresh one when absent. Send twice with the same id to
-        /// see deduplication.
+        /// The provider's delivery id; a fresh one when absent. Deliveries are deduplicated by
+        /// what the signature covers: the same file sent twice is the same dispatches, whatever
+        /// the id, except for schemes that sign the id (standard-webhooks, hmac with `{id}`).
         #[arg(long)]
         delivery_id: Option<String>,
         #[arg(long, default_value = "application/json")]
         content_type: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLettersCommand {
+    /// What is there and why, oldest first; the queue is left as it was.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the work queue as replays; the workers record their outcome
+    /// (once PostgreSQL is reachable). Under their own ids they cannot start a second run.
+    Replay {
+        /// Only the dead letters of these dispatch ids (repeat); every readable one when absent.
+        #[arg(long = "id")]
+        ids: Vec<String>,
     },
 }
 
@@ -200,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
             replay(&Settings::from_env()?, filter, dry_run, new_run, shutdown).await?
         }
         Command::Keys { command } => keys(&Settings::from_env()?, command).await?,
+        Command::DeadLetters { command } => dead_letters(&Settings::from_env()?, command).await?,
         Command::Audit {
             principal,
             route,
@@ -257,6 +283,45 @@ async fn connect(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     sqlx::PgPool::connect(settings.database_url.expose_secret())
         .await
         .context("connecting to PostgreSQL (DATABASE_URL); has `flyhook migrate` run?")
+}
+
+async fn dead_letters(settings: &Settings, command: DeadLettersCommand) -> anyhow::Result<()> {
+    use flyhook_common::dead_letters;
+    let connection = flyhook_common::broker::connect(&settings.amqp_url, "flyhook-cli").await?;
+    let topology = settings.topology();
+    match command {
+        DeadLettersCommand::List { limit, json } => {
+            let letters = dead_letters::list(&connection, &topology, limit).await?;
+            for letter in &letters {
+                if json {
+                    println!("{}", serde_json::to_string(letter)?);
+                } else {
+                    println!(
+                        "{:<40}  {:<10}  {:<14}  {}",
+                        letter.id.as_deref().unwrap_or("-"),
+                        letter.kind,
+                        letter.reason.as_deref().unwrap_or("-"),
+                        letter.task.as_deref().unwrap_or("-"),
+                    );
+                }
+            }
+            if !json {
+                println!("{} dead letter(s) listed", letters.len());
+            }
+        }
+        DeadLettersCommand::Replay { ids } => {
+            let replayed = dead_letters::replay(&connection, &topology, |letter| {
+                ids.is_empty() || letter.id.as_ref().is_some_and(|id| ids.contains(id))
+            })
+            .await?;
+            println!(
+                "{} replayed, {} left in the dead-letter queue",
+                replayed.sent, replayed.kept
+            );
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
 }
 
 async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
@@ -382,6 +447,7 @@ async fn replay(
         flyhook_common::IdIssuer::new(&settings.id_secret),
         publisher.clone(),
         flyte_client::FlyteClient::new(settings.flyte.clone())?,
+        store.clone(),
     );
     // One request id for the whole replay, so its runs can be found together.
     let request_id = flyhook_ingress::observe::RequestId::fresh();
@@ -439,7 +505,7 @@ async fn send(
     delivery_id: &str,
     content_type: &str,
 ) -> anyhow::Result<()> {
-    let settings = Settings::load(dev_env)?;
+    let settings = Settings::load_for_development(dev_env)?;
     let source = settings
         .sources
         .get(source)
@@ -497,7 +563,7 @@ const DEV_API_KEY: &str = "flyhook-dev-key";
 
 async fn dev(shutdown: CancellationToken) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let settings = Settings::load(dev_env)?;
+    let settings = Settings::load_for_development(dev_env)?;
     let api_key = dev_env("WEBHOOK_API_KEY").unwrap_or_default();
 
     let mut tasks = tokio::task::JoinSet::new();

@@ -57,6 +57,12 @@ pub enum ApiError {
     InvalidIdempotencyKey(&'static str),
     #[error("the inputs do not fit the task: {0}")]
     InvalidInputs(#[from] InputError),
+    #[error("input {0} holds a NUL character (\\u0000), which flyhook cannot store")]
+    UnstorableInput(String),
+    #[error(
+        "this Idempotency-Key was already used for other inputs; use a new key for a new dispatch"
+    )]
+    IdempotencyKeyReused,
     #[error("the queue cannot take the dispatch right now; retry")]
     BrokerUnavailable,
     #[error("flyhook is at capacity (too many dispatches in flight or queued); retry")]
@@ -98,7 +104,7 @@ impl utoipa::ToSchema for ProblemCode {}
 
 impl ApiError {
     /// Every code [`ApiError::code`] returns.
-    pub const CODES: [&'static str; 28] = [
+    pub const CODES: [&'static str; 30] = [
         "missing_api_key",
         "invalid_api_key",
         "out_of_scope",
@@ -114,6 +120,8 @@ impl ApiError {
         "inputs_not_an_object",
         "invalid_idempotency_key",
         "invalid_inputs",
+        "unstorable_input",
+        "idempotency_key_reused",
         "queue_unavailable",
         "at_capacity",
         "status_store_unavailable",
@@ -147,6 +155,8 @@ impl ApiError {
             ApiError::NotAnObject => "inputs_not_an_object",
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             ApiError::InvalidInputs(_) => "invalid_inputs",
+            ApiError::UnstorableInput(_) => "unstorable_input",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::BrokerUnavailable => "queue_unavailable",
             ApiError::AtCapacity => "at_capacity",
             ApiError::StoreUnavailable => "status_store_unavailable",
@@ -176,6 +186,8 @@ impl ApiError {
             | ApiError::NotAnObject
             | ApiError::InvalidIdempotencyKey(_)
             | ApiError::InvalidInputs(_)
+            | ApiError::UnstorableInput(_)
+            | ApiError::IdempotencyKeyReused
             | ApiError::InvalidQuery { .. } => "validation",
             ApiError::DispatchNotFound | ApiError::AlreadyFinished(_) | ApiError::NotReplayable => {
                 "state"
@@ -192,7 +204,10 @@ impl ApiError {
         match self {
             ApiError::InvalidPath(e) => Some(e.field),
             ApiError::InvalidInputs(e) => Some(e.field()),
-            ApiError::InvalidIdempotencyKey(_) => Some("Idempotency-Key"),
+            ApiError::UnstorableInput(field) => Some(field),
+            ApiError::InvalidIdempotencyKey(_) | ApiError::IdempotencyKeyReused => {
+                Some("Idempotency-Key")
+            }
             ApiError::InvalidQuery { field, .. } => Some(field),
             _ => None,
         }
@@ -226,9 +241,11 @@ impl ResponseError for ApiError {
             | ApiError::InvalidIdempotencyKey(_)
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             ApiError::AlreadyFinished(_) | ApiError::NotReplayable => StatusCode::CONFLICT,
-            ApiError::InvalidPath(_) | ApiError::NotAnObject | ApiError::InvalidInputs(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::InvalidPath(_)
+            | ApiError::NotAnObject
+            | ApiError::InvalidInputs(_)
+            | ApiError::UnstorableInput(_)
+            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BrokerUnavailable
             | ApiError::AtCapacity
             | ApiError::StoreUnavailable
@@ -302,6 +319,8 @@ mod tests {
             ApiError::NotAnObject,
             ApiError::InvalidIdempotencyKey(""),
             ApiError::InvalidInputs(InputError::Missing { field: "x".into() }),
+            ApiError::UnstorableInput("x".into()),
+            ApiError::IdempotencyKeyReused,
             ApiError::BrokerUnavailable,
             ApiError::AtCapacity,
             ApiError::StoreUnavailable,

@@ -4,6 +4,14 @@
 //! Intake never waits on Flyte. Inputs are checked only against an interface already cached;
 //! on a miss the dispatch is accepted and the interface fetched in the background for the next
 //! request (the worker validates anyway and records `failed` with the reason).
+//!
+//! Inputs the status store cannot hold (a NUL anywhere) are refused at the door, naming the
+//! field, so nothing is accepted that could never be recorded. A provider delivery that fans
+//! out to several routes is published as one message, confirmed for all routes or for none.
+//! An `Idempotency-Key` reused with other inputs is refused when the first use is recorded
+//! (a quick lookup, skipped while PostgreSQL is away: then the worker keeps the first inputs).
+
+use std::time::Duration;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -11,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use chrono::Utc;
 use flyhook_common::DispatchStore;
 use flyhook_common::api_keys::Scopes;
-use flyhook_common::dispatch::{Dispatch, Ignored};
+use flyhook_common::dispatch::{Delivery as DeliveryMessage, Dispatch, Ignored};
+use flyhook_common::storable::unstorable_field;
 use flyhook_common::sources::Source;
 use flyhook_common::store::ReplaySource;
 use flyhook_common::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
@@ -49,13 +58,25 @@ pub struct Accepted {
     pub url: String,
 }
 
+/// The longest intake waits for the status store to say whether an idempotency key was used
+/// before (intake must not depend on PostgreSQL).
+const IDEMPOTENCY_LOOKUP: Duration = Duration::from_millis(250);
+
 #[derive(Debug, Clone)]
 pub struct Intake {
     issuer: IdIssuer,
     publisher: Publisher,
     flyte: FlyteClient,
+    store: DispatchStore,
     /// Interfaces being fetched, so a burst of misses fetches each once.
     fetching: Arc<Mutex<HashSet<TaskId>>>,
+}
+
+fn check_storable(inputs: &Map<String, Value>) -> Result<(), ApiError> {
+    match unstorable_field(inputs) {
+        Some(field) => Err(ApiError::UnstorableInput(field)),
+        None => Ok(()),
+    }
 }
 
 fn replay_parts(source: ReplaySource) -> Result<(TaskRef, Map<String, Value>, String), ApiError> {
@@ -79,11 +100,17 @@ pub fn flyte_task_id(flyte: &FlyteClient, task: &TaskRef) -> TaskId {
 }
 
 impl Intake {
-    pub fn new(issuer: IdIssuer, publisher: Publisher, flyte: FlyteClient) -> Intake {
+    pub fn new(
+        issuer: IdIssuer,
+        publisher: Publisher,
+        flyte: FlyteClient,
+        store: DispatchStore,
+    ) -> Intake {
         Intake {
             issuer,
             publisher,
             flyte,
+            store,
             fetching: Arc::default(),
         }
     }
@@ -103,11 +130,16 @@ impl Intake {
         inputs: Map<String, Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Accepted, ApiError> {
+        check_storable(&inputs)?;
         self.check_inputs(&task, &inputs)?;
         let id = match idempotency_key {
-            Some(key) => self
-                .issuer
-                .issue_for_idempotency_key(&caller.key_name, &task, key),
+            Some(key) => {
+                let id = self
+                    .issuer
+                    .issue_for_idempotency_key(&caller.key_name, &task, key);
+                self.check_key_not_reused(&id, &inputs).await?;
+                id
+            }
             None => self.issuer.issue(),
         };
         self.enqueue(
@@ -133,22 +165,32 @@ impl Intake {
         request_id: &RequestId,
     ) -> Result<Delivery, ApiError> {
         let sender = format!("source:{}", source.name);
-        let mut dispatches = Vec::new();
+        let mut messages = Vec::new();
+        let mut routed = Vec::new();
         for route in source.routes.iter().filter(|r| r.matches(headers, payload)) {
             let id = self
                 .issuer
                 .issue_for_delivery(&source.name, Some(&route.name), delivery_id);
             let inputs = route.inputs(headers, payload);
-            let accepted = self
-                .enqueue(id, route.task.clone(), inputs, &sender, request_id.as_str())
-                .await?;
-            dispatches.push(RoutedDispatch {
+            check_storable(&inputs)?;
+            let (dispatch, accepted) =
+                self.prepare(id, route.task.clone(), inputs, &sender, request_id.as_str());
+            messages.push(dispatch);
+            routed.push(RoutedDispatch {
                 route: route.name.clone(),
                 accepted,
             });
         }
-        if !dispatches.is_empty() {
-            return Ok(Delivery::Routed(dispatches));
+        if !routed.is_empty() {
+            let message = match messages.len() {
+                1 => DispatchMessage::DispatchV1(messages.remove(0)),
+                _ => DispatchMessage::DeliveryV1(DeliveryMessage {
+                    dispatches: messages,
+                }),
+            };
+            self.publish(&message).await?;
+            tracing::info!(%sender, dispatches = routed.len(), "delivery queued");
+            return Ok(Delivery::Routed(routed));
         }
         let id = self
             .issuer
@@ -220,10 +262,32 @@ impl Intake {
         sender: &str,
         request_id: &str,
     ) -> Result<Accepted, ApiError> {
+        let (dispatch, accepted) = self.prepare(id, task, inputs, sender, request_id);
+        self.publish(&DispatchMessage::DispatchV1(dispatch)).await?;
+        tracing::info!(dispatch = %id, %sender, "dispatch queued");
+        Ok(accepted)
+    }
+
+    /// The message for a dispatch, and what the `202` will say of it.
+    fn prepare(
+        &self,
+        id: DispatchId,
+        task: TaskRef,
+        inputs: Map<String, Value>,
+        sender: &str,
+        request_id: &str,
+    ) -> (Dispatch, Accepted) {
         let run = self
             .flyte
             .run_id(task.project(), task.domain(), &id.run_name());
-        self.publish(&DispatchMessage::DispatchV1(Dispatch {
+        let accepted = Accepted {
+            id,
+            status: DispatchStatus::Queued,
+            status_url: format!("/dispatches/{id}"),
+            run_name: run.name.clone(),
+            url: self.flyte.run_url(&run),
+        };
+        let dispatch = Dispatch {
             id,
             task,
             inputs,
@@ -231,16 +295,29 @@ impl Intake {
             api_key: sender.to_string(),
             retries: 0,
             request_id: Some(request_id.to_string()),
-        }))
-        .await?;
-        tracing::info!(dispatch = %id, %sender, "dispatch queued");
-        Ok(Accepted {
-            id,
-            status: DispatchStatus::Queued,
-            status_url: format!("/dispatches/{id}"),
-            run_name: run.name.clone(),
-            url: self.flyte.run_url(&run),
-        })
+            replay: false,
+        };
+        (dispatch, accepted)
+    }
+
+    /// Refuses a known idempotency key sent with other inputs than its first use recorded.
+    /// Best effort within [`IDEMPOTENCY_LOOKUP`]: without an answer the send goes on, and the
+    /// worker keeps the first inputs.
+    async fn check_key_not_reused(
+        &self,
+        id: &DispatchId,
+        inputs: &Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        match tokio::time::timeout(IDEMPOTENCY_LOOKUP, self.store.recorded_inputs(id)).await {
+            Ok(Ok(Some(Value::Object(first)))) if &first != inputs => {
+                Err(ApiError::IdempotencyKeyReused)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "idempotency key not checked: status store unreachable");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn publish(&self, message: &DispatchMessage) -> Result<(), ApiError> {
@@ -258,6 +335,7 @@ impl Intake {
     }
 
     fn check_inputs(&self, task: &TaskRef, inputs: &Map<String, Value>) -> Result<(), ApiError> {
+        // (Storability is checked apart: it holds for every task, known or not.)
         let task_id = flyte_task_id(&self.flyte, task);
         match self.flyte.cached_task_spec(&task_id) {
             Some(spec) => convert_inputs(&spec, inputs)

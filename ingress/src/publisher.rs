@@ -214,6 +214,14 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
                     inner.connected.send_replace(true);
                     backoff = Duration::from_millis(100);
                 }
+                Err(e) if flyhook_common::broker::is_topology_mismatch(&e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the broker's queues do not match the configuration; intake cannot publish");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "RabbitMQ unreachable");
                     let jitter = backoff.mul_f64(fastrand::f64() / 2.0);

@@ -50,6 +50,27 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// How long start-up waits for the broker to check its queues (the broker may be down: intake
+/// then starts anyway and connects later).
+const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
+
+/// Stops start-up when the broker's queues were declared with other arguments than these
+/// settings give (a changed `max_queue_length`): every publish would fail, so say how to mend
+/// it now instead of answering 503 forever.
+async fn refuse_mismatched_topology(settings: &Settings) -> anyhow::Result<()> {
+    let check = async {
+        let connection = flyhook_common::broker::connect(&settings.amqp_url, "flyhook-ingress-check").await?;
+        let channel = connection.create_channel().await?;
+        let declared = settings.topology().declare(&channel).await;
+        let _ = connection.close(200, "checked".into()).await;
+        declared
+    };
+    match tokio::time::timeout(TOPOLOGY_CHECK, check).await {
+        Ok(Err(e)) if flyhook_common::broker::is_topology_mismatch(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl Application {
     /// Binds `settings.listen` and wires everything. Neither RabbitMQ nor PostgreSQL has to be
     /// up: the publisher connects in the background (intake answers 503 until it has), and the
@@ -63,6 +84,7 @@ impl Application {
             "no API keys configured and no FLYHOOK_ID_SECRET: set WEBHOOK_API_KEY, add [[api_keys]] \
              to the FLYHOOK_CONFIG file, or set FLYHOOK_ID_SECRET and create keys with `flyhook keys create`"
         );
+        refuse_mismatched_topology(&settings).await?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -112,6 +134,7 @@ impl Application {
             IdIssuer::new(&settings.id_secret),
             publisher.clone(),
             flyte,
+            store.get_ref().clone(),
         ));
         let gatekeeper = web::Data::from(gatekeeper);
         let audit_log = web::Data::new(audit_log);

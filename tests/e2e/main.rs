@@ -1,6 +1,7 @@
 //! End to end: the real ingress and worker, real RabbitMQ and PostgreSQL, flyte-sim for Flyte.
 
 mod hooks;
+mod hostile;
 mod intake;
 mod operations;
 mod overload;

@@ -7,11 +7,17 @@
 //! being written, so a lone dispatch is written at once and a busy worker writes big batches.
 //! A batch never holds the same key twice (a multi-row upsert cannot touch a row twice); a
 //! repeated key waits for the next batch.
+//!
+//! A batch may hold dispatches of every tenant, so one member's data must never fail the
+//! others: when the store refuses a batch's data (SQLSTATE 22 or 23, see [`StoreFault`]), each
+//! member is written again on its own, and only the offender gets the error. An outage fails
+//! the whole batch (every member retries when the store is back).
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
+use flyhook_common::StoreFault;
 use tokio::sync::{mpsc, oneshot};
 
 /// The error every member of a failed batch gets.
@@ -33,7 +39,7 @@ impl<I, O> Clone for Batcher<I, O> {
     }
 }
 
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the writing task (call within a Tokio runtime); it ends when the last clone is
     /// dropped. `write` gets distinct-keyed inputs and returns one output per input, in order.
     pub fn start<W, F>(max_batch: usize, key: fn(&I) -> String, write: W) -> Batcher<I, O>
@@ -64,21 +70,21 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
-                let expected = inputs.len();
-                match write(inputs).await {
-                    Ok(outputs) if outputs.len() == expected => {
-                        for (reply, output) in replies.into_iter().zip(outputs) {
-                            let _ = reply.send(Ok(output));
+                let retry_alone = (inputs.len() > 1).then(|| inputs.clone());
+                match counted(inputs.len(), write(inputs).await) {
+                    Err(e) if StoreFault::of(&e) == StoreFault::Refused && retry_alone.is_some() => {
+                        // Someone's data was refused: find whose, one member at a time.
+                        for (input, reply) in retry_alone.into_iter().flatten().zip(replies) {
+                            let answer = counted(1, write(vec![input]).await);
+                            let _ = reply.send(answer.map_err(Arc::new).map(|mut outputs| {
+                                outputs.pop().expect("one output for one input")
+                            }));
                         }
                     }
                     Ok(outputs) => {
-                        let e = Arc::new(sqlx::Error::Protocol(format!(
-                            "a batch write of {expected} returned {} results",
-                            outputs.len()
-                        )));
-                        replies
-                            .into_iter()
-                            .for_each(|r| drop(r.send(Err(e.clone()))));
+                        for (reply, output) in replies.into_iter().zip(outputs) {
+                            let _ = reply.send(Ok(output));
+                        }
                     }
                     Err(e) => {
                         let e = Arc::new(e);
@@ -102,6 +108,18 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             .map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
+}
+
+/// A write's answer, checked to hold one output per input.
+fn counted<O>(expected: usize, written: Result<Vec<O>, sqlx::Error>) -> Result<Vec<O>, sqlx::Error> {
+    let outputs = written?;
+    if outputs.len() != expected {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch write of {expected} returned {} results",
+            outputs.len()
+        )));
+    }
+    Ok(outputs)
 }
 
 #[cfg(test)]
@@ -139,6 +157,25 @@ mod tests {
             (2, 4, 6, 22)
         );
         assert_eq!(*batches.lock().unwrap(), vec![vec![1, 2, 3], vec![11]]);
+    }
+
+    #[tokio::test]
+    async fn refused_data_fails_only_its_own_write() {
+        // 13 is data the store refuses; it must not fail 1 and 2 in its batch.
+        let batcher: Batcher<u32, u32> = Batcher::start(
+            8,
+            |n| n.to_string(),
+            |inputs: Vec<u32>| async move {
+                if inputs.contains(&13) {
+                    Err(sqlx::Error::Encode("unstorable".into()))
+                } else {
+                    Ok(inputs)
+                }
+            },
+        );
+        let (one, bad, two) = tokio::join!(batcher.write(1), batcher.write(13), batcher.write(2));
+        assert_eq!((one.unwrap(), two.unwrap()), (1, 2));
+        assert!(bad.is_err_and(|e| StoreFault::of(&e) == StoreFault::Refused));
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! The consume loop: prefetch-bounded deliveries processed concurrently, acked only after their
-//! outcome is recorded. The connection is rebuilt with backoff whenever it breaks (unacked
-//! deliveries go back to the queue by themselves), and shutdown stops consuming, lets in-flight
-//! dispatches finish within a bound, then closes.
+//! outcome is recorded, and held (not requeued) while the status store is away. The connection
+//! is rebuilt with backoff whenever it breaks (unacked deliveries go back to the queue by
+//! themselves), and shutdown stops consuming, lets in-flight dispatches finish within a bound,
+//! then closes. A queue declared with other arguments than configured stops the worker with an
+//! error that says how to mend it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +12,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use anyhow::{Context, bail};
 use flyhook_common::broker::{self, Topology};
-use flyhook_common::{DispatchMessage, DispatchStore, Settings};
+use flyhook_common::{DispatchId, DispatchMessage, DispatchStore, Settings};
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -29,6 +31,7 @@ use tracing::Instrument;
 
 use crate::metrics::{QueueLabels, Readiness, WorkerMetrics};
 use crate::process::{Outcome, Processor};
+use crate::store_gate::StoreGate;
 use crate::tracker::Tracker;
 
 /// How long shutdown waits for in-flight dispatches before closing (they are then redelivered).
@@ -36,6 +39,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Worker {
     processor: Arc<Processor>,
+    gate: StoreGate,
     tracker: Tracker,
     amqp_url: SecretString,
     topology: Topology,
@@ -86,6 +90,7 @@ impl Worker {
             ops_shutdown.clone(),
         )?;
         Ok(Worker {
+            gate: StoreGate::new(store.clone()),
             metrics: metrics.clone(),
             consuming,
             ops_port,
@@ -133,6 +138,13 @@ impl Worker {
         while !shutdown.is_cancelled() {
             match self.consume(&shutdown, &mut backoff).await {
                 Ok(()) => break,
+                // A configuration mistake: retrying would only hide it.
+                Err(e) if broker::is_topology_mismatch(&e) => {
+                    shutdown.cancel();
+                    let _ = tracking.await;
+                    self.ops_shutdown.cancel();
+                    return Err(e);
+                }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff, "consumer stopped; reconnecting");
                     tokio::select! {
@@ -197,10 +209,15 @@ impl Worker {
                         let slot = slots.clone().acquire_owned().await?;
                         let processor = self.processor.clone();
                         let retrier = retrier.clone();
+                        let held = Hold {
+                            gate: self.gate.clone(),
+                            shutdown: shutdown.clone(),
+                            held: self.metrics.held.clone(),
+                        };
                         let in_progress = self.metrics.in_progress.clone();
                         in_progress.inc();
                         in_flight.spawn(async move {
-                            handle(&processor, &retrier, delivery).await;
+                            handle(&processor, &retrier, &held, delivery).await;
                             in_progress.dec();
                             drop(slot);
                         });
@@ -285,11 +302,13 @@ async fn sample_depths(
     }
 }
 
-/// Puts messages into the delay queues, confirmed, before the original is acked.
+/// Puts messages into the delay queues (or, split from a delivery, into the work queue),
+/// confirmed, before the original is acked.
 #[derive(Debug)]
 pub struct Retrier {
     channel: lapin::Channel,
     exchange: String,
+    work_exchange: String,
 }
 
 impl Retrier {
@@ -301,7 +320,24 @@ impl Retrier {
         Ok(Retrier {
             channel,
             exchange: topology.retry_exchange(),
+            work_exchange: topology.exchange(),
         })
+    }
+
+    /// Queues each dispatch of a fanned-out delivery on its own.
+    async fn split(&self, dispatches: Vec<flyhook_common::dispatch::Dispatch>) -> anyhow::Result<()> {
+        for dispatch in dispatches {
+            let message = DispatchMessage::DispatchV1(dispatch);
+            let stored = broker::publish_confirmed(
+                &self.channel,
+                &self.work_exchange,
+                broker::ROUTING_KEY,
+                &message,
+            )
+            .await?;
+            anyhow::ensure!(stored, "the broker refused a dispatch of the delivery");
+        }
+        Ok(())
     }
 
     async fn publish(&self, message: &DispatchMessage, delay: Duration) -> anyhow::Result<()> {
@@ -313,51 +349,117 @@ impl Retrier {
     }
 }
 
+/// What a delivery waits on while the status store is away: the store coming back, or the
+/// worker stopping (then it goes back to the queue).
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub gate: StoreGate,
+    pub shutdown: CancellationToken,
+    /// Deliveries held now (a metric).
+    pub held: prometheus_client::metrics::gauge::Gauge,
+}
+
+const REQUEUE: BasicNackOptions = BasicNackOptions {
+    requeue: true,
+    multiple: false,
+};
+
 /// Processes one delivery and settles it with the broker.
-pub async fn handle(processor: &Processor, retrier: &Retrier, delivery: Delivery) {
+pub async fn handle(processor: &Processor, retrier: &Retrier, hold: &Hold, delivery: Delivery) {
     let message = match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
         Ok(message) => message,
-        Err(e) => {
-            // Nothing to record it under; the dead-letter queue keeps it for a human.
-            tracing::error!(error = %e, "unreadable message; dead-lettering it");
-            processor.metrics().count("unreadable");
-            settle(delivery.reject(BasicRejectOptions { requeue: false }).await);
-            return;
-        }
-    };
-    let (id, request_id) = match &message {
-        DispatchMessage::DispatchV1(d) => (d.id, d.request_id.as_deref()),
-        DispatchMessage::IgnoredV1(i) => (i.id, i.request_id.as_deref()),
+        Err(e) => return dead_letter_unreadable(processor, hold, delivery, e).await,
     };
     // Every line about this delivery names the dispatch and the request that brought it.
-    let span =
-        tracing::info_span!("dispatch", dispatch = %id, request_id = request_id.unwrap_or("-"));
-    process_and_settle(processor, retrier, delivery, message)
+    let span = tracing::info_span!(
+        "dispatch",
+        dispatch = %message.id().map(|id| id.to_string()).unwrap_or_default(),
+        request_id = message.request_id().unwrap_or("-")
+    );
+    process_and_settle(processor, retrier, hold, delivery, message)
         .instrument(span)
         .await
+}
+
+/// A body no worker can read: recorded `failed` under the id it was published with (when it
+/// has one), then kept in the dead-letter queue for a human.
+async fn dead_letter_unreadable(
+    processor: &Processor,
+    hold: &Hold,
+    delivery: Delivery,
+    error: serde_json::Error,
+) {
+    tracing::error!(error = %error, "unreadable message; dead-lettering it");
+    processor.metrics().count("unreadable");
+    let id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .and_then(|id| DispatchId::parse(id.as_str()).ok());
+    if let Some(id) = id {
+        let reason = format!("the queue message could not be read: {error}");
+        let recorded = holding(hold, || processor.record_unreadable(&id, &reason)).await;
+        if recorded.is_none() {
+            return settle(delivery.nack(REQUEUE).await);
+        }
+    }
+    settle(delivery.reject(BasicRejectOptions { requeue: false }).await);
+}
+
+/// Runs `attempt` until its outcome is anything but "store unavailable", waiting for the store
+/// in between; `None` if the worker stops first.
+async fn holding<F, Fut>(hold: &Hold, mut attempt: F) -> Option<Outcome>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Outcome>,
+{
+    loop {
+        let outcome = attempt().await;
+        if outcome != Outcome::StoreUnavailable {
+            return Some(outcome);
+        }
+        hold.held.inc();
+        let stopping = tokio::select! {
+            _ = hold.shutdown.cancelled() => true,
+            _ = hold.gate.wait_until_reachable() => false,
+        };
+        hold.held.dec();
+        if stopping {
+            return None;
+        }
+    }
 }
 
 async fn process_and_settle(
     processor: &Processor,
     retrier: &Retrier,
+    hold: &Hold,
     delivery: Delivery,
     message: DispatchMessage,
 ) {
-    let outcome = match &message {
-        DispatchMessage::DispatchV1(dispatch) => processor.process(dispatch).await,
-        DispatchMessage::IgnoredV1(ignored) => processor.record_ignored(ignored).await,
+    let redelivered = delivery.redelivered;
+    let outcome = {
+        match &message {
+            DispatchMessage::DispatchV1(dispatch) => {
+                holding(hold, || processor.process(dispatch, redelivered)).await
+            }
+            DispatchMessage::IgnoredV1(ignored) => {
+                holding(hold, || processor.record_ignored(ignored)).await
+            }
+            DispatchMessage::DeliveryV1(bundle) => {
+                return split_and_settle(processor, retrier, delivery, bundle.dispatches.clone())
+                    .await;
+            }
+        }
     };
-    let requeue = BasicNackOptions {
-        requeue: true,
-        multiple: false,
+    // Stopping while held: back to the queue for the next worker.
+    let Some(outcome) = outcome else {
+        return settle(delivery.nack(REQUEUE).await);
     };
     let settled = match outcome {
         Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
         Outcome::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
-        Outcome::Requeue(after) => {
-            tokio::time::sleep(after).await;
-            delivery.nack(requeue).await
-        }
+        Outcome::StoreUnavailable => unreachable!("holding() returns only other outcomes"),
         Outcome::RetryAfter(delay) => {
             let mut next = message;
             if let DispatchMessage::DispatchV1(dispatch) = &mut next {
@@ -369,9 +471,31 @@ async fn process_and_settle(
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "could not schedule the retry; requeueing");
                     tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
-                    delivery.nack(requeue).await
+                    delivery.nack(REQUEUE).await
                 }
             }
+        }
+    };
+    settle(settled);
+}
+
+/// A fanned-out delivery becomes one message per dispatch, each confirmed before the delivery
+/// is acked (a crash in between repeats some: their ids are the same, so nothing runs twice).
+async fn split_and_settle(
+    processor: &Processor,
+    retrier: &Retrier,
+    delivery: Delivery,
+    dispatches: Vec<flyhook_common::dispatch::Dispatch>,
+) {
+    let settled = match retrier.split(dispatches).await {
+        Ok(()) => {
+            processor.metrics().count("split");
+            delivery.ack(BasicAckOptions::default()).await
+        }
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not split the delivery; requeueing");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery.nack(REQUEUE).await
         }
     };
     settle(settled);

@@ -33,10 +33,12 @@ pub struct QueueLabels {
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     /// Deliveries by what became of them: started, already_handled, retried, failed,
-    /// dead_lettered, requeued, ignored, unreadable.
+    /// dead_lettered, poisoned, refused, requeued, ignored, unreadable, split.
     pub dispatches: Family<OutcomeLabels, Counter>,
     /// Deliveries being processed by this worker now.
     pub in_progress: Gauge,
+    /// Deliveries held unsettled until the status store is reachable again.
+    pub held: Gauge,
     /// Dispatches starting or running across the fleet (every worker reports the same figure).
     pub runs_in_flight: Gauge,
     /// Messages ready in the work and dead-letter queues.
@@ -51,6 +53,7 @@ impl WorkerMetrics {
         let metrics = WorkerMetrics {
             dispatches: Family::default(),
             in_progress: Gauge::default(),
+            held: Gauge::default(),
             runs_in_flight: Gauge::default(),
             queue_depth: Family::default(),
             accept_to_run_started: latency_histogram(),
@@ -65,6 +68,11 @@ impl WorkerMetrics {
             "flyhook_dispatches_in_progress",
             "Deliveries this worker is processing now",
             metrics.in_progress.clone(),
+        );
+        registry.register(
+            "flyhook_deliveries_held",
+            "Deliveries this worker holds until the status store is reachable again",
+            metrics.held.clone(),
         );
         registry.register(
             "flyhook_runs_in_flight",

@@ -11,8 +11,8 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use flyhook_common::dispatch::{Dispatch, DispatchId, Ignored};
-use flyhook_common::store::Claim;
-use flyhook_common::{DispatchStatus, DispatchStore};
+use flyhook_common::store::{Claim, ClaimRequest};
+use flyhook_common::{DispatchStatus, DispatchStore, StoreFault};
 use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
 use flyte_client::{ActionPhase, Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
 
@@ -24,9 +24,10 @@ use crate::metrics::WorkerMetrics;
 pub enum Outcome {
     /// Finished with it (run started, or nothing left to do): ack.
     Done,
-    /// The status store is unreachable, so nothing can be recorded: hold off, then put the
-    /// delivery back (a worker never acks what it could not record).
-    Requeue(Duration),
+    /// The status store is unreachable, so nothing can be recorded: hold the delivery
+    /// (neither ack, which would lose the outcome, nor requeue, which would count towards
+    /// the broker's delivery limit) and process it again once the store is back.
+    StoreUnavailable,
     /// A transient failure: try again after this long, through the delay queues.
     RetryAfter(Duration),
     /// Given up (recorded `failed` or `dead_lettered` with the reason): to the dead-letter queue.
@@ -55,11 +56,19 @@ impl From<FlyteError> for StartError {
 /// The most dispatches one status write covers.
 const MAX_BATCH: usize = 128;
 
+/// Deliveries RabbitMQ may hand back unsettled (the worker holding it died) before the dispatch
+/// is recorded `dead_lettered` as a poison message: well below the broker's own delivery limit,
+/// which would dead-letter it unrecorded (and counts differently on RabbitMQ 3.10 and 4.x).
+pub const MAX_REDELIVERIES: i32 = 10;
+
+/// Tries at aborting the run of a dispatch cancelled while it was starting.
+const ABORT_TRIES: u32 = 6;
+
 /// Processes dispatches; shared by all of a worker's concurrent tasks.
 #[derive(Debug, Clone)]
 pub struct Processor {
     store: DispatchStore,
-    claims: Batcher<Dispatch, Claim>,
+    claims: Batcher<ClaimRequest, Claim>,
     runs_started: Batcher<(DispatchId, String, ActionPhase), DispatchStatus>,
     flyte: FlyteClient,
     max_attempts: u32,
@@ -93,11 +102,11 @@ impl Processor {
         let throttle = max_runs_per_second_per_project
             .and_then(NonZeroU32::new)
             .map(|rate| Arc::new(RateLimiter::keyed(Quota::per_second(rate))));
-        let claims = Batcher::start(MAX_BATCH, |d: &Dispatch| d.id.to_string(), {
+        let claims = Batcher::start(MAX_BATCH, |r: &ClaimRequest| r.dispatch.id.to_string(), {
             let store = store.clone();
-            move |dispatches: Vec<Dispatch>| {
+            move |requests: Vec<ClaimRequest>| {
                 let store = store.clone();
-                async move { store.claim_all(&dispatches).await }
+                async move { store.claim_all(&requests).await }
             }
         });
         let runs_started = Batcher::start(
@@ -136,27 +145,96 @@ impl Processor {
                 self.metrics.count("ignored");
                 Outcome::Done
             }
-            Err(e) => {
-                tracing::warn!(dispatch = %ignored.id, error = %e, "status store unavailable");
-                Outcome::Requeue(backoff(3, None))
+            Err(e) => self.unrecorded(&ignored.id, &e),
+        }
+    }
+
+    /// What to do when a store call about `id` failed: hold on through an outage; data the
+    /// store refuses is kept in the dead-letter queue (its texts are made storable before
+    /// they are written, so this is a defect, and said loudly).
+    fn unrecorded(&self, id: &DispatchId, e: &sqlx::Error) -> Outcome {
+        match StoreFault::of(e) {
+            StoreFault::Unavailable => {
+                tracing::warn!(dispatch = %id, error = %e, "status store unavailable; holding the delivery");
+                Outcome::StoreUnavailable
+            }
+            StoreFault::Refused => {
+                tracing::error!(dispatch = %id, error = %e, "the status store refused a record; dead-lettering the delivery");
+                self.metrics.count("refused");
+                Outcome::DeadLetter
             }
         }
     }
 
-    pub async fn process(&self, dispatch: &Dispatch) -> Outcome {
+    /// A message whose body cannot be read, published under `id`: recorded `failed`.
+    pub async fn record_unreadable(&self, id: &DispatchId, reason: &str) -> Outcome {
+        match self.store.record_unreadable(id, reason).await {
+            Ok(()) => Outcome::DeadLetter,
+            Err(e) => match self.unrecorded(id, &e) {
+                Outcome::StoreUnavailable => Outcome::StoreUnavailable,
+                _ => Outcome::DeadLetter,
+            },
+        }
+    }
+
+    /// One attempt at `dispatch`; `redelivered`: RabbitMQ handed this message out before and it
+    /// was never settled.
+    pub async fn process(&self, dispatch: &Dispatch, redelivered: bool) -> Outcome {
         let id = dispatch.id;
-        match self.claims.write(dispatch.clone()).await {
+        if dispatch.replay
+            && let Err(e) = self.store.reopen_for_replay(&id).await
+        {
+            return self.unrecorded(&id, &e);
+        }
+        let request = ClaimRequest {
+            dispatch: dispatch.clone(),
+            redelivered,
+        };
+        match self.claims.write(request).await {
+            Ok(Claim::Proceed { redeliveries, .. }) if redeliveries >= MAX_REDELIVERIES => {
+                let reason = format!(
+                    "delivered {} times without an outcome (did it stop the workers that took it?); kept in the dead-letter queue",
+                    redeliveries + 1
+                );
+                tracing::error!(dispatch = %id, %reason, "poison message dead-lettered");
+                return self
+                    .settle_recorded(
+                        &id,
+                        self.store
+                            .record_given_up(&id, DispatchStatus::DeadLettered, &reason)
+                            .await
+                            .map_err(WriteError::from),
+                        Outcome::DeadLetter,
+                        "poisoned",
+                    )
+                    .await;
+            }
             Ok(Claim::Proceed { .. }) => {}
             Ok(Claim::Settled(status)) => {
                 tracing::info!(dispatch = %id, %status, "already handled; dropping this delivery");
                 self.metrics.count("already_handled");
                 return Outcome::Done;
             }
-            // Without a record we must not go on: requeue until the store is back.
+            // Without a record we must not go on.
             Err(e) => {
-                tracing::warn!(dispatch = %id, error = %e, "status store unavailable");
-                self.metrics.count("requeued");
-                return Outcome::Requeue(backoff(3, None));
+                return match StoreFault::of(&e) {
+                    StoreFault::Unavailable => {
+                        tracing::warn!(dispatch = %id, error = %e, "status store unavailable; holding the delivery");
+                        Outcome::StoreUnavailable
+                    }
+                    // This one dispatch's data: it ends `failed`, the others went on.
+                    StoreFault::Refused => {
+                        let reason = format!("the status store cannot hold this dispatch: {e}");
+                        tracing::warn!(dispatch = %id, %reason, "dispatch failed");
+                        let recorded = self
+                            .store
+                            .record_refused(dispatch, &reason)
+                            .await
+                            .map_err(WriteError::from);
+                        self.settle_recorded(&id, recorded, Outcome::DeadLetter, "refused")
+                            .await
+                    }
+                };
             }
         };
         // The count the message carries; the record's `attempts` also counts crash redeliveries.
@@ -180,7 +258,7 @@ impl Processor {
                 {
                     // Cancelled while we were starting it: the run must not go on.
                     Ok(DispatchStatus::Aborted) => {
-                        self.abort_cancelled(&started).await;
+                        self.abort_cancelled(&id, &started).await;
                         Ok(())
                     }
                     // Running (by us, or by another delivery of the same dispatch) or beyond.
@@ -222,36 +300,69 @@ impl Processor {
                 )
             }
         };
-        match result {
+        self.settle_recorded(&id, result, outcome, label).await
+    }
+
+    /// The outcome once it is recorded; if it could not be, the delivery is held and the
+    /// next try repeats the (idempotent) work and records it.
+    async fn settle_recorded(
+        &self,
+        id: &DispatchId,
+        recorded: Result<(), WriteError>,
+        outcome: Outcome,
+        label: &'static str,
+    ) -> Outcome {
+        match recorded {
             Ok(()) => {
                 self.metrics.count(label);
                 outcome
             }
-            // The outcome is not recorded: keep the message, the next delivery repeats the
-            // (idempotent) work and records it.
             Err(e) => {
                 tracing::warn!(dispatch = %id, error = %e, "could not record the outcome");
-                self.metrics.count("requeued");
-                Outcome::Requeue(backoff(attempt as i32, None))
+                self.unrecorded(id, &e)
             }
         }
     }
 
-    async fn abort_cancelled(&self, started: &StartedRun) {
-        match self
-            .flyte
-            .abort_run(
-                &started.id,
-                "the flyhook dispatch was cancelled while starting",
-            )
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(run = %started.id, "aborted a run whose dispatch was cancelled")
+    /// Aborts the run of a dispatch cancelled while it was starting, retrying until Flyte
+    /// confirms; if it never does, the dispatch's record says so.
+    async fn abort_cancelled(&self, id: &DispatchId, started: &StartedRun) {
+        let mut last_error = None;
+        for attempt in 0..ABORT_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt as i32, None)).await;
             }
-            Err(e) => {
-                tracing::warn!(run = %started.id, error = %e, "could not abort the run of a cancelled dispatch")
+            match self
+                .flyte
+                .abort_run(
+                    &started.id,
+                    "the flyhook dispatch was cancelled while starting",
+                )
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(run = %started.id, "aborted a run whose dispatch was cancelled");
+                    return;
+                }
+                // Nothing left to abort.
+                Err(e) if e.code == flyte_client::Code::NotFound => return,
+                Err(e) => {
+                    tracing::warn!(run = %started.id, attempt, error = %e, "could not abort the run of a cancelled dispatch");
+                    let permanent = e.disposition() == Disposition::Permanent;
+                    last_error = Some(e);
+                    if permanent {
+                        break;
+                    }
+                }
             }
+        }
+        let note = format!(
+            "cancelled while starting; Flyte did not confirm the abort of run {}: {}",
+            started.id.name,
+            last_error.map_or_else(String::new, |e| e.to_string())
+        );
+        if let Err(e) = self.store.note_error(id, &note).await {
+            tracing::warn!(dispatch = %id, error = %e, %note, "could not record that the abort is unconfirmed");
         }
     }
 

@@ -5,25 +5,30 @@
 //! error. A lease is held only while a worker looks at a run, so no run is polled by two
 //! workers, and a worker that dies mid-look loses its runs to the others when the lease expires.
 //! Runs are looked at less often as they age (a tenth of their age, within the configured
-//! bounds).
+//! bounds). A run Flyte keeps answering about with a permanent error (not found, permission
+//! denied) ends `failed` after a few looks, instead of being looked at forever; an unreachable
+//! Flyte is only waited out.
 
 use std::time::Duration;
 
 use flyhook_common::config::TrackingSettings;
-use flyhook_common::store::{LeasedRun, RunEnd};
+use flyhook_common::store::{LeasedRun, Poll, RunEnd};
 use flyhook_common::{DispatchStatus, DispatchStore};
 use flyte_client::messages::{ErrorKind, RunDetails};
-use flyte_client::{ActionPhase, FlyteClient, FlyteError, RunId};
+use flyte_client::{ActionPhase, Disposition, FlyteClient, FlyteError, RunId};
 use tokio_util::sync::CancellationToken;
 
 /// How often an idle tracker looks for due runs.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 
+/// Looks in a row answered with a permanent error after which a run ends `failed`.
+pub const MAX_LOOK_FAILURES: i32 = 5;
+
 /// What one look at a run found.
 enum Seen {
     Ended(String, RunEnd),
-    /// Still going (phase, when Flyte answered); look again after the pause.
-    Going(String, Option<ActionPhase>, Duration),
+    /// Still going (or not known); look again after the pause.
+    Going(Poll),
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +86,7 @@ impl Tracker {
         while let Some(seen) = looks.join_next().await {
             match seen {
                 Ok(Seen::Ended(id, end)) => ends.push((id, end)),
-                Ok(Seen::Going(id, phase, pause)) => polls.push((id, phase, pause)),
+                Ok(Seen::Going(poll)) => polls.push(poll),
                 // Its lease expires and someone looks again.
                 Err(e) => tracing::warn!(error = %e, "looking at a run failed"),
             }
@@ -108,9 +113,33 @@ impl Tracker {
             name: run.run_name.clone(),
         };
         let failed_look = |e: FlyteError| {
+            // An outage is waited out; a run Flyte cannot report ends after a few looks.
+            let look_failures = match e.disposition() {
+                Disposition::Permanent => run.look_failures + 1,
+                Disposition::Retry | Disposition::AlreadyExists => run.look_failures,
+            };
+            if look_failures >= MAX_LOOK_FAILURES {
+                tracing::warn!(dispatch = %run.id, error = %e, "Flyte cannot report the run; it ends failed");
+                return Seen::Ended(
+                    run.id.clone(),
+                    RunEnd {
+                        status: DispatchStatus::Failed,
+                        phase: None,
+                        outputs: None,
+                        error: Some(format!(
+                            "Flyte could not report the run {look_failures} times in a row: {e}"
+                        )),
+                        error_kind: Some("system".into()),
+                    },
+                );
+            }
             tracing::info!(dispatch = %run.id, error = %e, "could not look at the run; later");
-            let pause = self.next_poll(&run).max(e.retry_after.unwrap_or_default());
-            Seen::Going(run.id.clone(), None, pause)
+            Seen::Going(Poll {
+                id: run.id.clone(),
+                phase: None,
+                pause: self.next_poll(&run).max(e.retry_after.unwrap_or_default()),
+                look_failures,
+            })
         };
         match self.flyte.get_run_details(&run_id).await {
             Ok(details) if details.action.status.phase.is_terminal() => {
@@ -122,11 +151,12 @@ impl Tracker {
                     Err(e) => failed_look(e),
                 }
             }
-            Ok(details) => Seen::Going(
-                run.id.clone(),
-                Some(details.action.status.phase),
-                self.next_poll(&run),
-            ),
+            Ok(details) => Seen::Going(Poll {
+                id: run.id.clone(),
+                phase: Some(details.action.status.phase),
+                pause: self.next_poll(&run),
+                look_failures: 0,
+            }),
             Err(e) => failed_look(e),
         }
     }
@@ -138,7 +168,7 @@ impl Tracker {
         let status = DispatchStatus::for_terminal_phase(phase).unwrap_or(DispatchStatus::Failed);
         let mut end = RunEnd {
             status,
-            phase,
+            phase: Some(phase),
             outputs: None,
             error: None,
             error_kind: None,
