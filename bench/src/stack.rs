@@ -11,7 +11,7 @@ use flyhook_common::broker::Topology;
 use serde_json::Value;
 use sqlx::migrate::MigrateDatabase;
 
-pub const API_KEY: &str = "bench-key";
+pub const API_KEY: &str = "bench-key-2c7e9a4f1d6b3e8a0f5c2d9e7b1a";
 pub const GITHUB_SECRET: &str = "bench-github-secret";
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";

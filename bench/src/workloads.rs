@@ -49,12 +49,14 @@ impl Workload for RunTask {
 }
 
 /// A GitHub `push` delivery to `POST {base}/hooks/{source}`, about `size` bytes, signed afresh
-/// for each request with its own delivery id (so none is deduplicated away).
+/// for each request with its own delivery id, which is also in the body: deliveries are
+/// deduplicated by their signed bytes, so a body sent twice would be one dispatch.
 #[derive(Debug)]
 pub struct GithubPush {
     pub url: String,
     pub secret: SecretString,
-    pub body: Vec<u8>,
+    /// The payload, `head_commit.id` set per request.
+    pub payload: Value,
 }
 
 impl GithubPush {
@@ -64,7 +66,7 @@ impl GithubPush {
             "after": "59b20b8d5b4a8c1e6f0e0a4f7c3d2b1a09f8e7d6",
             "repository": {"full_name": "octo/app"},
             "pusher": {"name": "octocat"},
-            "head_commit": {"message": ""},
+            "head_commit": {"id": "", "message": ""},
         });
         let unpadded = payload.to_string().len();
         payload["head_commit"]["message"] =
@@ -72,7 +74,7 @@ impl GithubPush {
         GithubPush {
             url: format!("{base}/hooks/{source}"),
             secret: secret.to_string().into(),
-            body: payload.to_string().into_bytes(),
+            payload,
         }
     }
 }
@@ -81,15 +83,17 @@ impl Workload for GithubPush {
     fn request(&self, client: &reqwest::Client, index: u64) -> reqwest::RequestBuilder {
         let now = chrono::Utc::now().timestamp();
         let delivery = format!("{index}-{}", uuid::Uuid::new_v4());
+        let mut payload = self.payload.clone();
+        payload["head_commit"]["id"] = Value::String(delivery.clone());
+        let body = payload.to_string().into_bytes();
         let mut request = client
             .post(&self.url)
             .header("Content-Type", "application/json")
-            .header("X-GitHub-Event", "push")
-            .body(self.body.clone());
-        for (name, value) in Scheme::GitHub.sign(&self.secret, &self.body, now, &delivery) {
+            .header("X-GitHub-Event", "push");
+        for (name, value) in Scheme::GitHub.sign(&self.secret, &body, now, &delivery) {
             request = request.header(name, value);
         }
-        request
+        request.body(body)
     }
 }
 

@@ -21,6 +21,7 @@
 //! [[api_keys]]
 //! name = "ci"
 //! sha256 = "…64 hex digits…"   # printf %s "$KEY" | sha256sum; or env = "CI_WEBHOOK_KEY"
+//!                              # (keys from variables: 32+ characters, no placeholder)
 //! rate_limit = { per_second = 50, burst = 100 }
 //! scopes = ["flytesnacks/development"]   # tasks it may start; every task when absent
 //! # Keys can also be managed at run time: `flyhook keys create|list|revoke` (stored in
@@ -260,25 +261,108 @@ impl RateLimitEntry {
 /// The name the bootstrap key (`WEBHOOK_API_KEY`) is known by.
 pub const BOOTSTRAP_KEY_NAME: &str = "default";
 
+/// The shortest API key (and `FLYHOOK_ID_SECRET`) accepted outside `flyhook dev`: a key is the
+/// only thing between the internet and starting runs, so it must be too long to guess.
+const MIN_KEY_CHARS: usize = 32;
+
+/// Values copied from examples and defaults, refused as keys whatever their length:
+/// `MARKERS` anywhere in the key (`CHANGE-ME-32-random-bytes`), `PLACEHOLDERS` as the whole key.
+const MARKERS: &[&str] = &["change-me", "changeme", "change_me"];
+const PLACEHOLDERS: &[&str] = &["flyhook-dev-key", "secret", "password", "test"];
+
+/// How to make a key that passes [`strong_key`].
+const MAKE_A_KEY: &str =
+    "make one with `openssl rand -base64 32` (API keys can also come from `flyhook keys create`)";
+
+/// Whether well-known weak keys are accepted: only by `flyhook dev` (and `flyhook send`, which
+/// talks to it), so no setting can switch the check off in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyPolicy {
+    Strong,
+    DevelopmentKeysAllowed,
+}
+
+impl KeyPolicy {
+    /// Refuses `key` (named by `what` in the error) when it is short or a placeholder.
+    fn check(self, what: &str, key: &SecretString) -> anyhow::Result<()> {
+        if self == KeyPolicy::DevelopmentKeysAllowed {
+            return Ok(());
+        }
+        strong_key(key.expose_secret()).with_context(|| format!("{what} is refused"))
+    }
+}
+
+/// Checks a key against guessing: at least [`MIN_KEY_CHARS`] characters, not a placeholder.
+/// The error never shows the key.
+fn strong_key(key: &str) -> anyhow::Result<()> {
+    let lowered = key.trim().to_ascii_lowercase();
+    if MARKERS.iter().any(|m| lowered.contains(m)) || PLACEHOLDERS.contains(&lowered.as_str()) {
+        bail!("it is a well-known placeholder: {MAKE_A_KEY}");
+    }
+    let length = key.chars().count();
+    if length < MIN_KEY_CHARS {
+        bail!("it has {length} characters, fewer than {MIN_KEY_CHARS}: {MAKE_A_KEY}");
+    }
+    Ok(())
+}
+
+/// The secret in environment variable `var`, refused when unset or blank (a blank secret is one
+/// anyone can sign with). `fix` says what to put there.
+pub(crate) fn secret_var(
+    env: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    fix: &str,
+) -> anyhow::Result<SecretString> {
+    let value =
+        env(var).with_context(|| format!("environment variable {var} is not set: {fix}"))?;
+    non_blank(value, &format!("environment variable {var}"), fix)
+}
+
+/// `value` as a secret, unless it is empty or only whitespace (`origin` says where it came from).
+pub(crate) fn non_blank(value: String, origin: &str, fix: &str) -> anyhow::Result<SecretString> {
+    anyhow::ensure!(
+        !value.trim().is_empty(),
+        "{origin} is empty (or only whitespace): {fix}"
+    );
+    Ok(SecretString::from(value))
+}
+
 impl Settings {
     /// Reads the process environment and the config file it names.
     pub fn from_env() -> anyhow::Result<Settings> {
-        Settings::load(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        Settings::load(|name| std::env::var(name).ok())
     }
 
     /// Builds settings from `env` (a lookup, so tests need not touch the process environment).
+    /// A variable set to the empty string counts as unset, except where a secret is expected:
+    /// there it is refused, as is a weak API key.
     pub fn load(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        Settings::load_with(env, KeyPolicy::Strong)
+    }
+
+    /// [`Settings::load`] for `flyhook dev` and `flyhook send`: weak API keys (`flyhook-dev-key`)
+    /// are accepted.
+    pub fn load_for_development(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
+        Settings::load_with(env, KeyPolicy::DevelopmentKeysAllowed)
+    }
+
+    fn load_with(
+        raw_env: impl Fn(&str) -> Option<String>,
+        key_policy: KeyPolicy,
+    ) -> anyhow::Result<Settings> {
+        let env = |name: &str| raw_env(name).filter(|v| !v.is_empty());
         let (file, text) = match env("FLYHOOK_CONFIG") {
             Some(path) => read_file(Path::new(&path))?,
             None => (FileConfig::default(), String::new()),
         };
         let sources =
-            crate::sources::compile(file.sources, file.hooks.github_alias, &text, &env)
+            crate::sources::compile(file.sources, file.hooks.github_alias, &text, &raw_env)
                 .with_context(|| format!("in {}", env("FLYHOOK_CONFIG").unwrap_or_default()))?;
         let secret = |name: &str| env(name).map(SecretString::from);
 
         let mut keys = KeyRing::default();
         if let Some(key) = secret("WEBHOOK_API_KEY") {
+            key_policy.check("WEBHOOK_API_KEY", &key)?;
             keys.add_key(
                 &key,
                 KeyOwner {
@@ -306,12 +390,10 @@ impl Settings {
                     keys.add_digest(&digest, owner)?
                 }
                 (None, Some(var)) => {
-                    let key = secret(&var).with_context(|| {
-                        format!(
-                            "api key {:?}: environment variable {var} is not set",
-                            entry.name
-                        )
-                    })?;
+                    let what = format!("api key {:?}", entry.name);
+                    let fix = format!("set it to a key of {MIN_KEY_CHARS}+ characters");
+                    let key = secret_var(&raw_env, &var, &fix).context(what.clone())?;
+                    key_policy.check(&format!("{what} (from {var})"), &key)?;
                     key_digests.push(crate::api_keys::key_digest_hex(key.expose_secret()));
                     keys.add_key(&key, owner)?
                 }
@@ -320,6 +402,9 @@ impl Settings {
         }
         if let Some(key) = env("WEBHOOK_API_KEY") {
             key_digests.push(crate::api_keys::key_digest_hex(&key));
+        }
+        if let Some(id_secret) = secret("FLYHOOK_ID_SECRET") {
+            key_policy.check("FLYHOOK_ID_SECRET", &id_secret)?;
         }
 
         Ok(Settings {
@@ -514,14 +599,91 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    const KEY_1: &str = "k1-0123456789abcdefghijklmnopqrstuv";
+    const KEY_2: &str = "k2-0123456789abcdefghijklmnopqrstuv";
+
     #[test]
     fn replicas_with_the_same_keys_derive_the_same_id_secret() {
-        let a = load(&[("WEBHOOK_API_KEY", "k1")]).unwrap();
-        let b = load(&[("WEBHOOK_API_KEY", "k1")]).unwrap();
-        let c = load(&[("WEBHOOK_API_KEY", "k2")]).unwrap();
+        let a = load(&[("WEBHOOK_API_KEY", KEY_1)]).unwrap();
+        let b = load(&[("WEBHOOK_API_KEY", KEY_1)]).unwrap();
+        let c = load(&[("WEBHOOK_API_KEY", KEY_2)]).unwrap();
         assert_eq!(a.id_secret.expose_secret(), b.id_secret.expose_secret());
         assert_ne!(a.id_secret.expose_secret(), c.id_secret.expose_secret());
-        let explicit = load(&[("WEBHOOK_API_KEY", "k1"), ("FLYHOOK_ID_SECRET", "s")]).unwrap();
-        assert_eq!(explicit.id_secret.expose_secret(), "s");
+        let explicit = load(&[("WEBHOOK_API_KEY", KEY_1), ("FLYHOOK_ID_SECRET", KEY_2)]).unwrap();
+        assert_eq!(explicit.id_secret.expose_secret(), KEY_2);
+    }
+
+    /// `load` with a config file holding `toml` (and `vars`).
+    fn load_with_file(toml: &str, vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let path = std::env::temp_dir().join(format!("flyhook-keys-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, toml).unwrap();
+        let config = [("FLYHOOK_CONFIG", path.to_str().unwrap())];
+        let loaded = load(&[vars, &config].concat());
+        std::fs::remove_file(path).unwrap();
+        loaded
+    }
+
+    #[test]
+    fn short_and_placeholder_keys_are_refused_saying_how_to_make_one() {
+        let partner = "[[api_keys]]\nname = \"partner\"\nenv = \"PARTNER_KEY\"\n";
+        for weak in [
+            "change-me",
+            "flyhook-dev-key",
+            "CHANGE-ME-32-random-bytes-padded-to-40",
+            "0123456789abcdefghijklmnopqrstu",
+        ] {
+            for (loaded, named) in [
+                (load(&[("WEBHOOK_API_KEY", weak)]), "WEBHOOK_API_KEY"),
+                (load(&[("FLYHOOK_ID_SECRET", weak)]), "FLYHOOK_ID_SECRET"),
+                (
+                    load_with_file(partner, &[("PARTNER_KEY", weak)]),
+                    "api key \"partner\" (from PARTNER_KEY)",
+                ),
+            ] {
+                let err = format!("{:#}", loaded.unwrap_err());
+                assert!(
+                    err.contains(named) && err.contains("openssl rand -base64 32"),
+                    "{weak}: {err}"
+                );
+                assert!(!err.contains(weak), "the key is never shown: {err}");
+            }
+        }
+        let strong = "0123456789abcdefghijklmnopqrstuv";
+        assert!(load(&[("WEBHOOK_API_KEY", strong)]).is_ok());
+        assert!(load_with_file(partner, &[("PARTNER_KEY", strong)]).is_ok());
+    }
+
+    #[test]
+    fn flyhook_dev_keeps_its_built_in_key() {
+        let vars = HashMap::from([("WEBHOOK_API_KEY", "flyhook-dev-key")]);
+        let dev = Settings::load_for_development(|k| vars.get(k).map(|v| v.to_string()));
+        assert_eq!(dev.unwrap().keys.len(), 1);
+    }
+
+    #[test]
+    fn empty_secret_variables_are_said_to_be_empty_not_unset() {
+        let partner = "[[api_keys]]\nname = \"partner\"\nenv = \"PARTNER_KEY\"\n";
+        for (value, said) in [("", "is empty"), ("   ", "is empty")] {
+            let err = format!(
+                "{:#}",
+                load_with_file(partner, &[("PARTNER_KEY", value)]).unwrap_err()
+            );
+            assert!(
+                err.contains(&format!("environment variable PARTNER_KEY {said}"))
+                    && err.contains("api key \"partner\""),
+                "{value:?}: {err}"
+            );
+        }
+        let unset = format!("{:#}", load_with_file(partner, &[]).unwrap_err());
+        assert!(unset.contains("PARTNER_KEY is not set"), "{unset}");
+        let github = "[[sources]]\nname = \"github\"\nscheme = \"github\"\nsecrets = [{ env = \"GH_SECRET\" }]\n";
+        let err = format!(
+            "{:#}",
+            load_with_file(github, &[("GH_SECRET", "")]).unwrap_err()
+        );
+        assert!(
+            err.contains("source \"github\"") && err.contains("GH_SECRET is empty"),
+            "{err}"
+        );
     }
 }

@@ -17,9 +17,11 @@
 //!
 //! Conditions test a header or a JSON Pointer into the payload with `equals`, `in`, `exists` or
 //! `regex`; all must hold. Inputs come from a pointer (`"/after"`), `{ pointer, default }`,
-//! `{ header }` or `{ value }` (a literal). Every mistake is reported at start-up with its line.
+//! `{ header }` or `{ value }` (a literal). Route names are unique within a source (they are part
+//! of the dispatch ids), and secrets are never blank. Every mistake is reported at start-up with
+//! its line.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
@@ -29,6 +31,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
+use crate::config::{non_blank, secret_var};
 use crate::dispatch::TaskRef;
 use crate::signatures::{GenericHmac, Headers, Scheme};
 
@@ -251,22 +254,21 @@ fn compile_source(
     let secrets = entry
         .secrets
         .into_iter()
-        .map(|s| match (s.env, s.file) {
-            (Some(var), None) => env(&var)
-                .map(SecretString::from)
-                .ok_or_else(|| anyhow!("secret: environment variable {var} is not set")),
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map(|text| SecretString::from(text.trim_end_matches(['\n', '\r']).to_string()))
-                .with_context(|| format!("secret: reading {path}")),
-            _ => bail!("a secret is {{ env = \"VAR\" }} or {{ file = \"/path\" }}"),
-        })
+        .map(|s| resolve_secret(s, env).context("secret"))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut names = HashSet::new();
     let routes = entry
         .routes
         .into_iter()
         .map(|route| {
             let line = line_of(text, route.span().start);
             let route = route.into_inner();
+            // A route's name is part of its dispatch ids: two routes of one name would share one.
+            anyhow::ensure!(
+                names.insert(route.name.clone()),
+                "line {line}: route {:?} is defined twice in this source: give each route its own name",
+                route.name
+            );
             let name = route.name.clone();
             compile_route(route).with_context(|| format!("line {line}: route {name:?}"))
         })
@@ -278,6 +280,27 @@ fn compile_source(
         tolerance_secs: entry.tolerance_secs.unwrap_or(300),
         routes,
     })
+}
+
+/// What to do about a missing or blank source secret.
+const SECRET_FIX: &str =
+    "put the signing secret (or token) the provider shows for this webhook there";
+
+/// A secret from its variable or file. Blank ones are refused: a signature made with an empty
+/// key is one anyone can make, and an empty GitLab token matches an empty header.
+fn resolve_secret(
+    entry: SecretEntry,
+    env: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<SecretString> {
+    match (entry.env, entry.file) {
+        (Some(var), None) => secret_var(env, &var, SECRET_FIX),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+            let secret = text.trim_end_matches(['\n', '\r']).to_string();
+            non_blank(secret, &format!("file {path}"), SECRET_FIX)
+        }
+        _ => bail!("a secret is {{ env = \"VAR\" }} or {{ file = \"/path\" }}"),
+    }
 }
 
 fn check_pointer(pointer: &str) -> anyhow::Result<String> {
@@ -418,8 +441,11 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Sources> {
         let file: File = toml::from_str(text)?;
-        compile(file.sources, None, text, &|name| {
-            (name == "SECRET").then(|| "s3cret".to_string())
+        compile(file.sources, None, text, &|name| match name {
+            "SECRET" => Some("s3cret".to_string()),
+            "EMPTY" => Some(String::new()),
+            "BLANK" => Some("  ".to_string()),
+            _ => None,
         })
     }
 
@@ -494,5 +520,37 @@ inputs = { name = "/pusher/name" }
             let err = format!("{:#}", parse(&broken).unwrap_err());
             assert!(err.contains(expected), "{expected}: {err}");
         }
+    }
+
+    #[test]
+    fn two_routes_of_one_name_in_a_source_are_refused_with_the_line() {
+        let twice = GITHUB.replace("name = \"notify\"", "name = \"deploy\"");
+        let err = format!("{:#}", parse(&twice).unwrap_err());
+        assert!(
+            err.contains("line 13: route \"deploy\" is defined twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn blank_secrets_are_refused_naming_the_source_and_what_to_do() {
+        let file = std::env::temp_dir().join(format!("flyhook-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, "\n").unwrap();
+        let from_file = format!("file = {:?}", file.to_str().unwrap());
+        for (secret, origin) in [
+            ("env = \"EMPTY\"", "environment variable EMPTY is empty"),
+            ("env = \"BLANK\"", "environment variable BLANK is empty"),
+            (from_file.as_str(), "is empty"),
+        ] {
+            let broken = GITHUB.replace("env = \"SECRET\"", secret);
+            let err = format!("{:#}", parse(&broken).unwrap_err());
+            assert!(
+                err.contains("source \"github\"")
+                    && err.contains(origin)
+                    && err.contains("signing secret"),
+                "{secret}: {err}"
+            );
+        }
+        std::fs::remove_file(file).unwrap();
     }
 }

@@ -206,7 +206,8 @@ impl DispatchStore {
     /// order of `requests`.
     pub async fn claim_all(&self, requests: &[ClaimRequest]) -> Result<Vec<Claim>, sqlx::Error> {
         let dispatches: Vec<&Dispatch> = requests.iter().map(|r| &r.dispatch).collect();
-        let column = |f: fn(&Dispatch) -> String| dispatches.iter().map(|d| f(d)).collect::<Vec<_>>();
+        let column =
+            |f: fn(&Dispatch) -> String| dispatches.iter().map(|d| f(d)).collect::<Vec<_>>();
         let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, received_at, inputs, redeliveries) \
@@ -286,7 +287,11 @@ impl DispatchStore {
 
     /// A dispatch whose claim the store refused (data it cannot hold): recorded `failed` with
     /// the reason and without its inputs, so it ends visibly instead of stalling.
-    pub async fn record_refused(&self, dispatch: &Dispatch, reason: &str) -> Result<(), sqlx::Error> {
+    pub async fn record_refused(
+        &self,
+        dispatch: &Dispatch,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, error, received_at, finished_at) \
@@ -311,7 +316,11 @@ impl DispatchStore {
 
     /// A message whose body no worker can read, known only by the id it was published under:
     /// recorded `failed`, so its sender's status lookups end.
-    pub async fn record_unreadable(&self, id: &DispatchId, reason: &str) -> Result<(), sqlx::Error> {
+    pub async fn record_unreadable(
+        &self,
+        id: &DispatchId,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO dispatches (id, status, run_name, error, received_at, finished_at) \
              VALUES ($1, 'failed', $2, $3, now(), now()) \

@@ -38,7 +38,9 @@ mod tests {
             StoreFault::Unavailable
         );
         assert_eq!(
-            StoreFault::of(&sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into())),
+            StoreFault::of(&sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into()
+            )),
             StoreFault::Unavailable
         );
         assert_eq!(

@@ -20,8 +20,8 @@ use chrono::Utc;
 use flyhook_common::DispatchStore;
 use flyhook_common::api_keys::Scopes;
 use flyhook_common::dispatch::{Delivery as DeliveryMessage, Dispatch, Ignored};
-use flyhook_common::storable::unstorable_field;
 use flyhook_common::sources::Source;
+use flyhook_common::storable::unstorable_field;
 use flyhook_common::store::ReplaySource;
 use flyhook_common::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
 use flyte_client::{FlyteClient, TaskId, convert_inputs};
@@ -59,8 +59,9 @@ pub struct Accepted {
 }
 
 /// The longest intake waits for the status store to say whether an idempotency key was used
-/// before (intake must not depend on PostgreSQL).
+/// before (intake must not depend on PostgreSQL), and how long it then stops asking.
 const IDEMPOTENCY_LOOKUP: Duration = Duration::from_millis(250);
+const IDEMPOTENCY_LOOKUP_PAUSE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -68,6 +69,8 @@ pub struct Intake {
     publisher: Publisher,
     flyte: FlyteClient,
     store: DispatchStore,
+    /// Until when idempotency lookups are skipped, because the store did not answer the last.
+    lookups_paused_until: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Interfaces being fetched, so a burst of misses fetches each once.
     fetching: Arc<Mutex<HashSet<TaskId>>>,
 }
@@ -111,6 +114,7 @@ impl Intake {
             publisher,
             flyte,
             store,
+            lookups_paused_until: Arc::default(),
             fetching: Arc::default(),
         }
     }
@@ -308,15 +312,30 @@ impl Intake {
         id: &DispatchId,
         inputs: &Map<String, Value>,
     ) -> Result<(), ApiError> {
+        let paused_until = *self
+            .lookups_paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if paused_until.is_some_and(|until| tokio::time::Instant::now() < until) {
+            return Ok(());
+        }
         match tokio::time::timeout(IDEMPOTENCY_LOOKUP, self.store.recorded_inputs(id)).await {
             Ok(Ok(Some(Value::Object(first)))) if &first != inputs => {
                 Err(ApiError::IdempotencyKeyReused)
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "idempotency key not checked: status store unreachable");
+            Ok(Ok(_)) => Ok(()),
+            // No answer: intake goes on without, and stops asking for a while.
+            unanswered => {
+                if let Ok(Err(e)) = unanswered {
+                    tracing::debug!(error = %e, "idempotency key not checked: status store unreachable");
+                }
+                *self
+                    .lookups_paused_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) =
+                    Some(tokio::time::Instant::now() + IDEMPOTENCY_LOOKUP_PAUSE);
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 

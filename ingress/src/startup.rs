@@ -59,7 +59,8 @@ const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
 /// it now instead of answering 503 forever.
 async fn refuse_mismatched_topology(settings: &Settings) -> anyhow::Result<()> {
     let check = async {
-        let connection = flyhook_common::broker::connect(&settings.amqp_url, "flyhook-ingress-check").await?;
+        let connection =
+            flyhook_common::broker::connect(&settings.amqp_url, "flyhook-ingress-check").await?;
         let channel = connection.create_channel().await?;
         let declared = settings.topology().declare(&channel).await;
         let _ = connection.close(200, "checked".into()).await;

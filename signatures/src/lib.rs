@@ -5,13 +5,32 @@
 //! `tests/fixtures/webhook-vectors.jsonl`, corners included: several signatures in one header
 //! (rotation), unknown signature versions ignored, stale and future timestamps, GitHub's refusal
 //! of upper-case hex. Comparisons are constant-time; failures say which rule failed, never
-//! anything about the secret.
+//! anything about the secret. Timestamps are compared without overflow, whatever a sender puts
+//! in the header.
+//!
+//! # One delivery, one dispatch
+//!
+//! [`Scheme::dedup_key`] names a verified delivery for deduplication, and it is always something
+//! the signature covers: a header the signature does not cover can be changed by anyone replaying
+//! a captured delivery, and a provider that signs each retry anew changes its timestamp.
+//!
+//! | scheme | dedup key | why |
+//! |---|---|---|
+//! | Standard Webhooks | `webhook-id` | signed (`{id}.{timestamp}.{body}`) |
+//! | Stripe | the event's `id` in the body | signed body; retries resend the event |
+//! | Slack | the body's `event_id` (Events API), else a digest of the body | Slack re-signs each retry with a new timestamp; forms (slash commands, interactions) have no id |
+//! | GitHub, GitLab, Shopify | a digest of the body | `X-GitHub-Delivery`, `X-Gitlab-Event-UUID`, `X-Shopify-Webhook-Id` are not signed (GitLab signs nothing); redeliveries resend the same bytes |
+//! | generic `hmac` | the `id_header` when `{id}` is in `signed_content`, else a digest of the body | only a signed id names the delivery |
+//!
+//! A consequence: two deliveries with the very same bytes are one delivery, for as long as
+//! anything remembers the first (dispatch ids derive from the key; there is no time window).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
@@ -72,7 +91,7 @@ pub struct GenericHmac {
     #[serde(default = "default_template")]
     pub signed_content: String,
     pub timestamp_header: Option<String>,
-    /// The header naming the delivery (for deduplication).
+    /// The header naming the delivery: it deduplicates only when `signed_content` has `{id}`.
     pub id_header: Option<String>,
 }
 
@@ -120,8 +139,11 @@ impl Headers for [(String, String)] {
 /// What verification learned about the delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verified {
-    /// The provider's id of this delivery, when the scheme's headers carry one.
+    /// The provider's id of this delivery, when the scheme's headers carry one. Unless
+    /// `id_is_signed`, anyone replaying the delivery can change it: information, not identity.
     pub delivery_id: Option<String>,
+    /// Whether the signature covers `delivery_id`.
+    pub id_is_signed: bool,
     pub timestamp: Option<i64>,
 }
 
@@ -161,6 +183,17 @@ fn hex(bytes: &[u8]) -> String {
 
 fn equal(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
+}
+
+/// Whether `ts` is further than `tolerance_secs` from `now` in either direction (always, for a
+/// negative tolerance). `abs_diff` cannot overflow, so `ts = i64::MIN` is stale, not a panic.
+fn outside_window(now: i64, ts: i64, tolerance_secs: i64) -> bool {
+    !u64::try_from(tolerance_secs).is_ok_and(|tolerance| now.abs_diff(ts) <= tolerance)
+}
+
+/// The first 16 bytes of the body's SHA-256, in hex: a provider's retry resends the same bytes.
+fn body_digest(body: &[u8]) -> String {
+    hex(&Sha256::digest(body)[..16])
 }
 
 fn timestamp(headers: &(impl Headers + ?Sized), name: &str) -> Result<i64, Rejection> {
@@ -218,7 +251,7 @@ impl Scheme {
                 }
                 Ok(Verified {
                     delivery_id: headers.get("X-GitHub-Delivery").map(str::to_string),
-                    timestamp: None,
+                    ..Verified::default()
                 })
             }
             Scheme::Stripe => {
@@ -252,12 +285,12 @@ impl Scheme {
                     return Err(Rejection::Mismatch);
                 }
                 // Stripe's library refuses old timestamps only; so do we.
-                if t < now - tolerance_secs {
+                if t < now.saturating_sub(tolerance_secs) {
                     return Err(Rejection::Stale);
                 }
                 Ok(Verified {
-                    delivery_id: None,
                     timestamp: Some(t),
+                    ..Verified::default()
                 })
             }
             Scheme::Slack => {
@@ -267,28 +300,24 @@ impl Scheme {
                     .strip_prefix("v0=")
                     .and_then(decode_lower_hex)
                     .ok_or(Rejection::Malformed)?;
-                if (now - ts).abs() > tolerance_secs {
+                if outside_window(now, ts, tolerance_secs) {
                     return Err(Rejection::Stale);
                 }
                 let prefix = format!("v0:{ts}:");
                 if !mac_matches(Algorithm::Sha256, &[prefix.as_bytes(), body], &given) {
                     return Err(Rejection::Mismatch);
                 }
-                // Slack sends no delivery id: a retry repeats timestamp and body.
-                let digest = Sha256::new()
-                    .chain_update(prefix.as_bytes())
-                    .chain_update(body)
-                    .finalize();
+                // Slack sends no delivery id (see `dedup_key`).
                 Ok(Verified {
-                    delivery_id: Some(format!("slack-{}", hex(&digest[..16]))),
                     timestamp: Some(ts),
+                    ..Verified::default()
                 })
             }
             Scheme::StandardWebhooks => {
                 let id = headers.get("webhook-id").ok_or(Rejection::Missing)?;
                 let ts = timestamp(headers, "webhook-timestamp")?;
                 let header = headers.get("webhook-signature").ok_or(Rejection::Missing)?;
-                if (now - ts).abs() > tolerance_secs {
+                if outside_window(now, ts, tolerance_secs) {
                     return Err(Rejection::Stale);
                 }
                 let signatures: Vec<&str> = header
@@ -313,6 +342,7 @@ impl Scheme {
                 }
                 Ok(Verified {
                     delivery_id: Some(id.to_string()),
+                    id_is_signed: true,
                     timestamp: Some(ts),
                 })
             }
@@ -326,7 +356,7 @@ impl Scheme {
                         .get("X-Gitlab-Event-UUID")
                         .or_else(|| headers.get("Idempotency-Key"))
                         .map(str::to_string),
-                    timestamp: None,
+                    ..Verified::default()
                 })
             }
             Scheme::Shopify => {
@@ -341,7 +371,7 @@ impl Scheme {
                 }
                 Ok(Verified {
                     delivery_id: headers.get("X-Shopify-Webhook-Id").map(str::to_string),
-                    timestamp: None,
+                    ..Verified::default()
                 })
             }
             Scheme::Hmac(g) => {
@@ -358,7 +388,7 @@ impl Scheme {
                 let ts = match &g.timestamp_header {
                     Some(name) => {
                         let ts = timestamp(headers, name)?;
-                        if (now - ts).abs() > tolerance_secs {
+                        if outside_window(now, ts, tolerance_secs) {
                             return Err(Rejection::Stale);
                         }
                         Some(ts)
@@ -372,10 +402,36 @@ impl Scheme {
                 }
                 Ok(Verified {
                     delivery_id: id.map(str::to_string),
+                    id_is_signed: id.is_some() && g.signs_id(),
                     timestamp: ts,
                 })
             }
         }
+    }
+
+    /// The key naming a delivery `verify` accepted, so that the provider's retries and
+    /// redeliveries, and a captured delivery replayed under fresh ids, are one delivery. Always
+    /// something the signature covers (the table in the crate's documentation): a signed id, the
+    /// event id in the signed `payload` (Stripe's `id`, Slack's `event_id`), or else a digest of
+    /// the `body`.
+    pub fn dedup_key(&self, verified: &Verified, payload: &Value, body: &[u8]) -> String {
+        if let Some(id) = verified
+            .delivery_id
+            .as_ref()
+            .filter(|_| verified.id_is_signed)
+        {
+            return id.clone();
+        }
+        let event_id = match self {
+            Scheme::Stripe => Some("/id"),
+            Scheme::Slack => Some("/event_id"),
+            _ => None,
+        };
+        event_id
+            .and_then(|pointer| payload.pointer(pointer))
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map_or_else(|| body_digest(body), str::to_string)
     }
 
     /// The headers a provider would send with `body`, signed with `secret` at time `now`.
@@ -472,6 +528,11 @@ impl Scheme {
 }
 
 impl GenericHmac {
+    /// Whether the signature covers the `id_header`.
+    fn signs_id(&self) -> bool {
+        self.signed_content.contains("{id}")
+    }
+
     fn signed(&self, timestamp: Option<i64>, id: Option<&str>, body: &[u8]) -> Vec<u8> {
         // Split around {body} so the body is used as raw bytes, never re-encoded.
         let (before, after) = self
@@ -569,9 +630,18 @@ mod tests {
                 encoding: Encoding::Hex,
                 signed_content: "{body}".into(),
                 timestamp_header: None,
-                id_header: None,
+                id_header: Some("X-Unsigned-Delivery".into()),
             }),
         ]
+    }
+
+    /// Whether the scheme's signature covers the delivery id it carries.
+    fn signs_id(scheme: &Scheme) -> bool {
+        match scheme {
+            Scheme::StandardWebhooks => true,
+            Scheme::Hmac(g) => g.signs_id(),
+            _ => false,
+        }
     }
 
     #[test]
@@ -591,11 +661,12 @@ mod tests {
                     300,
                 )
                 .unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
-            assert!(
-                verified.delivery_id.is_some()
-                    || matches!(scheme, Scheme::Stripe | Scheme::Hmac(_)),
+            assert_eq!(
+                verified.delivery_id.is_some(),
+                !matches!(scheme, Scheme::Stripe | Scheme::Slack),
                 "{scheme:?}"
             );
+            assert_eq!(verified.id_is_signed, signs_id(&scheme), "{scheme:?}");
             assert_eq!(
                 scheme.verify(
                     std::slice::from_ref(&old),
@@ -649,22 +720,75 @@ mod tests {
         }
     }
 
+    const NOW: i64 = 1_800_000_000;
+
     #[test]
-    fn slack_retries_get_the_same_delivery_id() {
-        let secret = SecretString::from("s");
-        let headers = Scheme::Slack.sign(&secret, b"a=1", 100, "");
-        let a = Scheme::Slack
-            .verify(
-                std::slice::from_ref(&secret),
-                headers.as_slice(),
-                b"a=1",
-                100,
-                300,
-            )
-            .unwrap();
-        let b = Scheme::Slack
-            .verify(&[secret], headers.as_slice(), b"a=1", 150, 300)
-            .unwrap();
-        assert_eq!(a.delivery_id, b.delivery_id);
+    fn extreme_timestamps_and_tolerances_are_answered_not_a_panic() {
+        let secret = SecretString::from("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=");
+        let body = b"{}";
+        for scheme in all_schemes().into_iter().filter(Scheme::is_timestamped) {
+            let refusal = |signed_at: i64, now: i64, tolerance: i64| {
+                let headers = scheme.sign(&secret, body, signed_at, "d-1");
+                let secrets = std::slice::from_ref(&secret);
+                scheme
+                    .verify(secrets, headers.as_slice(), body, now, tolerance)
+                    .err()
+            };
+            let stale = Some(Rejection::Stale);
+            // Stripe's library lets timestamps in the future through; the others do not.
+            let future = if scheme == Scheme::Stripe {
+                None
+            } else {
+                stale
+            };
+            assert_eq!(refusal(i64::MIN, NOW, 300), stale, "{scheme:?}");
+            assert_eq!(refusal(i64::MAX, NOW, 300), future, "{scheme:?}");
+            assert_eq!(refusal(NOW, i64::MIN, 300), future, "{scheme:?}");
+            assert_eq!(refusal(NOW, i64::MAX, 300), stale, "{scheme:?}");
+            assert_eq!(refusal(NOW, NOW, i64::MIN), stale, "{scheme:?}");
+            assert_eq!(refusal(i64::MIN, i64::MAX, i64::MAX), stale, "{scheme:?}");
+        }
+    }
+
+    /// The dedup key of `body` as `scheme`'s provider would deliver it at `at` under `id`.
+    fn key_of(scheme: &Scheme, body: &[u8], at: i64, id: &str) -> String {
+        let secret = SecretString::from("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=");
+        let headers = scheme.sign(&secret, body, at, id);
+        let verified = scheme
+            .verify(&[secret], headers.as_slice(), body, at, 300)
+            .unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
+        let payload = serde_json::from_slice(body).unwrap_or(Value::Null);
+        scheme.dedup_key(&verified, &payload, body)
+    }
+
+    #[test]
+    fn a_body_replayed_under_a_fresh_unsigned_id_or_timestamp_is_the_same_delivery() {
+        let body = br#"{"after":"abc"}"#;
+        for scheme in all_schemes() {
+            let first = key_of(&scheme, body, NOW, "delivery-1");
+            let replayed = key_of(&scheme, body, NOW + 10, "delivery-2");
+            if signs_id(&scheme) {
+                assert_eq!(first, "delivery-1", "{scheme:?}: the signed id");
+                assert_ne!(first, replayed, "{scheme:?}: another signed id");
+            } else {
+                assert_eq!(first, replayed, "{scheme:?}: the same bytes");
+                let other = key_of(&scheme, br#"{"after":"def"}"#, NOW, "delivery-1");
+                assert_ne!(first, other, "{scheme:?}: another body");
+            }
+        }
+    }
+
+    #[test]
+    fn stripe_and_slack_events_are_named_by_the_event_id_in_their_signed_body() {
+        let stripe = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
+        assert_eq!(key_of(&Scheme::Stripe, stripe, NOW, ""), "evt_1");
+        let event = br#"{"type":"event_callback","event_id":"Ev0PV52K25","event":{}}"#;
+        assert_eq!(key_of(&Scheme::Slack, event, NOW, ""), "Ev0PV52K25");
+        // A slash command: Slack signs each retry anew, so the body names it, not the timestamp.
+        let form = b"command=%2Fdeploy&text=abc";
+        assert_eq!(
+            key_of(&Scheme::Slack, form, NOW, ""),
+            key_of(&Scheme::Slack, form, NOW + 60, "")
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! Provider webhooks end to end: signed deliveries from each scheme through ingress, queue,
-//! worker and stand-in, with the inputs that reached the run checked; duplicates, ignored
-//! deliveries, fan-out, handshakes, and every way a delivery is refused.
+//! worker and stand-in, with the inputs that reached the run checked; duplicates (retries,
+//! retries signed anew, captured bodies replayed under fresh ids), ignored deliveries, fan-out,
+//! handshakes, and every way a delivery is refused.
 
 use std::time::Duration;
 
-use flyhook_common::signatures::Scheme;
+use flyhook_common::signatures::{Scheme, Verified};
 use flyhook_e2e::{Sender, TestEnv};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -64,6 +65,12 @@ name = "slash-deploy"
 task = "flytesnacks/development/deploy.main/v1"
 when = [{ pointer = "/command", equals = "/deploy" }]
 inputs = { commit = "/text", ref = { pointer = "/channel_name", default = "" } }
+
+[[sources.routes]]
+name = "mention"
+task = "flytesnacks/development/hello.main/v1"
+when = [{ pointer = "/event/type", equals = "app_mention" }]
+inputs = { name = "/event/user" }
 
 [[sources]]
 name = "svix"
@@ -144,6 +151,16 @@ struct Delivery<'a> {
 impl Delivery<'_> {
     /// Signs with the source's newest secret (as `flyhook send` does) and posts.
     async fn send(&self, sender: &Sender, settings: &flyhook_common::Settings) -> (u16, Value) {
+        self.send_signed_at(sender, settings, chrono_now()).await
+    }
+
+    /// [`Delivery::send`], signed at unix time `at`.
+    async fn send_signed_at(
+        &self,
+        sender: &Sender,
+        settings: &flyhook_common::Settings,
+        at: i64,
+    ) -> (u16, Value) {
         let source = settings.sources.get(self.source).unwrap();
         let secret = source.secrets.last().unwrap();
         let mut request = sender
@@ -151,7 +168,7 @@ impl Delivery<'_> {
             .post(format!("{}{}", sender.base, self.path))
             .header("Content-Type", self.content_type)
             .body(self.body.to_vec());
-        for (name, value) in source.scheme.sign(secret, self.body, chrono_now(), self.id) {
+        for (name, value) in source.scheme.sign(secret, self.body, at, self.id) {
             request = request.header(name, value);
         }
         for (name, value) in self.headers {
@@ -301,7 +318,9 @@ async fn every_provider_scheme_starts_its_routed_task_with_the_mapped_inputs(poo
 }
 
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
-async fn a_redelivered_webhook_is_the_same_dispatches_and_starts_nothing_new(pool: PgPool) {
+async fn a_redelivered_or_replayed_webhook_is_the_same_dispatches_and_starts_nothing_new(
+    pool: PgPool,
+) {
     let (env, settings) = world(&pool).await;
     let ingress = env.start_ingress(settings.clone()).await;
     let worker = env.start_worker(&settings);
@@ -328,6 +347,23 @@ async fn a_redelivered_webhook_is_the_same_dispatches_and_starts_nothing_new(poo
         dispatch_ids(&first),
         "the provider's retry is the same dispatches"
     );
+    // A captured delivery sent again under a fresh X-GitHub-Delivery (which GitHub does not sign).
+    let (status, replayed) = Delivery {
+        id: "gh-forged-43",
+        ..delivery
+    }
+    .send(&sender, &settings)
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        replayed["delivery_id"], "gh-forged-43",
+        "the header is echoed"
+    );
+    assert_eq!(
+        dispatch_ids(&replayed),
+        dispatch_ids(&first),
+        "a replay is the same dispatches"
+    );
     // The seed's endpoint is the same source: still the same dispatches.
     let (_, via_alias) = Delivery {
         path: "/github-webhook",
@@ -340,6 +376,91 @@ async fn a_redelivered_webhook_is_the_same_dispatches_and_starts_nothing_new(poo
     worker.stop().await;
     let runs = env.sim_runs().await;
     assert_eq!(runs.len(), 2, "one run per route, not per delivery");
+    assert!(runs.iter().all(|r| r["create_calls"] == 1), "{runs:?}");
+    ingress.stop().await;
+    env.cleanup().await;
+}
+
+#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+async fn retries_signed_anew_and_bodies_replayed_under_fresh_ids_start_one_run(pool: PgPool) {
+    let (env, settings) = world(&pool).await;
+    let ingress = env.start_ingress(settings.clone()).await;
+    let worker = env.start_worker(&settings);
+    let sender = Sender::new(&ingress);
+    let now = chrono_now();
+    let mention = json!({"type": "event_callback", "event_id": "Ev0PV52K25", "event": {"type": "app_mention", "user": "U061F7AUR"}}).to_string();
+    let order =
+        json!({"id": 820982911946154508_i64, "customer": {"first_name": "Bob"}}).to_string();
+    let push = json!({"checkout_sha": "da1560886d", "project": {"path_with_namespace": "g/app"}})
+        .to_string();
+    let job = json!({"who": "partner-job"}).to_string();
+    // Per source: the body, the first delivery (id, signed at, headers) and its retry or replay.
+    type Attempt<'a> = (&'a str, i64, Vec<(&'a str, &'a str)>);
+    let cases: Vec<(&str, &str, Attempt, Attempt)> = vec![
+        // Slack signs its retry anew: a new timestamp, a new signature, the same event.
+        (
+            "slack",
+            &mention,
+            ("", now - 60, vec![]),
+            (
+                "",
+                now,
+                vec![
+                    ("X-Slack-Retry-Num", "1"),
+                    ("X-Slack-Retry-Reason", "http_timeout"),
+                ],
+            ),
+        ),
+        // The rest: a captured body sent again under a fresh id their signature does not cover.
+        (
+            "shopify",
+            &order,
+            ("b25c3c5c-1", now, vec![]),
+            ("forged-2", now, vec![]),
+        ),
+        (
+            "gitlab",
+            &push,
+            ("uuid-1", now, vec![("X-Gitlab-Event", "Push Hook")]),
+            ("uuid-forged", now, vec![("X-Gitlab-Event", "Push Hook")]),
+        ),
+        (
+            "partner",
+            &job,
+            ("p-1", now - 10, vec![]),
+            ("p-forged", now, vec![]),
+        ),
+    ];
+    for (source, body, first, again) in &cases {
+        let path = format!("/hooks/{source}");
+        let mut answers = Vec::new();
+        for (id, at, headers) in [first, again] {
+            let (status, answer) = Delivery {
+                source,
+                path: &path,
+                body: body.as_bytes(),
+                content_type: "application/json",
+                id,
+                headers,
+            }
+            .send_signed_at(&sender, &settings, *at)
+            .await;
+            assert_eq!(status, 202, "{source}: {answer}");
+            let ids = dispatch_ids(&answer);
+            assert_eq!(ids.len(), 1, "{source}: {answer}");
+            // As a provider's retry would, the second comes after the first was handled.
+            sender.wait_for_status(&ids[0], "succeeded", WAIT).await;
+            answers.push(ids);
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "{source}: one delivery, one dispatch"
+        );
+    }
+    env.wait_for_ready_messages(0, WAIT).await;
+    worker.stop().await;
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), cases.len(), "one run per delivery: {runs:?}");
     assert!(runs.iter().all(|r| r["create_calls"] == 1), "{runs:?}");
     ingress.stop().await;
     env.cleanup().await;
@@ -370,8 +491,10 @@ async fn deliveries_no_route_wants_are_recorded_ignored(pool: PgPool) {
     let recorded = sender
         .wait_for_status(answer["id"].as_str().unwrap(), "ignored", WAIT)
         .await;
+    // Recorded under the key its dispatch id derives from: for GitHub, a digest of the body.
+    let key = Scheme::GitHub.dedup_key(&Verified::default(), &Value::Null, issue.as_bytes());
     assert!(
-        recorded["error"].as_str().unwrap().contains("gh-7"),
+        recorded["error"].as_str().unwrap().contains(&key),
         "{recorded}"
     );
     // A push to another branch matches only the route without a branch rule.

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub const API_KEY: &str = "test-key";
+pub const API_KEY: &str = "flyhook-e2e-key-4f9c2a7d1b3e8f60a5c9d2e7";
 
 /// The local RabbitMQ at `host`, in the virtual host the tests use: `FLYHOOK_TEST_VHOST` when set
 /// (`scripts/test` makes a fresh one per run and deletes it after, so queues a killed run left

@@ -72,7 +72,9 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
                 let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
                 let retry_alone = (inputs.len() > 1).then(|| inputs.clone());
                 match counted(inputs.len(), write(inputs).await) {
-                    Err(e) if StoreFault::of(&e) == StoreFault::Refused && retry_alone.is_some() => {
+                    Err(e)
+                        if StoreFault::of(&e) == StoreFault::Refused && retry_alone.is_some() =>
+                    {
                         // Someone's data was refused: find whose, one member at a time.
                         for (input, reply) in retry_alone.into_iter().flatten().zip(replies) {
                             let answer = counted(1, write(vec![input]).await);
@@ -111,7 +113,10 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
 }
 
 /// A write's answer, checked to hold one output per input.
-fn counted<O>(expected: usize, written: Result<Vec<O>, sqlx::Error>) -> Result<Vec<O>, sqlx::Error> {
+fn counted<O>(
+    expected: usize,
+    written: Result<Vec<O>, sqlx::Error>,
+) -> Result<Vec<O>, sqlx::Error> {
     let outputs = written?;
     if outputs.len() != expected {
         return Err(sqlx::Error::Protocol(format!(

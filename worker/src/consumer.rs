@@ -325,7 +325,10 @@ impl Retrier {
     }
 
     /// Queues each dispatch of a fanned-out delivery on its own.
-    async fn split(&self, dispatches: Vec<flyhook_common::dispatch::Dispatch>) -> anyhow::Result<()> {
+    async fn split(
+        &self,
+        dispatches: Vec<flyhook_common::dispatch::Dispatch>,
+    ) -> anyhow::Result<()> {
         for dispatch in dispatches {
             let message = DispatchMessage::DispatchV1(dispatch);
             let stored = broker::publish_confirmed(

@@ -11,7 +11,6 @@ use flyhook_common::signatures::Scheme;
 use flyhook_common::sources::Source;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, Problem};
 use crate::intake::{Delivery, RoutedDispatch};
@@ -24,7 +23,8 @@ use crate::routes::run_task::read_body;
 pub struct HookQueued {
     /// `queued`.
     status: &'static str,
-    /// The provider's id of the delivery (or a digest of its bytes).
+    /// The provider's id of the delivery when it sends one, else the key the dispatches derive
+    /// from (an event id, or a digest of the body).
     delivery_id: String,
     /// One per matching route.
     dispatches: Vec<RoutedDispatch>,
@@ -128,25 +128,13 @@ async fn handle(
     if let Some(answer) = handshake(&source.scheme, &headers, &payload) {
         return Ok(HttpResponse::Ok().json(answer));
     }
-    let delivery_id = verified
-        .delivery_id
-        .or_else(|| match source.scheme {
-            // Stripe names each event in the payload.
-            Scheme::Stripe => payload
-                .pointer("/id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        })
-        // No id from the provider: the same bytes are the same delivery.
-        .unwrap_or_else(|| {
-            let digest = Sha256::digest(&body);
-            digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-        });
+    // Dispatch ids derive from what the signature covers; the provider's own id is only echoed.
+    let dedup_key = source.scheme.dedup_key(&verified, &payload, &body);
+    let delivery_id = verified.delivery_id.unwrap_or_else(|| dedup_key.clone());
     let request_id = RequestId::of(&req);
     match services
         .intake
-        .accept_delivery(&source, &delivery_id, &headers, &payload, &request_id)
+        .accept_delivery(&source, &dedup_key, &headers, &payload, &request_id)
         .await?
     {
         Delivery::Routed(dispatches) => {

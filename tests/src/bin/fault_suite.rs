@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sqlx::migrate::MigrateDatabase;
 use tokio::sync::Mutex;
 
-const API_KEY: &str = "fault-suite-key";
+const API_KEY: &str = "fault-suite-key-8d3f1a6c9e2b7d40f5a1c8e3";
 const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432";
 const WORKERS: usize = 3;
 
@@ -32,15 +32,19 @@ enum Scenario {
     StopPostgres,
     FlakyFlyte,
     Duplicates,
+    LongPostgresOutage,
+    Hostile,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 7] = [
         Scenario::KillWorkers,
         Scenario::RestartRabbitmq,
         Scenario::StopPostgres,
         Scenario::FlakyFlyte,
         Scenario::Duplicates,
+        Scenario::LongPostgresOutage,
+        Scenario::Hostile,
     ];
 
     fn name(self) -> &'static str {
@@ -50,6 +54,8 @@ impl Scenario {
             Scenario::StopPostgres => "stop-postgres",
             Scenario::FlakyFlyte => "flaky-flyte",
             Scenario::Duplicates => "duplicates",
+            Scenario::LongPostgresOutage => "long-postgres-outage",
+            Scenario::Hostile => "hostile",
         }
     }
 
@@ -66,6 +72,164 @@ impl Scenario {
                 "flyte-sim answers 30% of calls `unavailable`, +50 ms on every call"
             }
             Scenario::Duplicates => "every dispatch sent twice with the same Idempotency-Key",
+            Scenario::LongPostgresOutage => {
+                "PostgreSQL stopped for 5 minutes (FAULT_SUITE_OUTAGE_SECS) from 1 s into the load"
+            }
+            Scenario::Hostile => {
+                "every 10th request hostile: a NUL, 100,000-deep nesting, a 900 KiB field, and each provider's retry shape (GitHub body replayed under a fresh delivery id, Slack retry signed anew, Stripe event resent)"
+            }
+        }
+    }
+}
+
+/// How long the long PostgreSQL outage lasts.
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("FAULT_SUITE_OUTAGE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    )
+}
+
+/// The provider sources the hostile load sends to; every route starts hello.main.
+const HOSTILE_SOURCES: &str = r#"
+[[sources]]
+name = "github"
+scheme = "github"
+secrets = [{ env = "FAULT_GITHUB_SECRET" }]
+[[sources.routes]]
+name = "greet"
+task = "flytesnacks/development/hello.main/v1"
+inputs = { name = "/after" }
+
+[[sources]]
+name = "slack"
+scheme = "slack"
+secrets = [{ env = "FAULT_SLACK_SECRET" }]
+[[sources.routes]]
+name = "greet"
+task = "flytesnacks/development/hello.main/v1"
+inputs = { name = "/event_id" }
+
+[[sources]]
+name = "stripe"
+scheme = "stripe"
+secrets = [{ env = "FAULT_STRIPE_SECRET" }]
+[[sources.routes]]
+name = "greet"
+task = "flytesnacks/development/hello.main/v1"
+inputs = { name = "/id" }
+"#;
+
+/// What a hostile request must get.
+enum Expect {
+    /// Refused with a 4xx.
+    Refused,
+    /// Accepted (and then run, once) under these ids.
+    Accepted(Vec<String>),
+}
+
+/// One hostile request (or a provider's delivery and its retry), by kind `n % 6`; `None` when
+/// its answer was not what the guarantees promise.
+async fn hostile(
+    http: &reqwest::Client,
+    base: &str,
+    sources: &flyhook_common::sources::Sources,
+    n: u64,
+) -> Option<Expect> {
+    let run_task = format!("{base}/run-task/flytesnacks/development/hello.main/v1");
+    let answer = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json::<Value>().await.unwrap_or_default()))
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        body["dispatches"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(body))
+            .filter_map(|d| d["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    match n % 6 {
+        0 | 1 => {
+            let body = if n.is_multiple_of(6) {
+                json!({"name": format!("nul\u{0}{n}")}).to_string()
+            } else {
+                format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))
+            };
+            let (status, _) = answer(
+                http.post(&run_task)
+                    .bearer_auth(API_KEY)
+                    .header("Content-Type", "application/json")
+                    .body(body),
+            )
+            .await?;
+            (400..500).contains(&status).then_some(Expect::Refused)
+        }
+        2 => {
+            let huge = "x".repeat(900 * 1024);
+            let (status, body) = answer(
+                http.post(&run_task)
+                    .bearer_auth(API_KEY)
+                    .header("Idempotency-Key", format!("hostile-{n}"))
+                    .json(&json!({"name": huge})),
+            )
+            .await?;
+            (status == 202).then(|| Expect::Accepted(ids(&body)))
+        }
+        kind => {
+            let (source, body, headers): (&str, Value, &[(&str, &str)]) = match kind {
+                3 => (
+                    "github",
+                    json!({"after": format!("commit-{n}")}),
+                    &[("X-GitHub-Event", "push")],
+                ),
+                4 => (
+                    "slack",
+                    json!({"type": "event_callback", "event_id": format!("Ev{n}"), "event": {"type": "app_mention"}}),
+                    &[],
+                ),
+                _ => (
+                    "stripe",
+                    json!({"id": format!("evt_{n}"), "type": "charge.succeeded"}),
+                    &[],
+                ),
+            };
+            let source = sources.get(source)?;
+            let body = serde_json::to_vec(&body).ok()?;
+            let now = chrono::Utc::now().timestamp();
+            // The delivery, then the provider's retry: re-signed a second later, under a
+            // fresh delivery id where the provider sends one.
+            let mut seen = Vec::new();
+            for (attempt, at) in [(0, now), (1, now + 1)] {
+                let delivery = format!("delivery-{n}-{attempt}");
+                let mut request = http
+                    .post(format!("{base}/hooks/{}", source.name))
+                    .header("Content-Type", "application/json")
+                    .body(body.clone());
+                for (name, value) in
+                    source
+                        .scheme
+                        .sign(source.secrets.last()?, &body, at, &delivery)
+                {
+                    request = request.header(name, value);
+                }
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                if attempt == 1 {
+                    request = request.header("X-Slack-Retry-Num", "1");
+                }
+                let (status, answer) = answer(request).await?;
+                if status != 202 {
+                    return None;
+                }
+                seen.push(ids(&answer));
+            }
+            (seen[0] == seen[1]).then(|| Expect::Accepted(seen.remove(0)))
         }
     }
 }
@@ -79,6 +243,11 @@ struct Outcome {
     bad_input_5xx: u64,
     lost: usize,
     duplicated_runs: usize,
+    /// Accepted dispatches still `queued` or `starting` after the drain.
+    unfinished: usize,
+    /// Hostile requests answered otherwise than promised (5xx, or accepted bad input, or a
+    /// provider retry that became another dispatch).
+    misanswered: u64,
     terminal: usize,
     load: Duration,
     drain: Duration,
@@ -212,7 +381,9 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     let config = std::env::temp_dir().join(format!("flyhook-{tag}.toml"));
     std::fs::write(
         &config,
-        "[worker]\nmax_attempts = 30\n[worker.tracking]\nmin_poll_ms = 200\nmax_poll_ms = 1000\nlease_ms = 5000\n",
+        format!(
+            "[worker]\nmax_attempts = 30\n[worker.tracking]\nmin_poll_ms = 200\nmax_poll_ms = 1000\nlease_ms = 5000\n{HOSTILE_SOURCES}"
+        ),
     )?;
     let env: Vec<(String, String)> = [
         ("DATABASE_URL", database_url.as_str()),
@@ -223,17 +394,22 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         ("FLYTE_ENDPOINT", &sim_url),
         ("WEBHOOK_API_KEY", API_KEY),
         ("FLYHOOK_CONFIG", config.to_str().unwrap_or_default()),
+        ("FAULT_GITHUB_SECRET", "fault-github-secret"),
+        ("FAULT_SLACK_SECRET", "fault-slack-secret"),
+        ("FAULT_STRIPE_SECRET", "whsec_fault-stripe-secret"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    // The queues the processes declare, from the settings they read.
-    let topology = flyhook_common::Settings::load(|name| {
+    // The queues the processes declare, and the sources they verify, from the settings they
+    // read.
+    let settings = flyhook_common::Settings::load(|name| {
         env.iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
-    })?
-    .topology();
+    })?;
+    let topology = settings.topology();
+    let sources = Arc::new(settings.sources.clone());
     let mut processes = Processes {
         ingress: Processes::spawn(binary, "ingress", &env)?,
         workers: (0..WORKERS)
@@ -256,6 +432,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     let accepted = Arc::new(Mutex::new(HashSet::new()));
     let refused_5xx = Arc::new(AtomicU64::new(0));
     let bad_input_5xx = Arc::new(AtomicU64::new(0));
+    let misanswered = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let load_started = Instant::now();
     let senders: Vec<_> = (0..32)
@@ -268,11 +445,21 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
                 bad_input_5xx.clone(),
                 next.clone(),
             );
+            let (sources, misanswered) = (sources.clone(), misanswered.clone());
             tokio::spawn(async move {
                 loop {
                     let n = next.fetch_add(1, Ordering::SeqCst);
                     if n >= dispatches as u64 {
                         return;
+                    }
+                    if which == Scenario::Hostile && n % 10 == 0 {
+                        match hostile(&http, &base, &sources, n / 10).await {
+                            Some(Expect::Accepted(ids)) => accepted.lock().await.extend(ids),
+                            Some(Expect::Refused) => {}
+                            None => {
+                                misanswered.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
                     }
                     if n % 50 == 0 {
                         let response = http
@@ -339,19 +526,24 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
             tokio::time::sleep(Duration::from_secs(5)).await;
             run("rabbitmqctl", &["start_app"])?;
         }
-        Scenario::StopPostgres => {
+        Scenario::StopPostgres | Scenario::LongPostgresOutage => {
             tokio::time::sleep(Duration::from_secs(1)).await;
             run(
                 "pg_ctlcluster",
                 &["--skip-systemctl-redirect", &cluster, "main", "stop"],
             )?;
-            tokio::time::sleep(Duration::from_secs(10)).await;
+            tokio::time::sleep(if which == Scenario::StopPostgres {
+                Duration::from_secs(10)
+            } else {
+                outage()
+            })
+            .await;
             run(
                 "pg_ctlcluster",
                 &["--skip-systemctl-redirect", &cluster, "main", "start"],
             )?;
         }
-        Scenario::FlakyFlyte | Scenario::Duplicates => {}
+        Scenario::FlakyFlyte | Scenario::Duplicates | Scenario::Hostile => {}
     }
     for sender in senders {
         sender.await?;
@@ -408,6 +600,11 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         .map(|id| id.run_name().to_string())
         .collect();
     let lost = expected.difference(&run_names).count() + (accepted.len() - terminal as usize);
+    let unfinished = statuses
+        .iter()
+        .filter(|(status, _)| status == "queued" || status == "starting")
+        .map(|(_, n)| *n as usize)
+        .sum();
     let duplicated_runs = runs.len() - run_names.intersection(&expected).count();
 
     let kills = processes.kills;
@@ -436,6 +633,8 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         bad_input_5xx: bad_input_5xx.load(Ordering::SeqCst),
         lost,
         duplicated_runs,
+        unfinished,
+        misanswered: misanswered.load(Ordering::SeqCst),
         terminal: terminal as usize,
         load: load_time,
         drain,
@@ -468,7 +667,12 @@ async fn main() -> anyhow::Result<()> {
         // Whatever happened, leave the machine's services running.
         services_up().await?;
         let outcome = outcome.with_context(|| which.name())?;
-        if outcome.lost > 0 || outcome.duplicated_runs > 0 || outcome.bad_input_5xx > 0 {
+        if outcome.lost > 0
+            || outcome.duplicated_runs > 0
+            || outcome.bad_input_5xx > 0
+            || outcome.unfinished > 0
+            || outcome.misanswered > 0
+        {
             failures += 1;
         }
         rows.push((which, outcome));
@@ -480,15 +684,15 @@ async fn main() -> anyhow::Result<()> {
              `flyhook worker` processes (debug build), the local RabbitMQ 3.10 and PostgreSQL 15, an \
              in-process flyte-sim (runs last 200 ms), 32 concurrent senders that resend on any non-202 with \
              the same Idempotency-Key, every 50th request malformed JSON.\n\n\
-             | scenario | fault | accepted | lost | duplicated runs | terminal | load time | drain after load | 5xx to senders (retried) | 5xx to bad input | final statuses |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|\n",
+             | scenario | fault | accepted | lost | duplicated runs | left queued/starting | terminal | load time | drain after load | 5xx to senders (retried) | 5xx to bad input | hostile misanswered | final statuses |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for (which, o) in &rows {
             let mut statuses: Vec<String> =
                 o.statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
             statuses.sort();
             text.push_str(&format!(
-                "| {} | {}{} | {} | **{}** | **{}** | {} | {:.1} s | {:.1} s | {} | {} | {} |\n",
+                "| {} | {}{} | {} | **{}** | **{}** | **{}** | {} | {:.1} s | {:.1} s | {} | {} | {} | {} |\n",
                 which.name(),
                 which.describe(),
                 if o.kills > 0 {
@@ -499,11 +703,13 @@ async fn main() -> anyhow::Result<()> {
                 o.accepted,
                 o.lost,
                 o.duplicated_runs,
+                o.unfinished,
                 o.terminal,
                 o.load.as_secs_f64(),
                 o.drain.as_secs_f64(),
                 o.refused_5xx,
                 o.bad_input_5xx,
+                o.misanswered,
                 statuses.join(", ")
             ));
         }
