@@ -122,6 +122,25 @@ task = "flytesnacks/development/hello.main/v1"
 inputs = { name = "/id" }
 "#;
 
+/// The hostile classes the `hostile` scenario sends, and what each must get (a scenario with
+/// any other answer counts as misanswered and fails), for RELIABILITY.md.
+const HOSTILE_CLASSES: &str = "
+## Hostile input tried
+
+The `hostile` scenario mixes these into the load (every 10th request, in turn); each must get
+what this table says, or the scenario fails. The e2e tests in `tests/e2e/hostile.rs` and
+`tests/e2e/hooks.rs` cover the same classes one by one.
+
+| class | sent | must get |
+|---|---|---|
+| NUL | `{\"name\": \"nul\\u0000…\"}` to `/run-task` | `422 unstorable_input`, naming the field; nothing queued |
+| deep nesting | 100,000 nested arrays (200 KB) | `400 malformed_json` (the parser's recursion limit) |
+| huge field | a 900 KiB string input | `202`; the run starts once, the record holds it, it ends `succeeded` |
+| GitHub replay | a signed push, then the same body under a fresh `X-GitHub-Delivery` | `202` twice with the same dispatch ids; one run |
+| Slack retry | an Events API delivery, then its retry signed anew a second later with `X-Slack-Retry-Num: 1` | `202` twice with the same dispatch ids (deduplicated on `event_id`); one run |
+| Stripe resend | an event, then the same event signed anew | `202` twice with the same dispatch ids (its event `id`); one run |
+";
+
 /// What a hostile request must get.
 enum Expect {
     /// Refused with a 4xx.
@@ -718,6 +737,7 @@ async fn main() -> anyhow::Result<()> {
              stand-in. Duplicated runs: runs beyond one per accepted dispatch. 5xx to senders are `503`s \
              during an outage, each retried by the sender until accepted.\n",
         );
+        text.push_str(HOSTILE_CLASSES);
         std::fs::write("RELIABILITY.md", text)?;
     }
     // The closing line test runners are judged by.
