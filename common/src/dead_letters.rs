@@ -114,7 +114,15 @@ pub async fn replay(
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     let mut replayed = Replayed::default();
-    while let Some(message) = get(&reader, topology).await? {
+    // Only what is there now: a replay that fails again at once comes back, and must wait
+    // for the next replay instead of going round.
+    let mut unseen: Option<u32> = None;
+    while unseen != Some(0) {
+        let Some(message) = get(&reader, topology).await? else {
+            break;
+        };
+        // The first answer says how many more there are.
+        unseen = Some(unseen.unwrap_or(message.message_count + 1) - 1);
         let letter = DeadLetter::of(&message.delivery);
         let parsed = serde_json::from_slice::<DispatchMessage>(&message.delivery.data);
         let (true, Ok(mut resent)) = (chosen(&letter), parsed) else {

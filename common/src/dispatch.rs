@@ -366,9 +366,9 @@ pub struct Dispatch {
     /// logs and the Flyte run's labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// Sent again from the dead-letter queue (`flyhook dead-letters replay`): the worker may
-    /// take it up again from `failed` or `dead_lettered`, without asking the status store
-    /// first (it may be down).
+    /// Sent again from the dead-letter queue (`flyhook dead-letters replay`): the first
+    /// delivery may take it up again from `failed` or `dead_lettered` (the status store is not
+    /// asked first: it may be down). Cleared on retries, so only that delivery reopens it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
 }

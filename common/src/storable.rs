@@ -1,9 +1,10 @@
-//! What the status store can hold, and what it cannot: PostgreSQL's `text` and `jsonb` refuse
-//! the NUL character (`\u0000`), which JSON allows. A dispatch whose inputs hold one could be
-//! accepted but never recorded, and would stall every batch it joined; so the ingress refuses
-//! such inputs at the door (422, naming the field), and texts that reach the store from
-//! elsewhere (Flyte's outputs and error messages, a provider's delivery id) are made storable
-//! on the way in.
+//! What the status store and the queue can hold, and what they cannot: PostgreSQL's `text`
+//! and `jsonb` refuse the NUL character (`\u0000`), which JSON allows; and the worker reads its
+//! messages with serde_json's recursion limit (128 levels, the message itself taking a few), so
+//! inputs nested deeper could be accepted but never read. Either would be accepted and never
+//! recorded, so the ingress refuses such inputs at the door (422, naming the field), and texts
+//! that reach the store from elsewhere (Flyte's outputs and error messages, a provider's
+//! delivery id) are made storable on the way in.
 
 use std::borrow::Cow;
 
@@ -12,25 +13,60 @@ use serde_json::{Map, Value};
 /// What stands in for a NUL in text that must be stored: the Unicode replacement character.
 const REPLACEMENT: char = '\u{FFFD}';
 
-/// The path of the first input that holds a NUL (in a key or a string, at any depth):
-/// `label`, `items[2].name`. `None` when everything can be stored.
-pub fn unstorable_field(inputs: &Map<String, Value>) -> Option<String> {
-    inputs.iter().find_map(|(key, value)| {
-        if key.contains('\0') {
-            return Some(key.replace('\0', "\\u0000"));
+/// The deepest nesting of arrays and objects an input may have (well within what the worker
+/// can read back, and far beyond what any task interface needs).
+pub const MAX_DEPTH: usize = 64;
+
+/// Why an input cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unstorable {
+    #[error("input {0} holds a NUL character (\\u0000), which flyhook cannot store")]
+    Nul(String),
+    #[error("input {0} is nested deeper than {MAX_DEPTH} levels")]
+    TooDeep(String),
+}
+
+impl Unstorable {
+    /// The path of the input at fault: `label`, `items[2].name`.
+    pub fn field(&self) -> &str {
+        match self {
+            Unstorable::Nul(field) | Unstorable::TooDeep(field) => field,
         }
-        unstorable_path(value).map(|rest| format!("{key}{rest}"))
+    }
+}
+
+/// The first input that cannot be taken (a NUL in a key or a string, or nesting deeper than
+/// [`MAX_DEPTH`]), if any.
+pub fn unstorable_field(inputs: &Map<String, Value>) -> Option<Unstorable> {
+    unstorable_in(inputs, 1).map(|(path, why)| why(path))
+}
+
+type Why = fn(String) -> Unstorable;
+
+fn unstorable_in(map: &Map<String, Value>, depth: usize) -> Option<(String, Why)> {
+    map.iter().find_map(|(key, value)| {
+        if key.contains('\0') {
+            return Some((key.replace('\0', "\\u0000"), Unstorable::Nul as Why));
+        }
+        unstorable_path(value, depth).map(|(rest, why)| (format!("{key}{rest}"), why))
     })
 }
 
-fn unstorable_path(value: &Value) -> Option<String> {
+fn unstorable_path(value: &Value, depth: usize) -> Option<(String, Why)> {
+    let nested = matches!(value, Value::Array(_) | Value::Object(_));
+    if nested && depth >= MAX_DEPTH {
+        return Some((String::new(), Unstorable::TooDeep as Why));
+    }
     match value {
-        Value::String(text) => text.contains('\0').then(String::new),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| unstorable_path(item).map(|rest| format!("[{i}]{rest}"))),
-        Value::Object(map) => unstorable_field(map).map(|path| format!(".{path}")),
+        Value::String(text) => text
+            .contains('\0')
+            .then(|| (String::new(), Unstorable::Nul as Why)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            unstorable_path(item, depth + 1).map(|(rest, why)| (format!("[{i}]{rest}"), why))
+        }),
+        Value::Object(map) => {
+            unstorable_in(map, depth + 1).map(|(path, why)| (format!(".{path}"), why))
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => None,
     }
 }
@@ -67,21 +103,42 @@ mod tests {
         value.as_object().cloned().unwrap()
     }
 
+    fn nul_at(inputs: Value) -> Option<String> {
+        match unstorable_field(&object(inputs))? {
+            Unstorable::Nul(field) => Some(field),
+            other => panic!("{other}"),
+        }
+    }
+
     #[test]
     fn the_first_nul_is_named_by_its_path() {
         assert_eq!(unstorable_field(&object(json!({"a": 1, "b": "ok"}))), None);
         assert_eq!(
-            unstorable_field(&object(json!({"a": 1, "label": "nul\u{0}here"}))).as_deref(),
+            nul_at(json!({"a": 1, "label": "nul\u{0}here"})).as_deref(),
             Some("label")
         );
         assert_eq!(
-            unstorable_field(&object(json!({"items": [{"n": "x"}, {"n": "\u{0}"}]}))).as_deref(),
+            nul_at(json!({"items": [{"n": "x"}, {"n": "\u{0}"}]})).as_deref(),
             Some("items[1].n")
         );
+        assert_eq!(nul_at(json!({"k\u{0}": 1})).as_deref(), Some("k\\u0000"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_below_what_the_worker_can_read() {
+        let nested = |depth: usize| (1..depth).fold(json!(1), |inner, _| json!([inner]));
+        // `{"x": …}` is one level; the value below it adds the rest.
         assert_eq!(
-            unstorable_field(&object(json!({"k\u{0}": 1}))).as_deref(),
-            Some("k\\u0000")
+            unstorable_field(&object(json!({"x": nested(MAX_DEPTH - 1)}))),
+            None
         );
+        let too_deep = unstorable_field(&object(json!({"x": nested(MAX_DEPTH + 1)}))).unwrap();
+        assert!(matches!(too_deep, Unstorable::TooDeep(_)), "{too_deep}");
+        assert!(too_deep.field().starts_with("x[0]"), "{}", too_deep.field());
+        // What is allowed, wrapped in a queue message, still reads back.
+        let message = json!({"type": "delivery_v1", "dispatches": [{"inputs": {"x": nested(MAX_DEPTH - 1)}}]});
+        let text = message.to_string();
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub enum Claim {
     /// came back unsettled `redeliveries` times so far.
     Proceed { attempt: i32, redeliveries: i32 },
     /// Another delivery already took it past starting, it was cancelled, or it is the same
-    /// id with other inputs (a reused idempotency key; the first inputs win): drop this one.
+    /// id with other inputs than recorded (a reused idempotency key; the inputs claimed first
+    /// win): drop this one.
     Settled(DispatchStatus),
 }
 
@@ -337,25 +338,26 @@ impl DispatchStore {
     }
 
     /// A dispatch sent again from the dead-letter queue may be taken up again: back to
-    /// `queued` from a replayable status, its poison count cleared.
+    /// `queued` from `failed` or `dead_lettered` (what the dead-letter queue holds; never from
+    /// `aborted`, so a cancel stays a cancel), its poison count cleared.
     pub async fn reopen_for_replay(&self, id: &DispatchId) -> Result<(), sqlx::Error> {
-        let statuses: Vec<&str> = REPLAYABLE.iter().map(|s| s.as_str()).collect();
         sqlx::query(
             "UPDATE dispatches SET status = 'queued', error = NULL, finished_at = NULL, \
                     redeliveries = 0, look_failures = 0, updated_at = now() \
-             WHERE id = $1 AND status = ANY($2)",
+             WHERE id = $1 AND status IN ('failed', 'dead_lettered')",
         )
         .bind(id.to_string())
-        .bind(statuses)
         .execute(&self.pool)
         .await
         .map(drop)
     }
 
-    /// Adds to what a dispatch's record says went wrong, whatever its status (an abort Flyte
-    /// never confirmed, on an `aborted` dispatch).
+    /// Appends to what a dispatch's record says went wrong, whatever its status (an abort
+    /// Flyte never confirmed, on an `aborted` dispatch).
     pub async fn note_error(&self, id: &DispatchId, error: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE dispatches SET error = $2, updated_at = now() WHERE id = $1")
+        sqlx::query(
+            "UPDATE dispatches SET error = concat_ws('; ', error, $2), updated_at = now() WHERE id = $1",
+        )
             .bind(id.to_string())
             .bind(storable_text(error))
             .execute(&self.pool)
@@ -697,7 +699,7 @@ impl DispatchStore {
         )
         .bind(id.to_string())
         .bind(id.run_name().as_ref())
-        .bind(reason)
+        .bind(storable_text(reason))
         .bind(received_at)
         .execute(&self.pool)
         .await
@@ -712,7 +714,7 @@ impl DispatchStore {
              WHERE id = $1 AND status = 'running'",
         )
         .bind(id.to_string())
-        .bind(reason)
+        .bind(storable_text(reason))
         .execute(&self.pool)
         .await
         .map(|done| done.rows_affected() == 1)

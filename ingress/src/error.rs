@@ -57,8 +57,8 @@ pub enum ApiError {
     InvalidIdempotencyKey(&'static str),
     #[error("the inputs do not fit the task: {0}")]
     InvalidInputs(#[from] InputError),
-    #[error("input {0} holds a NUL character (\\u0000), which flyhook cannot store")]
-    UnstorableInput(String),
+    #[error(transparent)]
+    UnstorableInput(#[from] flyhook_common::storable::Unstorable),
     #[error(
         "this Idempotency-Key was already used for other inputs; use a new key for a new dispatch"
     )]
@@ -204,7 +204,7 @@ impl ApiError {
         match self {
             ApiError::InvalidPath(e) => Some(e.field),
             ApiError::InvalidInputs(e) => Some(e.field()),
-            ApiError::UnstorableInput(field) => Some(field),
+            ApiError::UnstorableInput(e) => Some(e.field()),
             ApiError::InvalidIdempotencyKey(_) | ApiError::IdempotencyKeyReused => {
                 Some("Idempotency-Key")
             }
@@ -319,7 +319,7 @@ mod tests {
             ApiError::NotAnObject,
             ApiError::InvalidIdempotencyKey(""),
             ApiError::InvalidInputs(InputError::Missing { field: "x".into() }),
-            ApiError::UnstorableInput("x".into()),
+            ApiError::UnstorableInput(flyhook_common::storable::Unstorable::Nul("x".into())),
             ApiError::IdempotencyKeyReused,
             ApiError::BrokerUnavailable,
             ApiError::AtCapacity,

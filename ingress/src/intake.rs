@@ -77,7 +77,7 @@ pub struct Intake {
 
 fn check_storable(inputs: &Map<String, Value>) -> Result<(), ApiError> {
     match unstorable_field(inputs) {
-        Some(field) => Err(ApiError::UnstorableInput(field)),
+        Some(unstorable) => Err(ApiError::UnstorableInput(unstorable)),
         None => Ok(()),
     }
 }
@@ -156,14 +156,15 @@ impl Intake {
         .await
     }
 
-    /// Turns a verified provider delivery into one dispatch per matching route, or records it
-    /// ignored. Ids derive from the provider's delivery id, so a retried delivery is the same
-    /// dispatches and starts nothing new. Inputs are not checked here: a provider cannot fix its
-    /// payload, so the worker records any mismatch on the dispatch instead.
+    /// Turns a verified provider delivery into one dispatch per matching route, published as
+    /// one message, or records it ignored. Ids derive from `dedup_key` (what the provider's
+    /// signature covers, see `Scheme::dedup_key`), so a retried or replayed delivery is the same
+    /// dispatches and starts nothing new. Inputs are checked only for what cannot be stored (a
+    /// provider cannot fix its payload to fit a task: the worker records a mismatch instead).
     pub async fn accept_delivery(
         &self,
         source: &Source,
-        delivery_id: &str,
+        dedup_key: &str,
         headers: &[(String, String)],
         payload: &Value,
         request_id: &RequestId,
@@ -174,7 +175,7 @@ impl Intake {
         for route in source.routes.iter().filter(|r| r.matches(headers, payload)) {
             let id = self
                 .issuer
-                .issue_for_delivery(&source.name, Some(&route.name), delivery_id);
+                .issue_for_delivery(&source.name, Some(&route.name), dedup_key);
             let inputs = route.inputs(headers, payload);
             check_storable(&inputs)?;
             let (dispatch, accepted) =
@@ -198,11 +199,11 @@ impl Intake {
         }
         let id = self
             .issuer
-            .issue_for_delivery(&source.name, None, delivery_id);
+            .issue_for_delivery(&source.name, None, dedup_key);
         let message = DispatchMessage::IgnoredV1(Ignored {
             id,
             source: sender,
-            delivery_id: delivery_id.to_string(),
+            delivery_id: dedup_key.to_string(),
             received_at: Utc::now(),
             request_id: Some(request_id.to_string()),
         });

@@ -12,6 +12,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use anyhow::{Context, bail};
 use flyhook_common::broker::{self, Topology};
+use flyhook_common::dispatch::Dispatch;
 use flyhook_common::{DispatchId, DispatchMessage, DispatchStore, Settings};
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
@@ -209,15 +210,15 @@ impl Worker {
                         let slot = slots.clone().acquire_owned().await?;
                         let processor = self.processor.clone();
                         let retrier = retrier.clone();
-                        let held = Hold {
+                        let hold = Hold {
                             gate: self.gate.clone(),
                             shutdown: shutdown.clone(),
-                            held: self.metrics.held.clone(),
+                            held_now: self.metrics.held.clone(),
                         };
                         let in_progress = self.metrics.in_progress.clone();
                         in_progress.inc();
                         in_flight.spawn(async move {
-                            handle(&processor, &retrier, &held, delivery).await;
+                            handle(&processor, &retrier, &hold, delivery).await;
                             in_progress.dec();
                             drop(slot);
                         });
@@ -302,13 +303,14 @@ async fn sample_depths(
     }
 }
 
-/// Puts messages into the delay queues (or, split from a delivery, into the work queue),
-/// confirmed, before the original is acked.
+/// Puts messages into the delay queues, confirmed, before the original is acked: retries, and
+/// the dispatches a fanned-out delivery splits into. A delay queue has no length bound and
+/// hands its messages to the work queue at least once, so a full work queue delays a split
+/// instead of refusing it.
 #[derive(Debug)]
 pub struct Retrier {
     channel: lapin::Channel,
     exchange: String,
-    work_exchange: String,
 }
 
 impl Retrier {
@@ -320,25 +322,14 @@ impl Retrier {
         Ok(Retrier {
             channel,
             exchange: topology.retry_exchange(),
-            work_exchange: topology.exchange(),
         })
     }
 
-    /// Queues each dispatch of a fanned-out delivery on its own.
-    async fn split(
-        &self,
-        dispatches: Vec<flyhook_common::dispatch::Dispatch>,
-    ) -> anyhow::Result<()> {
+    /// Queues each dispatch of a fanned-out delivery on its own, through the shortest delay.
+    async fn queue_each(&self, dispatches: Vec<Dispatch>) -> anyhow::Result<()> {
         for dispatch in dispatches {
-            let message = DispatchMessage::DispatchV1(dispatch);
-            let stored = broker::publish_confirmed(
-                &self.channel,
-                &self.work_exchange,
-                broker::ROUTING_KEY,
-                &message,
-            )
-            .await?;
-            anyhow::ensure!(stored, "the broker refused a dispatch of the delivery");
+            self.publish(&DispatchMessage::DispatchV1(dispatch), Duration::ZERO)
+                .await?;
         }
         Ok(())
     }
@@ -359,7 +350,7 @@ pub struct Hold {
     pub gate: StoreGate,
     pub shutdown: CancellationToken,
     /// Deliveries held now (a metric).
-    pub held: prometheus_client::metrics::gauge::Gauge,
+    pub held_now: prometheus_client::metrics::gauge::Gauge,
 }
 
 const REQUEUE: BasicNackOptions = BasicNackOptions {
@@ -401,7 +392,7 @@ async fn dead_letter_unreadable(
         .and_then(|id| DispatchId::parse(id.as_str()).ok());
     if let Some(id) = id {
         let reason = format!("the queue message could not be read: {error}");
-        let recorded = holding(hold, || processor.record_unreadable(&id, &reason)).await;
+        let recorded = holding(hold, |_| processor.record_unreadable(&id, &reason)).await;
         if recorded.is_none() {
             return settle(delivery.nack(REQUEUE).await);
         }
@@ -410,27 +401,33 @@ async fn dead_letter_unreadable(
 }
 
 /// Runs `attempt` until its outcome is anything but "store unavailable", waiting for the store
-/// in between; `None` if the worker stops first.
+/// in between, and a growing pause besides (an error that is no outage, say a missing column,
+/// must not become a tight loop against a store that answers pings); `None` if the worker stops
+/// first. `attempt` is told whether it is the first.
 async fn holding<F, Fut>(hold: &Hold, mut attempt: F) -> Option<Outcome>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(bool) -> Fut,
     Fut: std::future::Future<Output = Outcome>,
 {
-    loop {
-        let outcome = attempt().await;
+    for tries in 0.. {
+        let outcome = attempt(tries == 0).await;
         if outcome != Outcome::StoreUnavailable {
             return Some(outcome);
         }
-        hold.held.inc();
+        hold.held_now.inc();
         let stopping = tokio::select! {
             _ = hold.shutdown.cancelled() => true,
-            _ = hold.gate.wait_until_reachable() => false,
+            _ = async {
+                hold.gate.wait_until_reachable().await;
+                tokio::time::sleep(crate::process::backoff(tries, None)).await;
+            } => false,
         };
-        hold.held.dec();
+        hold.held_now.dec();
         if stopping {
             return None;
         }
     }
+    unreachable!("the loop above ends only by returning")
 }
 
 async fn process_and_settle(
@@ -443,11 +440,15 @@ async fn process_and_settle(
     let redelivered = delivery.redelivered;
     let outcome = {
         match &message {
+            // Only the first try counts as the broker's redelivery: later ones are ours.
             DispatchMessage::DispatchV1(dispatch) => {
-                holding(hold, || processor.process(dispatch, redelivered)).await
+                holding(hold, |first| {
+                    processor.process(dispatch, first && redelivered)
+                })
+                .await
             }
             DispatchMessage::IgnoredV1(ignored) => {
-                holding(hold, || processor.record_ignored(ignored)).await
+                holding(hold, |_| processor.record_ignored(ignored)).await
             }
             DispatchMessage::DeliveryV1(bundle) => {
                 return split_and_settle(processor, retrier, delivery, bundle.dispatches.clone())
@@ -467,6 +468,9 @@ async fn process_and_settle(
             let mut next = message;
             if let DispatchMessage::DispatchV1(dispatch) = &mut next {
                 dispatch.retries += 1;
+                // Reopened once already: a later delivery must not reopen it again (it may
+                // have been cancelled meanwhile).
+                dispatch.replay = false;
             }
             // The retry is safely in a delay queue before the original goes.
             match retrier.publish(&next, delay).await {
@@ -484,13 +488,14 @@ async fn process_and_settle(
 
 /// A fanned-out delivery becomes one message per dispatch, each confirmed before the delivery
 /// is acked (a crash in between repeats some: their ids are the same, so nothing runs twice).
+/// Nothing is recorded yet, so nothing can be lost by waiting for the store.
 async fn split_and_settle(
     processor: &Processor,
     retrier: &Retrier,
     delivery: Delivery,
-    dispatches: Vec<flyhook_common::dispatch::Dispatch>,
+    dispatches: Vec<Dispatch>,
 ) {
-    let settled = match retrier.split(dispatches).await {
+    let settled = match retrier.queue_each(dispatches).await {
         Ok(()) => {
             processor.metrics().count("split");
             delivery.ack(BasicAckOptions::default()).await

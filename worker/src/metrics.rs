@@ -33,7 +33,7 @@ pub struct QueueLabels {
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     /// Deliveries by what became of them: started, already_handled, retried, failed,
-    /// dead_lettered, poisoned, refused, requeued, ignored, unreadable, split.
+    /// dead_lettered, poisoned, refused, ignored, unreadable, split.
     pub dispatches: Family<OutcomeLabels, Counter>,
     /// Deliveries being processed by this worker now.
     pub in_progress: Gauge,

@@ -215,27 +215,21 @@ impl Processor {
                 self.metrics.count("already_handled");
                 return Outcome::Done;
             }
-            // Without a record we must not go on.
-            Err(e) => {
-                return match StoreFault::of(&e) {
-                    StoreFault::Unavailable => {
-                        tracing::warn!(dispatch = %id, error = %e, "status store unavailable; holding the delivery");
-                        Outcome::StoreUnavailable
-                    }
-                    // This one dispatch's data: it ends `failed`, the others went on.
-                    StoreFault::Refused => {
-                        let reason = format!("the status store cannot hold this dispatch: {e}");
-                        tracing::warn!(dispatch = %id, %reason, "dispatch failed");
-                        let recorded = self
-                            .store
-                            .record_refused(dispatch, &reason)
-                            .await
-                            .map_err(WriteError::from);
-                        self.settle_recorded(&id, recorded, Outcome::DeadLetter, "refused")
-                            .await
-                    }
-                };
+            // This one dispatch's data: it ends `failed`, the others of its batch went on.
+            Err(e) if StoreFault::of(&e) == StoreFault::Refused => {
+                let reason = format!("the status store cannot hold this dispatch: {e}");
+                tracing::warn!(dispatch = %id, %reason, "dispatch failed");
+                let recorded = self
+                    .store
+                    .record_refused(dispatch, &reason)
+                    .await
+                    .map_err(WriteError::from);
+                return self
+                    .settle_recorded(&id, recorded, Outcome::DeadLetter, "refused")
+                    .await;
             }
+            // Without a record we must not go on.
+            Err(e) => return self.unrecorded(&id, &e),
         };
         // The count the message carries; the record's `attempts` also counts crash redeliveries.
         let attempt = dispatch.retries + 1;
@@ -329,8 +323,9 @@ impl Processor {
     async fn abort_cancelled(&self, id: &DispatchId, started: &StartedRun) {
         let mut last_error = None;
         for attempt in 0..ABORT_TRIES {
+            // 1, 2, 4, … 16 s: a Flyte that blinks is waited out (about half a minute).
             if attempt > 0 {
-                tokio::time::sleep(backoff(attempt as i32, None)).await;
+                tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
             }
             match self
                 .flyte

@@ -21,8 +21,10 @@ use tokio_util::sync::CancellationToken;
 /// How often an idle tracker looks for due runs.
 const IDLE_TICK: Duration = Duration::from_millis(200);
 
-/// Looks in a row answered with a permanent error after which a run ends `failed`.
-pub const MAX_LOOK_FAILURES: i32 = 5;
+/// Looks in a row answered with a permanent error after which a run ends `failed`. The pause
+/// between such looks doubles (from `min_poll`, up to `max_poll`), so with the defaults a run
+/// ends after about three minutes of Flyte not knowing it, not after a blink.
+pub const MAX_LOOK_FAILURES: i32 = 10;
 
 /// What one look at a run found.
 enum Seen {
@@ -134,10 +136,18 @@ impl Tracker {
                 );
             }
             tracing::info!(dispatch = %run.id, error = %e, "could not look at the run; later");
+            let doubling = self
+                .settings
+                .min_poll
+                .saturating_mul(1 << look_failures.clamp(0, 16))
+                .min(self.settings.max_poll);
             Seen::Going(Poll {
                 id: run.id.clone(),
                 phase: None,
-                pause: self.next_poll(&run).max(e.retry_after.unwrap_or_default()),
+                pause: self
+                    .next_poll(&run)
+                    .max(doubling)
+                    .max(e.retry_after.unwrap_or_default()),
                 look_failures,
             })
         };

@@ -174,19 +174,25 @@ async fn hostile(
     };
     match n % 6 {
         0 | 1 => {
-            let body = if n.is_multiple_of(6) {
-                json!({"name": format!("nul\u{0}{n}")}).to_string()
+            let (body, refusal) = if n.is_multiple_of(6) {
+                (
+                    json!({"name": format!("nul\u{0}{n}")}).to_string(),
+                    (422, "unstorable_input"),
+                )
             } else {
-                format!("{}{}", "[".repeat(100_000), "]".repeat(100_000))
+                (
+                    format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+                    (400, "malformed_json"),
+                )
             };
-            let (status, _) = answer(
+            let (status, answer) = answer(
                 http.post(&run_task)
                     .bearer_auth(API_KEY)
                     .header("Content-Type", "application/json")
                     .body(body),
             )
             .await?;
-            (400..500).contains(&status).then_some(Expect::Refused)
+            (status == refusal.0 && answer["code"] == refusal.1).then_some(Expect::Refused)
         }
         2 => {
             let huge = "x".repeat(900 * 1024);
