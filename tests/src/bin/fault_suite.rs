@@ -76,7 +76,7 @@ impl Scenario {
                 "PostgreSQL stopped for 5 minutes (FAULT_SUITE_OUTAGE_SECS) from 1 s into the load"
             }
             Scenario::Hostile => {
-                "every 10th request hostile: a NUL, 100,000-deep nesting, a 900 KiB field, and each provider's retry shape (GitHub body replayed under a fresh delivery id, Slack retry signed anew, Stripe event resent)"
+                "every 10th request hostile: a NUL, 100- and 100,000-deep nesting, a 900 KiB field, and each provider's retry shape (GitHub body replayed under a fresh delivery id, Slack retry signed anew, Stripe event resent)"
             }
         }
     }
@@ -135,6 +135,7 @@ what this table says, or the scenario fails. The e2e tests in `tests/e2e/hostile
 |---|---|---|
 | NUL | `{\"name\": \"nul\\u0000…\"}` to `/run-task` | `422 unstorable_input`, naming the field; nothing queued |
 | deep nesting | 100,000 nested arrays (200 KB) | `400 malformed_json` (the parser's recursion limit) |
+| nesting the parser takes | 100 nested arrays (within the parser's 128, beyond what a queue message can carry back) | `422 unstorable_input`, naming the field |
 | huge field | a 900 KiB string input | `202`; the run starts once, the record holds it, it ends `succeeded` |
 | GitHub replay | a signed push, then the same body under a fresh `X-GitHub-Delivery` | `202` twice with the same dispatch ids; one run |
 | Slack retry | an Events API delivery, then its retry signed anew a second later with `X-Slack-Retry-Num: 1` | `202` twice with the same dispatch ids (deduplicated on `event_id`); one run |
@@ -149,7 +150,7 @@ enum Expect {
     Accepted(Vec<String>),
 }
 
-/// One hostile request (or a provider's delivery and its retry), by kind `n % 6`; `None` when
+/// One hostile request (or a provider's delivery and its retry), by kind `n % 7`; `None` when
 /// its answer was not what the guarantees promise.
 async fn hostile(
     http: &reqwest::Client,
@@ -172,18 +173,21 @@ async fn hostile(
             .filter_map(|d| d["id"].as_str().map(str::to_string))
             .collect()
     };
-    match n % 6 {
-        0 | 1 => {
-            let (body, refusal) = if n.is_multiple_of(6) {
-                (
+    match n % 7 {
+        kind @ (0 | 1 | 6) => {
+            let (body, refusal) = match kind {
+                0 => (
                     json!({"name": format!("nul\u{0}{n}")}).to_string(),
                     (422, "unstorable_input"),
-                )
-            } else {
-                (
+                ),
+                1 => (
                     format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
                     (400, "malformed_json"),
-                )
+                ),
+                _ => (
+                    format!("{{\"name\": {}1{}}}", "[".repeat(100), "]".repeat(100)),
+                    (422, "unstorable_input"),
+                ),
             };
             let (status, answer) = answer(
                 http.post(&run_task)
