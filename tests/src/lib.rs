@@ -199,32 +199,12 @@ impl TestEnv {
 
     /// Messages ready (not held by a consumer) in the work queue.
     pub async fn ready_messages(&self) -> u32 {
-        self.queue_length(&self.topology().work_queue()).await
+        queue_length(&self.topology().work_queue()).await
     }
 
     /// Messages in the dead-letter queue.
     pub async fn dead_letters(&self) -> u32 {
-        self.queue_length(&self.topology().dead_queue()).await
-    }
-
-    async fn queue_length(&self, queue: &str) -> u32 {
-        let connection = lapin::Connection::connect(&amqp_url(), Default::default())
-            .await
-            .expect("RabbitMQ");
-        let channel = connection.create_channel().await.expect("channel");
-        let queue = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .expect("the queue exists");
-        let _ = connection.close(200, "".into()).await;
-        queue.message_count()
+        queue_length(&self.topology().dead_queue()).await
     }
 
     /// Waits until the work queue holds exactly `count` ready messages.
@@ -247,6 +227,27 @@ impl TestEnv {
     pub async fn cleanup(self) {
         delete_topology(&self.topology()).await;
     }
+}
+
+/// Messages ready (not held by a consumer) in `queue`, on the tests' RabbitMQ.
+pub async fn queue_length(queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(&amqp_url(), Default::default())
+        .await
+        .expect("RabbitMQ");
+    let channel = connection.create_channel().await.expect("channel");
+    let queue = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the queue exists");
+    let _ = connection.close(200, "".into()).await;
+    queue.message_count()
 }
 
 /// Deletes a deployment's queues and exchanges (quorum queues left behind slow the broker for

@@ -39,12 +39,12 @@ impl<I, O> Clone for Batcher<I, O> {
     }
 }
 
-impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
+impl<I: Clone + Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the writing task (call within a Tokio runtime); it ends when the last clone is
     /// dropped. `write` gets distinct-keyed inputs and returns one output per input, in order.
     pub fn start<W, F>(max_batch: usize, key: fn(&I) -> String, write: W) -> Batcher<I, O>
     where
-        W: Fn(Vec<I>) -> F + Send + 'static,
+        W: Fn(Arc<[I]>) -> F + Send + 'static,
         F: Future<Output = Result<Vec<O>, sqlx::Error>> + Send,
     {
         let (queue, mut pending) = mpsc::channel::<(I, Reply<O>)>(max_batch * 4);
@@ -70,14 +70,12 @@ impl<I: Clone + Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let (inputs, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
-                let retry_alone = (inputs.len() > 1).then(|| inputs.clone());
-                match counted(inputs.len(), write(inputs).await) {
-                    Err(e)
-                        if StoreFault::of(&e) == StoreFault::Refused && retry_alone.is_some() =>
-                    {
+                let inputs: Arc<[I]> = inputs.into();
+                match counted(inputs.len(), write(inputs.clone()).await) {
+                    Err(e) if StoreFault::of(&e) == StoreFault::Refused && inputs.len() > 1 => {
                         // Someone's data was refused: find whose, one member at a time.
-                        for (input, reply) in retry_alone.into_iter().flatten().zip(replies) {
-                            let answer = counted(1, write(vec![input]).await);
+                        for (input, reply) in inputs.iter().zip(replies) {
+                            let answer = counted(1, write(Arc::from([input.clone()])).await);
                             let _ = reply.send(answer.map_err(Arc::new).map(|mut outputs| {
                                 outputs.pop().expect("one output for one input")
                             }));
@@ -139,9 +137,9 @@ mod tests {
         let batcher: Batcher<u32, u32> = Batcher::start(
             8,
             |n| (n % 10).to_string(),
-            move |inputs: Vec<u32>| {
-                seen.lock().unwrap().push(inputs.clone());
-                async move { Ok(inputs.into_iter().map(|n| n * 2).collect()) }
+            move |inputs: Arc<[u32]>| {
+                seen.lock().unwrap().push(inputs.to_vec());
+                async move { Ok(inputs.iter().map(|n| n * 2).collect()) }
             },
         );
         // Submitted together before the writer runs (current-thread runtime): one batch,
@@ -170,11 +168,11 @@ mod tests {
         let batcher: Batcher<u32, u32> = Batcher::start(
             8,
             |n| n.to_string(),
-            |inputs: Vec<u32>| async move {
+            |inputs: Arc<[u32]>| async move {
                 if inputs.contains(&13) {
                     Err(sqlx::Error::Encode("unstorable".into()))
                 } else {
-                    Ok(inputs)
+                    Ok(inputs.to_vec())
                 }
             },
         );

@@ -104,7 +104,7 @@ impl Processor {
             .map(|rate| Arc::new(RateLimiter::keyed(Quota::per_second(rate))));
         let claims = Batcher::start(MAX_BATCH, |r: &ClaimRequest| r.dispatch.id.to_string(), {
             let store = store.clone();
-            move |requests: Vec<ClaimRequest>| {
+            move |requests: Arc<[ClaimRequest]>| {
                 let store = store.clone();
                 async move { store.claim_all(&requests).await }
             }
@@ -114,7 +114,7 @@ impl Processor {
             |(id, _, _): &(DispatchId, String, ActionPhase)| id.to_string(),
             {
                 let store = store.clone();
-                move |started: Vec<(DispatchId, String, ActionPhase)>| {
+                move |started: Arc<[(DispatchId, String, ActionPhase)]>| {
                     let store = store.clone();
                     async move { store.record_all_running(&started).await }
                 }
