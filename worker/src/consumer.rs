@@ -438,22 +438,19 @@ async fn process_and_settle(
     message: DispatchMessage,
 ) {
     let redelivered = delivery.redelivered;
-    let outcome = {
-        match &message {
-            // Only the first try counts as the broker's redelivery: later ones are ours.
-            DispatchMessage::DispatchV1(dispatch) => {
-                holding(hold, |first| {
-                    processor.process(dispatch, first && redelivered)
-                })
-                .await
-            }
-            DispatchMessage::IgnoredV1(ignored) => {
-                holding(hold, |_| processor.record_ignored(ignored)).await
-            }
-            DispatchMessage::DeliveryV1(bundle) => {
-                return split_and_settle(processor, retrier, delivery, bundle.dispatches.clone())
-                    .await;
-            }
+    let outcome = match &message {
+        // Only the first try counts as the broker's redelivery: later ones are ours.
+        DispatchMessage::DispatchV1(dispatch) => {
+            holding(hold, |first| {
+                processor.process(dispatch, first && redelivered)
+            })
+            .await
+        }
+        DispatchMessage::IgnoredV1(ignored) => {
+            holding(hold, |_| processor.record_ignored(ignored)).await
+        }
+        DispatchMessage::DeliveryV1(bundle) => {
+            return split_and_settle(processor, retrier, delivery, bundle.dispatches.clone()).await;
         }
     };
     // Stopping while held: back to the queue for the next worker.
