@@ -9,7 +9,7 @@ use chrono::Utc;
 use flyhook_common::broker::{self, Topology};
 use flyhook_common::dispatch::Dispatch;
 use flyhook_common::{DispatchMessage, IdIssuer, Settings, StoreFault, TaskRef};
-use flyhook_e2e::{Proxy, Sender, TestEnv, amqp_url, eventually};
+use flyhook_e2e::{Sender, TestEnv, amqp_url, eventually};
 use flyhook_worker::{Outcome, Worker};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -197,9 +197,8 @@ async fn while_postgres_is_away_deliveries_are_held_not_requeued(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
     let sender = Sender::new(&ingress);
-    let database = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let mut settings = env.fast_tracking();
-    settings.database_url = database.postgres_url(&env.database).into();
+    let database = env.database_behind_proxy(&mut settings).await;
     database.go_down();
     let worker = env.start_worker(&settings);
 
@@ -300,11 +299,10 @@ async fn dead_letters_are_listed_and_replayed_from_the_broker_and_recorded_when_
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
     let sender = Sender::new(&ingress);
-    let database = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let mut settings = env.settings_with_file(
         "[worker]\nmax_attempts = 1\n[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\n",
     );
-    settings.database_url = database.postgres_url(&env.database).into();
+    let database = env.database_behind_proxy(&mut settings).await;
     env.set_sim_faults(
         json!([{"rpc": "RunService/CreateRun", "code": "unavailable", "rate": 1.0}]),
     )

@@ -8,7 +8,7 @@ use flyhook_common::api_keys::{RateLimit, Scopes};
 use flyhook_common::audit::{AuditEntry, AuditStore};
 use flyhook_common::key_store::KeyStore;
 use flyhook_e2e::{
-    API_KEY, MetricSample, Proxy, Sender, TestEnv, eventually, parse_openmetrics, validate_openapi,
+    API_KEY, MetricSample, Sender, TestEnv, eventually, parse_openmetrics, validate_openapi,
 };
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -552,9 +552,8 @@ async fn the_openapi_document_validates_covers_every_route_and_every_error_code(
 #[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
 async fn audit_entries_wait_for_postgres_and_any_beyond_the_buffer_are_counted(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let database = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let mut settings = env.settings_with_file("[audit]\nbuffer = 2\n");
-    settings.database_url = database.postgres_url(&env.database).into();
+    let database = env.database_behind_proxy(&mut settings).await;
     database.go_down();
     let ingress = env.start_ingress(settings).await;
     let sender = Sender::new(&ingress);

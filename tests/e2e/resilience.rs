@@ -105,9 +105,8 @@ async fn a_worker_that_cannot_record_does_not_ack_and_nothing_is_lost(pool: PgPo
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
     let sender = Sender::new(&ingress);
-    let database = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let mut settings = env.fast_tracking();
-    settings.database_url = database.postgres_url(&env.database).into();
+    let database = env.database_behind_proxy(&mut settings).await;
     database.go_down();
     let worker = env.start_worker(&settings);
 

@@ -140,6 +140,14 @@ impl TestEnv {
         self.settings_with_file("[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\n")
     }
 
+    /// Points `settings` at this test's database through a fresh TCP proxy, which the test
+    /// then cuts and restores to make PostgreSQL go away and come back.
+    pub async fn database_behind_proxy(&self, settings: &mut Settings) -> Proxy {
+        let proxy = Proxy::start("127.0.0.1:5432".parse().expect("an address")).await;
+        settings.database_url = proxy.postgres_url(&self.database).into();
+        proxy
+    }
+
     pub fn topology(&self) -> Topology {
         self.settings().topology()
     }

@@ -438,6 +438,12 @@ async fn process_and_settle(
     message: DispatchMessage,
 ) {
     let redelivered = delivery.redelivered;
+    let message = match message {
+        DispatchMessage::DeliveryV1(bundle) => {
+            return split_and_settle(processor, retrier, delivery, bundle.dispatches).await;
+        }
+        single => single,
+    };
     let outcome = match &message {
         // Only the first try counts as the broker's redelivery: later ones are ours.
         DispatchMessage::DispatchV1(dispatch) => {
@@ -449,9 +455,7 @@ async fn process_and_settle(
         DispatchMessage::IgnoredV1(ignored) => {
             holding(hold, |_| processor.record_ignored(ignored)).await
         }
-        DispatchMessage::DeliveryV1(bundle) => {
-            return split_and_settle(processor, retrier, delivery, bundle.dispatches.clone()).await;
-        }
+        DispatchMessage::DeliveryV1(_) => unreachable!("split above"),
     };
     // Stopping while held: back to the queue for the next worker.
     let Some(outcome) = outcome else {
