@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use flyhook_common::broker::Topology;
+use flyhook_contract::broker::Topology;
 use serde_json::Value;
 use sqlx::migrate::MigrateDatabase;
 

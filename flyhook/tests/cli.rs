@@ -33,7 +33,7 @@ fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_key_made_with_the_cli_works_within_seconds_is_refused_outside_its_scope_and_is_audited(
     pool: PgPool,
 ) {
@@ -132,7 +132,7 @@ fn the_printed_openapi_document_is_openapi_3_1() {
     assert_eq!(doc["openapi"], "3.1.0");
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let port = flyhook_e2e::closed_port();

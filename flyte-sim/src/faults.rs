@@ -43,14 +43,14 @@ fn always() -> f64 {
 
 /// What to do with one call.
 #[derive(Debug, Default, PartialEq)]
-pub struct Verdict {
-    pub delay: Duration,
-    pub delay_after: Duration,
-    pub failure: Option<Failure>,
+pub(crate) struct Verdict {
+    pub(crate) delay: Duration,
+    pub(crate) delay_after: Duration,
+    pub(crate) failure: Option<Failure>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
+pub(crate) enum Failure {
     Connect {
         code: Code,
         retry_after_secs: Option<u64>,
@@ -120,7 +120,7 @@ impl Fault {
 }
 
 /// Decides the fate of a call to `rpc_name` and counts down `count` rules it fires.
-pub fn judge(faults: &mut [Fault], rpc_name: &str) -> Verdict {
+pub(crate) fn judge(faults: &mut [Fault], rpc_name: &str) -> Verdict {
     let mut verdict = Verdict::default();
     for fault in faults.iter_mut().filter(|f| f.matches(rpc_name)) {
         verdict.delay += Duration::from_millis(fault.latency_ms);

@@ -5,19 +5,35 @@
 //! simulates a run lifecycle, injects faults on demand and lets tests see what was created.
 //!
 //! # Layout
-//! - [`server`]: [`Simulator`], the RPC handlers, the token endpoint and `/_sim/*`.
+//! - `config`: [`SimConfig`], what a stand-in is started with.
+//! - `server`: [`Simulator`], the route table and the dispatcher every RPC goes through.
+//! - `connect`: the Connect protocol's framing and error bodies.
+//! - `services`: what TaskService, RunService and DataProxyService answer.
+//! - `inputs`: defaults and the runtime type check of a run's inputs.
+//! - `oauth`: the token endpoint, AuthMetadataService and the credentials check.
+//! - `control`: `/_sim/*` and the console page.
+//! - `state`: what the handlers share, and the [`Stats`] they count.
+//! - `runs`: run records and their clock-driven lifecycle.
+//! - `faults`: error, latency and broken-proxy injection.
 //! - [`schema`]: the embedded descriptor set and the strict request check.
 //! - [`catalogue`]: the deployed tasks, from a TOML file or the built-in set.
-//! - [`runs`]: run records and their clock-driven lifecycle.
-//! - [`faults`]: error, latency and broken-proxy injection.
 
 pub mod catalogue;
-pub mod faults;
-pub mod runs;
+mod config;
+mod connect;
+mod control;
+mod faults;
+mod inputs;
+mod oauth;
+mod runs;
 pub mod schema;
-pub mod server;
+mod server;
+mod services;
+mod state;
 
 pub use catalogue::Catalogue;
+pub use config::{OnDuplicate, SimAuth, SimConfig};
 pub use faults::Fault;
 pub use schema::Schema;
-pub use server::{OnDuplicate, SimAuth, SimConfig, Simulator, Stats};
+pub use server::Simulator;
+pub use state::Stats;

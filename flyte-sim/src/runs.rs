@@ -4,7 +4,7 @@
 //! `running_for`, then the outcome its task's rules chose), so no background task drives it and
 //! a paused test cannot miss a transition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -18,48 +18,90 @@ use serde_json::{Map, Value};
 
 use crate::catalogue::Outcome;
 
+/// A run's (project, domain, name): what names it in Flyte's URLs. Org is not part of it, so a
+/// run is found whichever org a call names.
+pub(crate) type RunKey = (String, String, String);
+
+/// Every run created, found by name and listed in the order it was created.
+#[derive(Debug, Default)]
+pub(crate) struct RunTable {
+    runs: HashMap<RunKey, RunRecord>,
+    order: Vec<RunKey>,
+}
+
+fn key(id: &RunId) -> RunKey {
+    (id.project.clone(), id.domain.clone(), id.name.clone())
+}
+
+impl RunTable {
+    /// Lookups by key come from `/_sim` and console URLs, which name a run by its parts.
+    pub(crate) fn get(&self, key: &RunKey) -> Option<&RunRecord> {
+        self.runs.get(key)
+    }
+
+    /// Changes come from RPCs, which name a run by its id.
+    pub(crate) fn get_mut(&mut self, id: &RunId) -> Option<&mut RunRecord> {
+        self.runs.get_mut(&key(id))
+    }
+
+    /// Adds a run whose name is not taken (`CreateRun` answers a taken name itself).
+    pub(crate) fn insert(&mut self, record: RunRecord) {
+        let key = key(&record.id);
+        self.order.push(key.clone());
+        self.runs.insert(key, record);
+    }
+
+    pub(crate) fn in_order(&self) -> impl Iterator<Item = &RunRecord> {
+        self.order.iter().filter_map(|k| self.runs.get(k))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.runs.len()
+    }
+}
+
 /// How a run will end, fixed when it is created.
 #[derive(Debug, Clone)]
-pub enum Ending {
+pub(crate) enum Ending {
     Succeeded(Vec<NamedLiteral>),
     Failed { message: String, kind: ErrorKind },
     TimedOut,
 }
 
 #[derive(Debug, Clone)]
-pub struct RunRecord {
-    pub id: RunId,
-    pub task: TaskId,
-    pub inputs: Inputs,
-    pub created_at: DateTime<Utc>,
+pub(crate) struct RunRecord {
+    pub(crate) id: RunId,
+    pub(crate) task: TaskId,
+    pub(crate) inputs: Inputs,
+    pub(crate) created_at: DateTime<Utc>,
     created: Instant,
     queued_for: Duration,
     running_for: Duration,
     ending: Ending,
     aborted: Option<(Duration, String)>,
     /// How many `CreateRun` calls named this run (1 unless someone retried).
-    pub create_calls: u32,
+    pub(crate) create_calls: u32,
     /// The run spec's labels.
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// What `/_sim/runs` shows about a run.
 #[derive(Debug, Serialize)]
-pub struct RunView {
-    pub project: String,
-    pub domain: String,
-    pub name: String,
-    pub task: String,
-    pub phase: ActionPhase,
-    pub inputs: Map<String, Value>,
-    pub raw_inputs: Inputs,
-    pub create_calls: u32,
-    pub created_at: DateTime<Utc>,
-    pub labels: BTreeMap<String, String>,
+pub(crate) struct RunView {
+    pub(crate) project: String,
+    pub(crate) domain: String,
+    pub(crate) name: String,
+    pub(crate) task: String,
+    pub(crate) phase: ActionPhase,
+    pub(crate) inputs: Map<String, Value>,
+    pub(crate) raw_inputs: Inputs,
+    pub(crate) create_calls: u32,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 impl RunRecord {
-    pub fn new(
+    pub(crate) fn new(
         id: RunId,
         task: TaskId,
         inputs: Inputs,
@@ -106,12 +148,12 @@ impl RunRecord {
         (phase, Some(self.ends_after()))
     }
 
-    pub fn is_terminal(&self) -> bool {
+    fn is_terminal(&self) -> bool {
         self.phase().0.is_terminal()
     }
 
     /// Aborts the run unless it already ended; returns whether it did.
-    pub fn abort(&mut self, reason: String) -> bool {
+    pub(crate) fn abort(&mut self, reason: String) -> bool {
         if self.is_terminal() {
             return false;
         }
@@ -119,7 +161,7 @@ impl RunRecord {
         true
     }
 
-    pub fn status(&self) -> ActionStatus {
+    pub(crate) fn status(&self) -> ActionStatus {
         let (phase, ended) = self.phase();
         let end_time = ended
             .and_then(|d| chrono::Duration::from_std(d).ok())
@@ -133,7 +175,7 @@ impl RunRecord {
         }
     }
 
-    pub fn details(&self) -> ActionDetails {
+    pub(crate) fn details(&self) -> ActionDetails {
         let status = self.status();
         let mut details = ActionDetails {
             id: self.id.root_action(),
@@ -170,14 +212,14 @@ impl RunRecord {
     }
 
     /// Outputs once succeeded; empty before, as Flyte answers.
-    pub fn outputs(&self) -> Vec<NamedLiteral> {
+    pub(crate) fn outputs(&self) -> Vec<NamedLiteral> {
         match (&self.ending, self.phase().0) {
             (Ending::Succeeded(outputs), ActionPhase::Succeeded) => outputs.clone(),
             _ => Vec::new(),
         }
     }
 
-    pub fn view(&self) -> RunView {
+    pub(crate) fn view(&self) -> RunView {
         RunView {
             project: self.id.project.clone(),
             domain: self.id.domain.clone(),
@@ -194,7 +236,11 @@ impl RunRecord {
 }
 
 impl Ending {
-    pub fn from_outcome(outcome: Outcome, message: &str, outputs: Vec<NamedLiteral>) -> Ending {
+    pub(crate) fn from_outcome(
+        outcome: Outcome,
+        message: &str,
+        outputs: Vec<NamedLiteral>,
+    ) -> Ending {
         match outcome {
             Outcome::Succeeded => Ending::Succeeded(outputs),
             Outcome::Failed => Ending::Failed {

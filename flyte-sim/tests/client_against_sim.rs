@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+use flyte_client::client::{
+    ABORT_RUN, CREATE_RUN, GET_ACTION_DATA, GET_OAUTH2_METADATA, GET_PUBLIC_CLIENT_CONFIG,
+    GET_RUN_DETAILS, GET_TASK_DETAILS,
+};
 use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
 use flyte_client::{
     ActionPhase, Code, Disposition, FlyteAuth, FlyteClient, FlyteConfig, LiteralKind, RunName,
@@ -44,12 +48,13 @@ impl Sim {
     }
 
     fn client(&self) -> FlyteClient {
-        self.client_with(FlyteAuth::None)
+        self.client_with(|_| {})
     }
 
-    fn client_with(&self, auth: FlyteAuth) -> FlyteClient {
+    /// A client of this stand-in, with the defaults `configure` leaves alone.
+    fn client_with(&self, configure: impl FnOnce(&mut FlyteConfig)) -> FlyteClient {
         let mut config = FlyteConfig::new(&self.base);
-        config.auth = auth;
+        configure(&mut config);
         FlyteClient::new(config).unwrap()
     }
 
@@ -68,6 +73,14 @@ impl Sim {
             .unwrap()
     }
 
+    async fn runs(&self) -> Vec<Value> {
+        self.get("/_sim/runs").await
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+
     async fn set_faults(&self, faults: Value) {
         let status = self
             .http
@@ -82,8 +95,7 @@ impl Sim {
 
     async fn post_raw(&self, rpc_path: &str, body: &Value) -> (u16, Value) {
         let response = self
-            .http
-            .post(format!("{}/{rpc_path}", self.base))
+            .post(&format!("/{rpc_path}"))
             .json(body)
             .send()
             .await
@@ -153,7 +165,7 @@ async fn every_rpc_round_trips_and_every_request_matches_the_schema() {
     sim.assert_schema_clean().await;
 
     // What reached the stand-in is what was sent, big integer included.
-    let runs: Vec<Value> = sim.get("/_sim/runs").await;
+    let runs = sim.runs().await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["inputs"]["i"], json!(9007199254740993_i64));
     assert_eq!(
@@ -171,7 +183,7 @@ async fn the_client_requests_pass_the_strict_parser_directly() {
     let request = create_request(&client, hello(&client), json!({"name": "a"})).await;
     let body = serde_json::to_vec(&request).unwrap();
     Schema::official()
-        .check_request(flyte_client::client::CREATE_RUN.path, &body)
+        .check_request(CREATE_RUN.path, &body)
         .unwrap();
 }
 
@@ -183,30 +195,18 @@ async fn the_stand_in_answers_match_the_response_schema() {
     let run_id = serde_json::to_value(&request.run_id).unwrap();
     let calls = [
         (
-            flyte_client::client::GET_TASK_DETAILS.path,
+            GET_TASK_DETAILS.path,
             json!({"taskId": serde_json::to_value(&request.task_id).unwrap()}),
         ),
+        (CREATE_RUN.path, serde_json::to_value(&request).unwrap()),
+        (GET_RUN_DETAILS.path, json!({"runId": run_id})),
         (
-            flyte_client::client::CREATE_RUN.path,
-            serde_json::to_value(&request).unwrap(),
-        ),
-        (
-            flyte_client::client::GET_RUN_DETAILS.path,
-            json!({"runId": run_id}),
-        ),
-        (
-            flyte_client::client::GET_ACTION_DATA.path,
+            GET_ACTION_DATA.path,
             json!({"actionId": {"run": run_id, "name": "a0"}}),
         ),
-        (
-            flyte_client::client::ABORT_RUN.path,
-            json!({"runId": run_id, "reason": "x"}),
-        ),
-        (flyte_client::client::GET_OAUTH2_METADATA.path, json!({})),
-        (
-            flyte_client::client::GET_PUBLIC_CLIENT_CONFIG.path,
-            json!({}),
-        ),
+        (ABORT_RUN.path, json!({"runId": run_id, "reason": "x"})),
+        (GET_OAUTH2_METADATA.path, json!({})),
+        (GET_PUBLIC_CLIENT_CONFIG.path, json!({})),
     ];
     for (path, body) in calls {
         let (status, answer) = sim.post_raw(path, &body).await;
@@ -232,7 +232,7 @@ async fn a_reused_run_name_yields_the_existing_run_on_hosted_and_open_source_fly
         let second = client.create_run(&request).await.unwrap();
         assert_eq!(first.id, second.id);
         assert_eq!(second.already_existed, mode == OnDuplicate::AlreadyExists);
-        let runs: Vec<Value> = sim.get("/_sim/runs").await;
+        let runs = sim.runs().await;
         assert_eq!(runs.len(), 1, "{mode:?}: one run");
         assert_eq!(runs[0]["create_calls"], 2);
         sim.assert_schema_clean().await;
@@ -347,7 +347,7 @@ async fn injected_faults_are_classified_and_carry_retry_after() {
     }
     // The faults were used up: the same request now succeeds, once.
     client.create_run(&request).await.unwrap();
-    let runs: Vec<Value> = sim.get("/_sim/runs").await;
+    let runs = sim.runs().await;
     assert_eq!(runs.len(), 1);
 }
 
@@ -356,9 +356,7 @@ async fn every_call_has_a_deadline() {
     let sim = Sim::instant().await;
     sim.set_faults(json!([{"rpc": "*", "latency_ms": 3000}]))
         .await;
-    let mut config = FlyteConfig::new(&sim.base);
-    config.timeout = Duration::from_millis(200);
-    let client = FlyteClient::new(config).unwrap();
+    let client = sim.client_with(|c| c.timeout = Duration::from_millis(200));
     let err = client.task_spec(&hello(&client)).await.unwrap_err();
     assert_eq!(err.code, Code::DeadlineExceeded);
     assert!(err.is_retryable());
@@ -396,9 +394,9 @@ async fn a_static_bearer_token_is_sent_and_a_wrong_one_refused() {
         ..SimConfig::default()
     })
     .await;
-    let good = sim.client_with(FlyteAuth::Bearer(SecretString::from("sesame")));
+    let good = sim.client_with(|c| c.auth = FlyteAuth::Bearer(SecretString::from("sesame")));
     good.task_spec(&hello(&good)).await.unwrap();
-    let bad = sim.client_with(FlyteAuth::Bearer(SecretString::from("open")));
+    let bad = sim.client_with(|c| c.auth = FlyteAuth::Bearer(SecretString::from("open")));
     let err = bad.task_spec(&hello(&bad)).await.unwrap_err();
     assert_eq!(err.code, Code::Unauthenticated);
     let none = sim.client();
@@ -438,14 +436,8 @@ async fn api_key_credentials_are_exchanged_once_and_refreshed_when_refused() {
     assert_eq!(sim.stats().await.tokens_issued, 1, "the token is cached");
 
     // The server forgets every token: the next call is refused once, refreshed, and succeeds.
-    let status = sim
-        .http
-        .post(format!("{}/_sim/tokens/revoke", sim.base))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 204);
+    let revoked = sim.post("/_sim/tokens/revoke").send().await.unwrap();
+    assert_eq!(revoked.status(), 204);
     client.get_run_details(&request.run_id).await.unwrap();
     let stats = sim.stats().await;
     assert_eq!(stats.tokens_issued, 2);
@@ -456,9 +448,11 @@ async fn api_key_credentials_are_exchanged_once_and_refreshed_when_refused() {
 #[tokio::test]
 async fn wrong_client_credentials_fail_without_revealing_the_secret() {
     let sim = Sim::start(client_credentials_sim()).await;
-    let client = sim.client_with(FlyteAuth::ClientCredentials {
-        client_id: "flyhook".into(),
-        client_secret: SecretString::from("not-the-secret"),
+    let client = sim.client_with(|c| {
+        c.auth = FlyteAuth::ClientCredentials {
+            client_id: "flyhook".into(),
+            client_secret: SecretString::from("not-the-secret"),
+        }
     });
     let err = client.task_spec(&hello(&client)).await.unwrap_err();
     assert_eq!(err.code, Code::Unauthenticated);
@@ -470,12 +464,7 @@ async fn wrong_client_credentials_fail_without_revealing_the_secret() {
 async fn the_stand_in_refuses_non_json_and_unknown_paths_like_connect_go() {
     let sim = Sim::instant().await;
     let response = sim
-        .http
-        .post(format!(
-            "{}/{}",
-            sim.base,
-            flyte_client::client::CREATE_RUN.path
-        ))
+        .post(&format!("/{}", CREATE_RUN.path))
         .header("content-type", "text/plain")
         .body("{}")
         .send()
@@ -483,8 +472,7 @@ async fn the_stand_in_refuses_non_json_and_unknown_paths_like_connect_go() {
         .unwrap();
     assert_eq!(response.status(), 415);
     let response = sim
-        .http
-        .post(format!("{}/flyteidl2.workflow.RunService/Nope", sim.base))
+        .post("/flyteidl2.workflow.RunService/Nope")
         .json(&json!({}))
         .send()
         .await
@@ -492,7 +480,7 @@ async fn the_stand_in_refuses_non_json_and_unknown_paths_like_connect_go() {
     assert_eq!(response.status(), 404);
     let (status, body) = sim
         .post_raw(
-            flyte_client::client::CREATE_RUN.path,
+            CREATE_RUN.path,
             &json!({"runId": {"name": "wh-1"}, "extra": 1}),
         )
         .await;

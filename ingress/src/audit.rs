@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
+use crate::settings::AuditSettings;
 use chrono::Utc;
-use flyhook_common::audit::{AuditEntry, AuditStore};
-use flyhook_common::config::AuditSettings;
+use flyhook_store::audit::{AuditEntry, AuditStore};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use flyhook_common::store::{DispatchRecord, ListFilter};
-use flyhook_common::{DispatchId, DispatchStatus, DispatchStore};
+use flyhook_contract::{DispatchId, DispatchStatus};
+use flyhook_store::DispatchStore;
+use flyhook_store::{DispatchRecord, ListFilter};
 use flyte_client::{Code, FlyteClient, RunId};
 
 use crate::error::ApiError;
@@ -39,10 +40,6 @@ impl Control {
             flyte,
             waiters,
         }
-    }
-
-    pub fn waiters(&self) -> &Waiters {
-        &self.waiters
     }
 
     pub async fn get(&self, id: &DispatchId) -> Result<Option<DispatchRecord>, ApiError> {

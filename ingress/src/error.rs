@@ -3,12 +3,12 @@
 //! the `field` at fault. Bad input is always a 4xx; a failing dependency a 503 with
 //! `Retry-After`; anything unexpected a 500 whose body says nothing about internals.
 
+use crate::key_ring::ApiKeyError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use flyhook_common::DispatchStatus;
-use flyhook_common::api_keys::ApiKeyError;
-use flyhook_common::dispatch::InvalidTaskRef;
+use flyhook_contract::DispatchStatus;
+use flyhook_contract::dispatch::InvalidTaskRef;
 use flyte_client::InputError;
 use serde::Serialize;
 
@@ -58,7 +58,7 @@ pub enum ApiError {
     #[error("the inputs do not fit the task: {0}")]
     InvalidInputs(#[from] InputError),
     #[error(transparent)]
-    UnstorableInput(#[from] flyhook_common::storable::Unstorable),
+    UnstorableInput(#[from] flyhook_contract::storable::Unstorable),
     #[error(
         "this Idempotency-Key was already used for other inputs; use a new key for a new dispatch"
     )]
@@ -80,7 +80,7 @@ pub enum ApiError {
     #[error("no webhook source by that name")]
     UnknownSource,
     #[error("the delivery is not authentic: {0}")]
-    SignatureRejected(flyhook_common::signatures::Rejection),
+    SignatureRejected(webhook_signatures::Rejection),
     #[error("invalid query parameter {field}: {reason}")]
     InvalidQuery { field: &'static str, reason: String },
     #[error("internal error")]
@@ -297,7 +297,7 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flyhook_common::signatures::Rejection;
+    use webhook_signatures::Rejection;
 
     #[test]
     fn every_code_is_listed_once() {
@@ -310,7 +310,9 @@ mod tests {
                 retry_after_secs: 1,
             },
             ApiError::DispatchNotFound,
-            ApiError::InvalidPath(flyhook_common::TaskRef::parse("P", "d", "n", "v").unwrap_err()),
+            ApiError::InvalidPath(
+                flyhook_contract::TaskRef::parse("P", "d", "n", "v").unwrap_err(),
+            ),
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge { limit: 1 },
             ApiError::UnreadableBody(String::new()),
@@ -319,7 +321,7 @@ mod tests {
             ApiError::NotAnObject,
             ApiError::InvalidIdempotencyKey(""),
             ApiError::InvalidInputs(InputError::Missing { field: "x".into() }),
-            ApiError::UnstorableInput(flyhook_common::storable::Unstorable::Nul("x".into())),
+            ApiError::UnstorableInput(flyhook_contract::storable::Unstorable::Nul("x".into())),
             ApiError::IdempotencyKeyReused,
             ApiError::BrokerUnavailable,
             ApiError::AtCapacity,

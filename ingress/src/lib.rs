@@ -8,27 +8,43 @@
 //! - [`control`]: waiting for, cancelling and listing dispatches.
 //! - [`waiters`]: one shared `LISTEN` that wakes waiting requests.
 //! - [`publisher`]: confirmed, persistent publishes over a supervised connection.
-//! - [`auth`]: API keys (configured and managed), scopes and per-key rate limits.
+//! - [`settings`]: the ingress's sections of the configuration, its keys and sources.
+//! - [`auth`]: API keys (configured and managed), scopes and per-key rate limits; [`key_ring`]:
+//!   the keys in memory, by digest.
+//! - [`sources`]: configured webhook sources, their routes and input mappings.
 //! - [`observe`]: request ids, access log, metrics and audit entries for every request.
 //! - [`audit`]: the audit log's batched writer and retention.
 //! - [`metrics`]: the ingress's Prometheus figures.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
+//! - [`replayer`]: `flyhook replay`'s way into the intake path.
 //! - [`pg_listen`]: the `LISTEN` connection waiters and key reloads follow.
 //! - [`error`]: [`ApiError`] and its problem+json form.
 
-pub mod audit;
-pub mod auth;
-pub mod control;
-pub mod error;
-pub mod intake;
-pub mod metrics;
-pub mod observe;
-pub mod openapi;
-pub mod pg_listen;
-pub mod publisher;
-pub mod routes;
-pub mod startup;
-pub mod waiters;
+mod audit;
+mod auth;
+mod control;
+mod error;
+mod intake;
+mod key_ring;
+mod metrics;
+mod observe;
+mod openapi;
+mod pg_listen;
+mod publisher;
+mod replayer;
+mod routes;
+pub mod settings;
+pub mod sources;
+mod startup;
+mod waiters;
 
 pub use error::ApiError;
+pub use replayer::Replayer;
+pub use settings::Settings;
 pub use startup::Application;
+
+/// The OpenAPI 3.1 document of the HTTP API, as JSON (`flyhook openapi`).
+pub fn openapi_json() -> Result<String, serde_json::Error> {
+    use utoipa::OpenApi;
+    openapi::ApiDoc::openapi().to_pretty_json()
+}

@@ -1,6 +1,6 @@
 //! The ingress's Prometheus figures, in its own registry.
 
-use flyhook_common::metrics::{FlyteCallMetrics, latency_histogram};
+use flyhook_contract::metrics::{FlyteCallMetrics, latency_histogram};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

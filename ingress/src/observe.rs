@@ -11,14 +11,13 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, web};
-use flyhook_common::DispatchId;
-use flyhook_common::audit::AuditEntry;
+use flyhook_contract::DispatchId;
+use flyhook_store::audit::AuditEntry;
 use tracing::Instrument;
 
 use crate::audit::AuditLog;
 use crate::error::ApiError;
-use crate::metrics::IngressMetrics;
-use crate::metrics::{ReasonLabels, RequestLabels, RouteLabels};
+use crate::metrics::{IngressMetrics, ReasonLabels, RequestLabels, RouteLabels};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use flyhook_common::DispatchMessage;
-use flyhook_common::broker::{self, ROUTING_KEY, Topology};
+use flyhook_contract::broker::{ROUTING_KEY, Topology};
+use flyhook_contract::{DispatchMessage, broker};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
 use prometheus_client::metrics::histogram::Histogram;
@@ -214,7 +214,7 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
                     inner.connected.send_replace(true);
                     backoff = Duration::from_millis(100);
                 }
-                Err(e) if flyhook_common::broker::is_topology_mismatch(&e) => {
+                Err(e) if flyhook_contract::broker::is_topology_mismatch(&e) => {
                     tracing::error!(error = %format!("{e:#}"), "the broker's queues do not match the configuration; intake cannot publish");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,

@@ -1,4 +1,5 @@
-//! Building the ingress from settings, exactly as `main` and the tests do.
+//! Building the ingress from the deployment and its own settings, exactly as `main` and the
+//! tests do.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use flyhook_common::audit::AuditStore;
-use flyhook_common::{DispatchStore, IdIssuer, Settings};
+use flyhook_contract::{Deployment, IdIssuer};
+use flyhook_store::DispatchStore;
+use flyhook_store::audit::AuditStore;
 use flyte_client::FlyteClient;
 use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
@@ -25,6 +27,7 @@ use crate::observe::{RoutePattern, observe};
 use crate::openapi;
 use crate::publisher::Publisher;
 use crate::routes::{audit, dispatches, health, hooks, run_task};
+use crate::settings::Settings;
 use crate::waiters::Waiters;
 
 /// A resource that carries its own pattern, so [`observe`] can label metrics and audit entries
@@ -57,17 +60,18 @@ const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
 /// Stops start-up when the broker's queues were declared with other arguments than these
 /// settings give (a changed `max_queue_length`): every publish would fail, so say how to mend
 /// it now instead of answering 503 forever.
-async fn refuse_mismatched_topology(settings: &Settings) -> anyhow::Result<()> {
+async fn refuse_mismatched_topology(deployment: &Deployment) -> anyhow::Result<()> {
     let check = async {
         let connection =
-            flyhook_common::broker::connect(&settings.amqp_url, "flyhook-ingress-check").await?;
+            flyhook_contract::broker::connect(&deployment.amqp_url, "flyhook-ingress-check")
+                .await?;
         let channel = connection.create_channel().await?;
-        let declared = settings.topology().declare(&channel).await;
+        let declared = deployment.topology().declare(&channel).await;
         let _ = connection.close(200, "checked".into()).await;
         declared
     };
     match tokio::time::timeout(TOPOLOGY_CHECK, check).await {
-        Ok(Err(e)) if flyhook_common::broker::is_topology_mismatch(&e) => Err(e),
+        Ok(Err(e)) if flyhook_contract::broker::is_topology_mismatch(&e) => Err(e),
         _ => Ok(()),
     }
 }
@@ -77,6 +81,7 @@ impl Application {
     /// up: the publisher connects in the background (intake answers 503 until it has), and the
     /// database pool connects on first use (intake does not need it).
     pub async fn build(
+        deployment: &Deployment,
         settings: Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Application> {
@@ -85,14 +90,14 @@ impl Application {
             "no API keys configured and no FLYHOOK_ID_SECRET: set WEBHOOK_API_KEY, add [[api_keys]] \
              to the FLYHOOK_CONFIG file, or set FLYHOOK_ID_SECRET and create keys with `flyhook keys create`"
         );
-        refuse_mismatched_topology(&settings).await?;
+        refuse_mismatched_topology(deployment).await?;
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let port = listener.local_addr()?.port();
 
         let pool = PgPoolOptions::new()
             .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy(settings.database_url.expose_secret())
+            .connect_lazy(deployment.database_url.expose_secret())
             .context("DATABASE_URL")?;
         let mut registry = Registry::default();
         let metrics = IngressMetrics::register(&mut registry);
@@ -119,16 +124,17 @@ impl Application {
         );
         let store = DispatchStore::new(pool);
         let publisher = Publisher::start(
-            settings.amqp_url.clone(),
-            settings.topology(),
+            deployment.amqp_url.clone(),
+            deployment.topology(),
             settings.ingress.publish_channels,
             settings.ingress.publish_timeout,
             settings.ingress.max_in_flight_publishes,
             metrics.publish_confirm.clone(),
             shutdown.clone(),
         );
-        let flyte = FlyteClient::observed(settings.flyte.clone(), Arc::new(metrics.flyte.clone()))
-            .context("Flyte client")?;
+        let flyte =
+            FlyteClient::observed(deployment.flyte.clone(), Arc::new(metrics.flyte.clone()))
+                .context("Flyte client")?;
         let control = web::Data::new(Control::new(store.clone(), flyte.clone(), waiters));
         let store = web::Data::new(store);
         let intake = web::Data::new(Intake::new(

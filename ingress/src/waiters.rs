@@ -63,15 +63,6 @@ impl Waiters {
             map: self.map.clone(),
         }
     }
-
-    /// How many dispatches are being waited on (for tests and metrics).
-    pub fn len(&self) -> usize {
-        lock(&self.map).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl WaitGuard {
@@ -95,6 +86,18 @@ fn wake(map: &WaiterMap, id: Option<&str>) {
     match id {
         Some(id) => map.get(id).iter().for_each(|n| n.notify_waiters()),
         None => map.values().for_each(|n| n.notify_waiters()),
+    }
+}
+
+#[cfg(test)]
+impl Waiters {
+    /// How many dispatches are being waited on.
+    fn len(&self) -> usize {
+        lock(&self.map).len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use flyhook_common::signatures::{Scheme, Verified};
 use flyhook_e2e::{Sender, TestEnv};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use webhook_signatures::{Scheme, Verified};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -127,7 +127,7 @@ const SECRETS: [(&str, &str); 8] = [
     ("PARTNER_SECRET", "partner-secret"),
 ];
 
-async fn world(pool: &PgPool) -> (TestEnv, flyhook_common::Settings) {
+async fn world(pool: &PgPool) -> (TestEnv, flyhook::Settings) {
     let mut env = TestEnv::new(pool, TestEnv::instant_runs()).await;
     for (name, value) in SECRETS {
         env.vars.insert(name.into(), value.into());
@@ -150,7 +150,7 @@ struct Delivery<'a> {
 
 impl Delivery<'_> {
     /// Signs with the source's newest secret (as `flyhook send` does) and posts.
-    async fn send(&self, sender: &Sender, settings: &flyhook_common::Settings) -> (u16, Value) {
+    async fn send(&self, sender: &Sender, settings: &flyhook::Settings) -> (u16, Value) {
         self.send_signed_at(sender, settings, chrono_now()).await
     }
 
@@ -158,10 +158,10 @@ impl Delivery<'_> {
     async fn send_signed_at(
         &self,
         sender: &Sender,
-        settings: &flyhook_common::Settings,
+        settings: &flyhook::Settings,
         at: i64,
     ) -> (u16, Value) {
-        let source = settings.sources.get(self.source).unwrap();
+        let source = settings.ingress.sources.get(self.source).unwrap();
         let secret = source.secrets.last().unwrap();
         let mut request = sender
             .http
@@ -206,7 +206,7 @@ async fn inputs_of_run(env: &TestEnv, run_name: &str) -> Value {
         .unwrap_or_else(|| panic!("no run {run_name}"))
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn every_provider_scheme_starts_its_routed_task_with_the_mapped_inputs(pool: PgPool) {
     let (env, settings) = world(&pool).await;
     let ingress = env.start_ingress(settings.clone()).await;
@@ -317,7 +317,7 @@ async fn every_provider_scheme_starts_its_routed_task_with_the_mapped_inputs(poo
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_redelivered_or_replayed_webhook_is_the_same_dispatches_and_starts_nothing_new(
     pool: PgPool,
 ) {
@@ -381,7 +381,7 @@ async fn a_redelivered_or_replayed_webhook_is_the_same_dispatches_and_starts_not
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn retries_signed_anew_and_bodies_replayed_under_fresh_ids_start_one_run(pool: PgPool) {
     let (env, settings) = world(&pool).await;
     let ingress = env.start_ingress(settings.clone()).await;
@@ -466,7 +466,7 @@ async fn retries_signed_anew_and_bodies_replayed_under_fresh_ids_start_one_run(p
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn deliveries_no_route_wants_are_recorded_ignored(pool: PgPool) {
     let (env, settings) = world(&pool).await;
     let ingress = env.start_ingress(settings.clone()).await;
@@ -543,7 +543,7 @@ async fn deliveries_no_route_wants_are_recorded_ignored(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn provider_handshakes_are_answered_without_starting_anything(pool: PgPool) {
     let (env, settings) = world(&pool).await;
     let ingress = env.start_ingress(settings.clone()).await;
@@ -583,7 +583,7 @@ async fn provider_handshakes_are_answered_without_starting_anything(pool: PgPool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn forged_stale_and_malformed_deliveries_are_refused_and_enqueue_nothing(pool: PgPool) {
     let (env, settings) = world(&pool).await;
     let ingress = env.start_ingress(settings.clone()).await;

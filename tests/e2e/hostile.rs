@@ -6,10 +6,14 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use flyhook_common::broker::{self, Topology};
-use flyhook_common::dispatch::Dispatch;
-use flyhook_common::{DispatchMessage, IdIssuer, Settings, StoreFault, TaskRef};
+use flyhook::Settings;
+use flyhook_contract::TaskRef;
+use flyhook_contract::broker;
+use flyhook_contract::broker::Topology;
+use flyhook_contract::dispatch::Dispatch;
+use flyhook_contract::{DispatchMessage, IdIssuer};
 use flyhook_e2e::{Sender, TestEnv, amqp_url, eventually};
+use flyhook_store::StoreFault;
 use flyhook_worker::{Outcome, Worker};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -21,7 +25,7 @@ fn hello(settings: &Settings, inputs: Value) -> Dispatch {
         panic!("inputs are an object")
     };
     Dispatch {
-        id: IdIssuer::new(&settings.id_secret).issue(),
+        id: IdIssuer::new(&settings.ingress.id_secret).issue(),
         task: TaskRef::parse("flytesnacks", "development", "hello.main", "v1").unwrap(),
         inputs,
         received_at: Utc::now(),
@@ -83,7 +87,7 @@ async fn metric(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(&format!("{name} "))?.parse().ok())
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_nul_in_the_inputs_is_refused_at_the_door_naming_the_field(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -109,7 +113,7 @@ async fn a_nul_in_the_inputs_is_refused_at_the_door_naming_the_field(pool: PgPoo
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_dispatch_the_store_cannot_hold_fails_alone_and_its_batch_goes_on(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let settings = env.fast_tracking();
@@ -169,7 +173,7 @@ async fn a_dispatch_the_store_cannot_hold_fails_alone_and_its_batch_goes_on(pool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn store_errors_are_told_apart_by_sqlstate(pool: PgPool) {
     let refused = [
         "SELECT '\"\\u0000\"'::jsonb", // 22P05, what a NUL does
@@ -192,7 +196,7 @@ async fn store_errors_are_told_apart_by_sqlstate(pool: PgPool) {
     assert_eq!(StoreFault::of(&e), StoreFault::Unavailable, "{e}");
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn while_postgres_is_away_deliveries_are_held_not_requeued(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -239,7 +243,7 @@ async fn while_postgres_is_away_deliveries_are_held_not_requeued(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_message_that_keeps_killing_its_workers_is_dead_lettered_and_recorded(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     // Every start fails for a while, so the dispatch stays `starting` between deliveries.
@@ -248,11 +252,11 @@ async fn a_message_that_keeps_killing_its_workers_is_dead_lettered_and_recorded(
     )
     .await;
     let settings = env.settings();
-    let worker = Worker::build(&settings).unwrap();
+    let worker = Worker::build(&settings.deployment, &settings.worker).unwrap();
     let dispatch = hello(&settings, json!({"name": "poison"}));
     // Each call is one delivery RabbitMQ handed back unsettled: what a worker crash looks like.
     let mut outcomes = vec![worker.processor().process(&dispatch, false).await];
-    for _ in 0..flyhook_worker::process::MAX_REDELIVERIES {
+    for _ in 0..flyhook_worker::MAX_REDELIVERIES {
         outcomes.push(worker.processor().process(&dispatch, true).await);
     }
     assert!(
@@ -270,11 +274,13 @@ async fn a_message_that_keeps_killing_its_workers_is_dead_lettered_and_recorded(
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn an_unreadable_message_is_recorded_failed_under_its_id(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let settings = env.settings();
-    let id = IdIssuer::new(&settings.id_secret).issue().to_string();
+    let id = IdIssuer::new(&settings.ingress.id_secret)
+        .issue()
+        .to_string();
     publish_raw(&env.topology(), b"{\"type\": \"dispatch_v9\"}", &id).await;
     let worker = env.start_worker(&settings);
     let (_, error) = eventually(WAIT, "the unreadable message is recorded", || async {
@@ -292,7 +298,7 @@ async fn an_unreadable_message_is_recorded_failed_under_its_id(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn dead_letters_are_listed_and_replayed_from_the_broker_and_recorded_when_the_store_returns(
     pool: PgPool,
 ) {
@@ -317,7 +323,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_broker_and_recorded_when_
         .unwrap();
     let topology = env.topology();
     let letters = eventually(WAIT, "the dead letter is listed", || async {
-        let letters = flyhook_common::dead_letters::list(&connection, &topology, 10)
+        let letters = flyhook_contract::dead_letters::list(&connection, &topology, 10)
             .await
             .unwrap();
         (!letters.is_empty()).then_some(letters)
@@ -338,7 +344,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_broker_and_recorded_when_
     // Flyte is back, PostgreSQL is not: the replay goes through the broker alone.
     env.set_sim_faults(json!([])).await;
     database.go_down();
-    let replayed = flyhook_common::dead_letters::replay(&connection, &topology, |_| true)
+    let replayed = flyhook_contract::dead_letters::replay(&connection, &topology, |_| true)
         .await
         .unwrap();
     assert_eq!((replayed.sent, replayed.kept), (1, 0));
@@ -361,7 +367,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_broker_and_recorded_when_
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_run_cancelled_while_starting_is_aborted_once_flyte_confirms(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     // The start is slow (time to cancel meanwhile), and the first two aborts fail.
@@ -392,7 +398,7 @@ async fn a_run_cancelled_while_starting_is_aborted_once_flyte_confirms(pool: PgP
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_run_flyte_cannot_report_ends_failed_after_a_bound(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     env.set_sim_faults(
@@ -417,7 +423,7 @@ async fn a_run_flyte_cannot_report_ends_failed_after_a_bound(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_reused_idempotency_key_with_other_inputs_is_refused(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -489,7 +495,7 @@ max_poll_ms = 200
 
 async fn push(sender: &Sender, settings: &Settings, body: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(body).unwrap();
-    let source = settings.sources.get("github").unwrap();
+    let source = settings.ingress.sources.get("github").unwrap();
     let delivery = uuid::Uuid::new_v4().to_string();
     let mut request = sender
         .http
@@ -509,7 +515,7 @@ async fn push(sender: &Sender, settings: &Settings, body: &Value) -> (u16, Value
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_fanned_out_delivery_is_queued_whole_or_not_at_all(pool: PgPool) {
     let mut env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     env.vars
@@ -576,7 +582,7 @@ async fn a_fanned_out_delivery_is_queued_whole_or_not_at_all(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_changed_queue_bound_stops_start_up_with_the_fix(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let connection = lapin::Connection::connect(&amqp_url(), Default::default())
@@ -590,7 +596,8 @@ async fn a_changed_queue_bound_stops_start_up_with_the_fix(pool: PgPool) {
     let changed = env.settings_with_file("[ingress]\nmax_queue_length = 10\n");
 
     let refused = flyhook_ingress::Application::build(
-        changed.clone(),
+        &changed.deployment,
+        changed.ingress.clone(),
         tokio_util::sync::CancellationToken::new(),
     )
     .await
@@ -600,7 +607,7 @@ async fn a_changed_queue_bound_stops_start_up_with_the_fix(pool: PgPool) {
         text.contains("x-max-length") && text.contains("rabbitmqctl delete_queue"),
         "{text}"
     );
-    let worker = Worker::build(&changed).unwrap();
+    let worker = Worker::build(&changed.deployment, &changed.worker).unwrap();
     let stopped = tokio::time::timeout(
         WAIT,
         worker.run_until_stopped(tokio_util::sync::CancellationToken::new()),

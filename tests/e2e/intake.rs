@@ -18,7 +18,7 @@ async fn problem(response: reqwest::Response) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env
@@ -172,7 +172,7 @@ async fn raw_exchange(base: &str, request: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn hostile_input_gets_a_4xx_or_a_closed_connection_never_a_5xx(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env
@@ -281,7 +281,7 @@ async fn hostile_input_gets_a_4xx_or_a_closed_connection_never_a_5xx(pool: PgPoo
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn inputs_that_do_not_fit_a_known_interface_get_422_naming_the_field(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -317,7 +317,7 @@ async fn inputs_that_do_not_fit_a_known_interface_get_422_naming_the_field(pool:
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env
@@ -344,7 +344,7 @@ async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn ids_never_issued_are_404_and_status_needs_a_key(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -382,7 +382,7 @@ async fn ids_never_issued_are_404_and_status_needs_a_key(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn health_endpoints_answer(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;

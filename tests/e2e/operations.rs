@@ -4,12 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use flyhook_common::api_keys::{RateLimit, Scopes};
-use flyhook_common::audit::{AuditEntry, AuditStore};
-use flyhook_common::key_store::KeyStore;
+use flyhook_contract::keys::RateLimit;
+use flyhook_contract::scopes::Scopes;
 use flyhook_e2e::{
     API_KEY, MetricSample, Sender, TestEnv, eventually, parse_openmetrics, validate_openapi,
 };
+use flyhook_store::audit::{AuditEntry, AuditStore};
+use flyhook_store::keys::KeyStore;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -31,7 +32,7 @@ async fn audit_entries(env: &TestEnv, base: &str, query: &str) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn managed_keys_work_at_once_are_held_to_their_scopes_and_rates_and_revocation_sticks(
     pool: PgPool,
 ) {
@@ -149,7 +150,7 @@ async fn managed_keys_work_at_once_are_held_to_their_scopes_and_rates_and_revoca
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_restricted_key_lists_and_reads_only_dispatches_within_its_scopes(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env
@@ -215,7 +216,7 @@ async fn a_restricted_key_lists_and_reads_only_dispatches_within_its_scopes(pool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn the_audit_log_is_append_only_filterable_and_kept_only_for_its_retention(pool: PgPool) {
     let store = AuditStore::new(pool.clone());
     let entry = |request_id: &str, days_ago: i64, principal: &str| AuditEntry {
@@ -241,7 +242,7 @@ async fn the_audit_log_is_append_only_filterable_and_kept_only_for_its_retention
         .unwrap();
     let by_dispatch = store
         .list(
-            &flyhook_common::audit::AuditFilter {
+            &flyhook_store::audit::AuditFilter {
                 dispatch_id: Some("dispatch-new".into()),
                 ..Default::default()
             },
@@ -297,7 +298,7 @@ fn sample(samples: &[MetricSample], name: &str, labels: &[(&str, &str)]) -> Opti
         .map(|s| s.value)
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn ingress_and_worker_metrics_parse_and_count_what_happened(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -401,7 +402,7 @@ async fn ingress_and_worker_metrics_parse_and_count_what_happened(pool: PgPool) 
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_request_id_follows_the_dispatch_into_the_flyte_run_and_the_audit_log(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -476,7 +477,7 @@ fn refs(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn the_openapi_document_validates_covers_every_route_and_every_error_code(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -549,7 +550,7 @@ async fn the_openapi_document_validates_covers_every_route_and_every_error_code(
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn audit_entries_wait_for_postgres_and_any_beyond_the_buffer_are_counted(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let mut settings = env.settings_with_file("[audit]\nbuffer = 2\n");

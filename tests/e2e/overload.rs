@@ -6,12 +6,12 @@ use flyhook_e2e::{Proxy, Sender, TestEnv};
 use serde_json::json;
 use sqlx::PgPool;
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn past_the_bound_on_publishes_in_flight_intake_answers_503_at_once(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let mut settings = env.settings_with_file("[ingress]\nmax_in_flight_publishes = 1\n");
-    settings.amqp_url = broker.amqp_url().into();
+    settings.deployment.amqp_url = broker.amqp_url().into();
     let ingress = env.start_ingress(settings).await;
     assert!(ingress.connected);
     let sender = Sender::new(&ingress);
@@ -45,7 +45,7 @@ async fn past_the_bound_on_publishes_in_flight_intake_answers_503_at_once(pool: 
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_full_work_queue_refuses_intake_with_503_and_keeps_what_it_holds(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_it(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -52,7 +52,7 @@ async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -98,7 +98,7 @@ async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn two_deliveries_of_one_dispatch_processed_at_once_make_one_undisturbed_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -146,7 +146,7 @@ async fn two_deliveries_of_one_dispatch_processed_at_once_make_one_undisturbed_r
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -188,7 +188,7 @@ async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn intake_answers_503_with_retry_after_when_the_broker_is_unreachable(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port());
@@ -222,7 +222,7 @@ async fn intake_answers_503_with_retry_after_when_the_broker_is_unreachable(pool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_lost(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let dead_db = format!("postgres://postgres@127.0.0.1:{}/nowhere", closed_port());
@@ -271,7 +271,7 @@ async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_los
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -319,7 +319,7 @@ async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -341,7 +341,7 @@ async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn transient_failures_are_dead_lettered_after_the_configured_attempts(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -390,7 +390,7 @@ async fn transient_failures_are_dead_lettered_after_the_configured_attempts(pool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn replays_keep_the_dispatch_id_unless_a_new_run_is_asked_for(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -454,7 +454,7 @@ async fn replays_keep_the_dispatch_id_unless_a_new_run_is_asked_for(pool: PgPool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_burst_waits_for_the_per_project_start_rate(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;

@@ -20,7 +20,7 @@ async fn ready(env: &TestEnv, base: &str) -> Value {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn the_ingress_answers_503_while_the_broker_is_away_and_accepts_again_when_it_returns(
     pool: PgPool,
 ) {
@@ -69,14 +69,14 @@ async fn the_ingress_answers_503_while_the_broker_is_away_and_accepts_again_when
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_worker_reconnects_to_the_broker_and_the_backlog_drains(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
     let sender = Sender::new(&ingress);
     let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let mut settings = env.fast_tracking();
-    settings.amqp_url = broker.amqp_url().into();
+    settings.deployment.amqp_url = broker.amqp_url().into();
     let worker = env.start_worker(&settings);
     let (_, first) = sender.send_hello(json!({"name": "a"})).await;
     sender
@@ -100,7 +100,7 @@ async fn a_worker_reconnects_to_the_broker_and_the_backlog_drains(pool: PgPool) 
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_worker_that_cannot_record_does_not_ack_and_nothing_is_lost(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;

@@ -21,7 +21,7 @@ async fn run_and_wait(sender: &Sender, task: &str, inputs: Value, query: &str) -
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn run_and_wait_returns_outputs_errors_and_timeouts_as_the_run_ended(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -82,7 +82,7 @@ async fn run_and_wait_returns_outputs_errors_and_timeouts_as_the_run_ended(pool:
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_wait_that_runs_out_answers_202_with_the_status_url(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -104,7 +104,7 @@ async fn a_wait_that_runs_out_answers_202_with_the_status_url(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn many_concurrent_waiters_are_all_answered(pool: PgPool) {
     let env = TestEnv::new(
         &pool,
@@ -147,7 +147,7 @@ async fn many_concurrent_waiters_are_all_answered(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn cancelling_works_in_every_state(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -215,7 +215,7 @@ async fn cancelling_works_in_every_state(pool: PgPool) {
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_dead_trackers_runs_are_taken_over_when_its_lease_expires(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
@@ -227,7 +227,7 @@ async fn a_dead_trackers_runs_are_taken_over_when_its_lease_expires(pool: PgPool
         .await;
     let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let mut doomed_settings = env.settings_with_file(tracking);
-    doomed_settings.amqp_url = broker.amqp_url().into();
+    doomed_settings.deployment.amqp_url = broker.amqp_url().into();
     let doomed = env.start_worker(&doomed_settings);
     let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     let id = accepted["id"].as_str().unwrap();
@@ -269,7 +269,7 @@ async fn a_dead_trackers_runs_are_taken_over_when_its_lease_expires(pool: PgPool
     env.cleanup().await;
 }
 
-#[sqlx::test(migrator = "flyhook_common::MIGRATOR")]
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn dispatches_list_newest_first_with_filters_and_cursors(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use flyhook_common::Settings;
-use flyhook_common::broker::Topology;
+use flyhook::Settings;
+use flyhook_contract::broker::Topology;
 use flyhook_ingress::Application;
 use flyhook_worker::Worker;
 use flyte_sim::{SimConfig, Simulator};
@@ -144,17 +144,17 @@ impl TestEnv {
     /// then cuts and restores to make PostgreSQL go away and come back.
     pub async fn database_behind_proxy(&self, settings: &mut Settings) -> Proxy {
         let proxy = Proxy::start("127.0.0.1:5432".parse().expect("an address")).await;
-        settings.database_url = proxy.postgres_url(&self.database).into();
+        settings.deployment.database_url = proxy.postgres_url(&self.database).into();
         proxy
     }
 
     pub fn topology(&self) -> Topology {
-        self.settings().topology()
+        self.settings().deployment.topology()
     }
 
     pub async fn start_ingress(&self, settings: Settings) -> Ingress {
         let shutdown = CancellationToken::new();
-        let app = Application::build(settings, shutdown.clone())
+        let app = Application::build(&settings.deployment, settings.ingress, shutdown.clone())
             .await
             .expect("ingress builds");
         let connected = app
@@ -173,7 +173,7 @@ impl TestEnv {
 
     pub fn start_worker(&self, settings: &Settings) -> RunningWorker {
         let shutdown = CancellationToken::new();
-        let worker = Worker::build(settings).expect("worker builds");
+        let worker = Worker::build(&settings.deployment, &settings.worker).expect("worker builds");
         let ops_base = format!("http://127.0.0.1:{}", worker.ops_port());
         let task = tokio::spawn(worker.run_until_stopped(shutdown.clone()));
         RunningWorker {

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use flyhook_common::StoreFault;
+use flyhook_store::StoreFault;
 use tokio::sync::{mpsc, oneshot};
 
 /// The error every member of a failed batch gets.

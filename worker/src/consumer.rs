@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use anyhow::{Context, bail};
-use flyhook_common::broker::{self, Topology};
-use flyhook_common::dispatch::Dispatch;
-use flyhook_common::{DispatchId, DispatchMessage, DispatchStore, Settings};
+use flyhook_contract::broker::{self, Topology};
+use flyhook_contract::deployment::Deployment;
+use flyhook_contract::dispatch::Dispatch;
+use flyhook_contract::{DispatchId, DispatchMessage};
+use flyhook_store::DispatchStore;
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -32,6 +34,7 @@ use tracing::Instrument;
 
 use crate::metrics::{QueueLabels, Readiness, WorkerMetrics};
 use crate::process::{Outcome, Processor};
+use crate::settings::Settings;
 use crate::store_gate::StoreGate;
 use crate::tracker::Tracker;
 
@@ -66,23 +69,25 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Wires a worker from settings and binds its `/metrics` and probes (`[worker] listen`).
-    /// Nothing is connected yet; PostgreSQL is connected on use. Call within a Tokio runtime.
-    pub fn build(settings: &Settings) -> anyhow::Result<Worker> {
+    /// Wires a worker from the deployment and its own section, and binds its `/metrics` and
+    /// probes (`[worker] listen`). Nothing is connected yet; PostgreSQL is connected on use.
+    /// Call within a Tokio runtime.
+    pub fn build(deployment: &Deployment, settings: &Settings) -> anyhow::Result<Worker> {
         let pool = PgPoolOptions::new()
-            .max_connections(settings.worker.database_connections)
+            .max_connections(settings.database_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(settings.database_url.expose_secret())
+            .connect_lazy(deployment.database_url.expose_secret())
             .context("DATABASE_URL")?;
         let mut registry = Registry::default();
         let metrics = WorkerMetrics::register(&mut registry);
-        let flyte = FlyteClient::observed(settings.flyte.clone(), Arc::new(metrics.flyte.clone()))
-            .context("Flyte client")?;
+        let flyte =
+            FlyteClient::observed(deployment.flyte.clone(), Arc::new(metrics.flyte.clone()))
+                .context("Flyte client")?;
         let store = DispatchStore::new(pool);
         let consuming = Arc::new(AtomicBool::new(false));
         let ops_shutdown = CancellationToken::new();
         let (ops_port, ops_server) = crate::metrics::serve(
-            &settings.worker.listen,
+            &settings.listen,
             registry,
             Readiness {
                 consuming: consuming.clone(),
@@ -97,22 +102,18 @@ impl Worker {
             ops_port,
             ops_server: std::sync::Mutex::new(Some(ops_server)),
             ops_shutdown,
-            tracker: Tracker::new(
-                store.clone(),
-                flyte.clone(),
-                settings.worker.tracking.clone(),
-            ),
+            tracker: Tracker::new(store.clone(), flyte.clone(), settings.tracking.clone()),
             processor: Arc::new(Processor::new(
                 store,
                 flyte,
-                settings.worker.max_attempts,
-                settings.worker.max_runs_per_second_per_project,
+                settings.max_attempts,
+                settings.max_runs_per_second_per_project,
                 metrics,
             )),
-            amqp_url: settings.amqp_url.clone(),
-            topology: settings.topology(),
-            prefetch: settings.worker.prefetch,
-            concurrency: settings.worker.concurrency,
+            amqp_url: deployment.amqp_url.clone(),
+            topology: deployment.topology(),
+            prefetch: settings.prefetch,
+            concurrency: settings.concurrency,
         })
     }
 

@@ -7,15 +7,18 @@
 //! - [`tracker`]: [`Tracker`], following started runs to their end, shared through leases.
 //! - [`batch`]: status writes of many dispatches in one statement.
 //! - [`store_gate`]: deliveries held while PostgreSQL is away, with one probe per worker.
+//! - [`settings`]: the `[worker]` section.
 //! - [`metrics`]: the worker's Prometheus figures, served with its probes.
 
-pub mod batch;
-pub mod consumer;
-pub mod metrics;
-pub mod process;
-pub mod store_gate;
-pub mod tracker;
+mod batch;
+mod consumer;
+mod metrics;
+mod process;
+pub mod settings;
+mod store_gate;
+mod tracker;
 
 pub use consumer::Worker;
-pub use process::{Outcome, Processor};
+pub use process::{MAX_REDELIVERIES, Outcome, Processor};
+pub use settings::Settings;
 pub use tracker::Tracker;

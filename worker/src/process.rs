@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use flyhook_common::dispatch::{Dispatch, DispatchId, Ignored};
-use flyhook_common::store::{Claim, ClaimRequest};
-use flyhook_common::{DispatchStatus, DispatchStore, StoreFault};
+use flyhook_contract::DispatchStatus;
+use flyhook_contract::dispatch::{Dispatch, DispatchId, Ignored};
+use flyhook_store::{Claim, ClaimRequest};
+use flyhook_store::{DispatchStore, StoreFault};
 use flyte_client::messages::{CreateRunRequest, Labels, RunSpec};
 use flyte_client::{ActionPhase, Disposition, FlyteClient, FlyteError, StartedRun, convert_inputs};
 

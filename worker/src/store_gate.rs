@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use flyhook_common::DispatchStore;
+use flyhook_store::DispatchStore;
 use tokio::sync::watch;
 
 /// The first and the longest pause between two probes of an unreachable store.

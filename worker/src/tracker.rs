@@ -11,9 +11,10 @@
 
 use std::time::Duration;
 
-use flyhook_common::config::TrackingSettings;
-use flyhook_common::store::{LeasedRun, Poll, RunEnd};
-use flyhook_common::{DispatchStatus, DispatchStore};
+use crate::settings::TrackingSettings;
+use flyhook_contract::DispatchStatus;
+use flyhook_store::DispatchStore;
+use flyhook_store::{LeasedRun, Poll, RunEnd};
 use flyte_client::messages::{ErrorKind, RunDetails};
 use flyte_client::{ActionPhase, Disposition, FlyteClient, FlyteError, RunId};
 use tokio_util::sync::CancellationToken;

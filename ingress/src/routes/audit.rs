@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use flyhook_common::audit::{AuditEntry, AuditFilter, AuditStore};
+use flyhook_store::audit::{AuditEntry, AuditFilter, AuditStore};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;

@@ -3,8 +3,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use flyhook_common::store::{DispatchRecord, ListFilter};
-use flyhook_common::{DispatchId, DispatchStatus, DispatchStore};
+use flyhook_contract::{DispatchId, DispatchStatus};
+use flyhook_store::DispatchStore;
+use flyhook_store::{DispatchRecord, ListFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

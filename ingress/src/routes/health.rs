@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use flyhook_common::DispatchStore;
+use flyhook_store::DispatchStore;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
@@ -18,8 +18,8 @@ use crate::publisher::Publisher;
 )]
 pub async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type(flyhook_common::metrics::CONTENT_TYPE)
-        .body(flyhook_common::metrics::render(&registry))
+        .content_type(flyhook_contract::metrics::CONTENT_TYPE)
+        .body(flyhook_contract::metrics::render(&registry))
 }
 
 /// The seed's health check: the process answers.

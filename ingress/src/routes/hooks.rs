@@ -4,13 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::sources::Source;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use flyhook_common::DispatchId;
-use flyhook_common::signatures::Scheme;
-use flyhook_common::sources::Source;
+use flyhook_contract::DispatchId;
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Problem};
 use crate::intake::{Delivery, RoutedDispatch};
@@ -125,7 +124,7 @@ async fn handle(
         .unwrap_or("");
     let payload = parse_payload(content_type, &body)?;
 
-    if let Some(answer) = handshake(&source.scheme, &headers, &payload) {
+    if let Some(answer) = source.scheme.handshake(headers.as_slice(), &payload) {
         return Ok(HttpResponse::Ok().json(answer));
     }
     // Dispatch ids derive from what the signature covers; the provider's own id is only echoed.
@@ -185,18 +184,4 @@ fn parse_payload(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
         ));
     }
     Err(ApiError::UnsupportedMediaType)
-}
-
-/// Slack's `url_verification` challenge and GitHub's `ping`, answered without starting anything.
-fn handshake(scheme: &Scheme, headers: &[(String, String)], payload: &Value) -> Option<Value> {
-    use flyhook_common::signatures::Headers;
-    match scheme {
-        Scheme::Slack if payload.get("type") == Some(&json!("url_verification")) => {
-            Some(json!({ "challenge": payload.get("challenge").cloned().unwrap_or(Value::Null) }))
-        }
-        Scheme::GitHub if Headers::get(headers, "X-GitHub-Event") == Some("ping") => {
-            Some(json!({ "status": "pong" }))
-        }
-        _ => None,
-    }
 }

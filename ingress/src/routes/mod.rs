@@ -1,9 +1,9 @@
 //! HTTP handlers: each translates a request into one domain call and its result into a
 //! response, nothing more.
 
+use crate::settings::IngressSettings;
+use crate::sources::Sources;
 use actix_web::{HttpRequest, web};
-use flyhook_common::config::IngressSettings;
-use flyhook_common::sources::Sources;
 
 use crate::control::Control;
 use crate::error::ApiError;

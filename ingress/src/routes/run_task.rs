@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use crate::settings::IngressSettings;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
-use flyhook_common::TaskRef;
-use flyhook_common::config::IngressSettings;
+use flyhook_contract::TaskRef;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};

@@ -155,7 +155,7 @@ enum Expect {
 async fn hostile(
     http: &reqwest::Client,
     base: &str,
-    sources: &flyhook_common::sources::Sources,
+    sources: &flyhook_ingress::sources::Sources,
     n: u64,
 ) -> Option<Expect> {
     let run_task = format!("{base}/run-task/flytesnacks/development/hello.main/v1");
@@ -387,7 +387,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     let _ = sqlx::Postgres::drop_database(&database_url).await;
     sqlx::Postgres::create_database(&database_url).await?;
     let pool = sqlx::PgPool::connect(&database_url).await?;
-    flyhook_common::MIGRATOR.run(&pool).await?;
+    flyhook_store::MIGRATOR.run(&pool).await?;
 
     let sim = Simulator::build(SimConfig {
         listen: "127.0.0.1:0".into(),
@@ -435,13 +435,13 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
     .collect();
     // The queues the processes declare, and the sources they verify, from the settings they
     // read.
-    let settings = flyhook_common::Settings::load(|name| {
+    let settings = flyhook::Settings::load(|name| {
         env.iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
     })?;
-    let topology = settings.topology();
-    let sources = Arc::new(settings.sources.clone());
+    let topology = settings.deployment.topology();
+    let sources = Arc::new(settings.ingress.sources.clone());
     let mut processes = Processes {
         ingress: Processes::spawn(binary, "ingress", &env)?,
         workers: (0..WORKERS)
@@ -628,7 +628,7 @@ async fn scenario(binary: &str, which: Scenario, dispatches: usize) -> anyhow::R
         .collect();
     let expected: HashSet<String> = accepted
         .iter()
-        .filter_map(|id| flyhook_common::DispatchId::parse(id).ok())
+        .filter_map(|id| flyhook_contract::DispatchId::parse(id).ok())
         .map(|id| id.run_name().to_string())
         .collect();
     let lost = expected.difference(&run_names).count() + (accepted.len() - terminal as usize);

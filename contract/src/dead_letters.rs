@@ -13,7 +13,8 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use serde::Serialize;
 
-use crate::broker::{self, Topology};
+use crate::broker;
+use crate::broker::Topology;
 use crate::dispatch::DispatchMessage;
 
 /// One message in the dead-letter queue, as listed.

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use sqlx::PgPool;
 
-use crate::api_keys::{GeneratedKey, KeyOwner, RateLimit, Scopes};
+use flyhook_contract::keys::{GeneratedKey, KeyOwner, RateLimit};
+use flyhook_contract::scopes::Scopes;
 
 /// The channel PostgreSQL notifies on whenever a key is created or revoked.
 pub const KEYS_CHANGED_CHANNEL: &str = "flyhook_api_keys";

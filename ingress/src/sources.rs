@@ -31,13 +31,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use toml::Spanned;
 
-use crate::config::{non_blank, secret_var};
-use crate::dispatch::TaskRef;
-use crate::signatures::{GenericHmac, Headers, Scheme};
+use flyhook_contract::TaskRef;
+use flyhook_contract::config::{Env, non_blank, secret_var};
+use webhook_signatures::{GenericHmac, Headers, Scheme};
 
+/// One `[[sources]]` table as written; [`compile`] checks it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SourceEntry {
+pub struct SourceEntry {
     name: String,
     scheme: String,
     #[serde(default)]
@@ -178,7 +179,7 @@ pub(crate) fn compile(
     entries: Vec<Spanned<SourceEntry>>,
     github_alias: Option<String>,
     text: &str,
-    env: &impl Fn(&str) -> Option<String>,
+    env: &impl Env,
 ) -> anyhow::Result<Sources> {
     let mut sources = Sources::default();
     for entry in entries {
@@ -220,11 +221,7 @@ pub(crate) fn compile(
     Ok(sources)
 }
 
-fn compile_source(
-    entry: SourceEntry,
-    text: &str,
-    env: &impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<Source> {
+fn compile_source(entry: SourceEntry, text: &str, env: &impl Env) -> anyhow::Result<Source> {
     anyhow::ensure!(
         !entry.name.is_empty()
             && entry
@@ -288,10 +285,7 @@ const SECRET_FIX: &str =
 
 /// A secret from its variable or file. Blank ones are refused: a signature made with an empty
 /// key is one anyone can make, and an empty GitLab token matches an empty header.
-fn resolve_secret(
-    entry: SecretEntry,
-    env: &impl Fn(&str) -> Option<String>,
-) -> anyhow::Result<SecretString> {
+fn resolve_secret(entry: SecretEntry, env: &impl Env) -> anyhow::Result<SecretString> {
     match (entry.env, entry.file) {
         (Some(var), None) => secret_var(env, &var, SECRET_FIX),
         (None, Some(path)) => {

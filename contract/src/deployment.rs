@@ -1,0 +1,89 @@
+//! The facts every process of one deployment must agree on, whatever its role: where
+//! PostgreSQL and RabbitMQ are, the names and bounds of the queues, and which Flyte to talk to.
+//! The ingress and the worker are each built from this plus their own section.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use flyte_client::{FlyteAuth, FlyteConfig};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::broker::Topology;
+use crate::config::Env;
+
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// `DATABASE_URL`.
+    pub database_url: SecretString,
+    /// `AMQP_URL`.
+    pub amqp_url: SecretString,
+    /// Prefix of every exchange and queue name (`FLYHOOK_QUEUE_PREFIX`).
+    pub queue_prefix: String,
+    /// Bound on the work queue's length (`[ingress] max_queue_length`); publishes beyond it are
+    /// refused (503). Part of the queue's declaration, so every process must use the same.
+    pub max_queue_length: u32,
+    pub flyte: FlyteConfig,
+}
+
+/// The `[flyte]` section; the endpoint and credentials come from the environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlyteSection {
+    /// Absent: the client's own default (see `FlyteConfig`).
+    timeout_ms: Option<u64>,
+    task_cache_ttl_secs: Option<u64>,
+}
+
+impl Deployment {
+    /// From the environment (unset variables point at local services), the `[flyte]` section
+    /// and the work queue's bound.
+    pub fn load(
+        env: &impl Env,
+        flyte: &FlyteSection,
+        max_queue_length: u32,
+    ) -> anyhow::Result<Deployment> {
+        let secret = |name: &str| env(name).map(SecretString::from);
+        Ok(Deployment {
+            database_url: secret("DATABASE_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/flyhook".into()),
+            amqp_url: secret("AMQP_URL")
+                .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            queue_prefix: env("FLYHOOK_QUEUE_PREFIX").unwrap_or_else(|| "flyhook".into()),
+            max_queue_length,
+            flyte: flyte_config(env, flyte)?,
+        })
+    }
+
+    /// The exchanges and queues every process of this deployment declares alike.
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.queue_prefix, self.max_queue_length)
+    }
+}
+
+fn flyte_config(env: &impl Env, section: &FlyteSection) -> anyhow::Result<FlyteConfig> {
+    let mut config = match env("FLYTE_API_KEY") {
+        Some(key) => FlyteConfig::from_api_key(&key).context("FLYTE_API_KEY")?,
+        None => FlyteConfig::new("http://127.0.0.1:8090"),
+    };
+    if let Some(endpoint) = env("FLYTE_ENDPOINT") {
+        config.endpoint = endpoint;
+    }
+    if let Some(org) = env("FLYTE_ORG") {
+        config.org = org;
+    }
+    if let Some(token) = env("FLYTE_TOKEN") {
+        if !matches!(config.auth, FlyteAuth::None) {
+            bail!("set FLYTE_API_KEY or FLYTE_TOKEN, not both");
+        }
+        config.auth = FlyteAuth::Bearer(SecretString::from(token));
+    }
+    config.console_url = env("FLYTE_CONSOLE_URL");
+    if let Some(ms) = section.timeout_ms {
+        config.timeout = Duration::from_millis(ms);
+    }
+    if let Some(secs) = section.task_cache_ttl_secs {
+        config.task_cache_ttl = Duration::from_secs(secs);
+    }
+    Ok(config)
+}

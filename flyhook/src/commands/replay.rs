@@ -1,0 +1,95 @@
+//! `flyhook replay`: finished dispatches sent again, chosen by the filters of `GET /dispatches`.
+
+use flyhook_contract::{DispatchId, DispatchStatus};
+use flyhook_ingress::Replayer;
+use flyhook_store::{DispatchStore, ListFilter};
+use tokio_util::sync::CancellationToken;
+
+use crate::Settings;
+
+#[derive(Debug, clap::Args)]
+pub struct Replay {
+    /// Comma-separated statuses to replay.
+    #[arg(long, default_value = "failed,dead_lettered")]
+    status: String,
+    #[arg(long)]
+    project: Option<String>,
+    #[arg(long)]
+    domain: Option<String>,
+    /// The task name.
+    #[arg(long)]
+    task: Option<String>,
+    /// A webhook source's name.
+    #[arg(long)]
+    source: Option<String>,
+    /// Only dispatches received at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only dispatches received before this RFC 3339 time.
+    #[arg(long)]
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Count what would be replayed, and replay nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    new_run: bool,
+}
+
+impl Replay {
+    fn filter(&self) -> anyhow::Result<ListFilter> {
+        let statuses = self
+            .status
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<Result<Vec<DispatchStatus>, _>>()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        Ok(ListFilter {
+            statuses: Some(statuses),
+            project: self.project.clone(),
+            domain: self.domain.clone(),
+            task_name: self.task.clone(),
+            source: self.source.clone(),
+            since: self.since,
+            until: self.until,
+            before: None,
+            within: None,
+        })
+    }
+
+    pub async fn run(self, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut filter = self.filter()?;
+        let store = DispatchStore::new(super::connect(&settings.deployment).await?);
+        // Collect first, so replayed dispatches (back to `queued`) do not shift the pages.
+        let mut ids = Vec::new();
+        loop {
+            let page = store.list(&filter, 500).await?;
+            let Some(last) = page.last() else { break };
+            filter.before = Some((last.received_at, last.id.clone()));
+            ids.extend(page.into_iter().map(|record| record.id));
+        }
+        println!("{} dispatch(es) match", ids.len());
+        if self.dry_run || ids.is_empty() {
+            return Ok(());
+        }
+        let replayer =
+            Replayer::open(&settings.deployment, &settings.ingress, store, shutdown).await?;
+        println!("request id {}", replayer.request_id());
+        let (mut replayed, mut refused) = (0, 0);
+        for id in ids {
+            let id = DispatchId::parse(&id)?;
+            match replayer.replay(&id, self.new_run).await {
+                Ok(accepted) => {
+                    replayed += 1;
+                    println!("{id} -> {} ({})", accepted.id, accepted.run_name);
+                }
+                Err(e) => {
+                    refused += 1;
+                    println!("{id}: {e}");
+                }
+            }
+        }
+        replayer.close().await;
+        println!("replayed {replayed}, refused {refused}");
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! The start path's writes: a worker claims a delivery (`starting`, counted attempts), records
+//! the run it started (`running`), or ends the dispatch before any run (failed, dead-lettered,
+//! refused, unreadable, ignored). Every write is conditional on the current status, so a
+//! redelivered or duplicated message never moves a dispatch backwards.
+
+use flyhook_contract::DispatchStatus;
+use flyhook_contract::dispatch::{Dispatch, DispatchId, Ignored};
+use flyhook_contract::storable::storable_text;
+use flyte_client::ActionPhase;
+use serde_json::Value;
+
+use crate::DispatchStore;
+use crate::record::parse_status;
+
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub dispatch: Dispatch,
+    /// RabbitMQ delivered this message before and it was never settled (a worker died
+    /// holding it): counted, so a message that kills its workers is stopped.
+    pub redelivered: bool,
+}
+
+/// What a worker may do with a delivery, decided by the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Go ahead: this is attempt number `attempt` (1 for the first delivery), and the message
+    /// came back unsettled `redeliveries` times so far.
+    Proceed { attempt: i32, redeliveries: i32 },
+    /// Another delivery already took it past starting, it was cancelled, or it is the same
+    /// id with other inputs than recorded (a reused idempotency key; the inputs claimed first
+    /// win): drop this one.
+    Settled(DispatchStatus),
+}
+
+impl DispatchStore {
+    /// Claims dispatches for a start attempt, in one statement: each is recorded `starting`
+    /// with its attempt count, unless another delivery already took it further (or recorded
+    /// other inputs under the same id). The ids must be distinct; the claims come back in the
+    /// order of `requests`.
+    pub async fn claim_all(&self, requests: &[ClaimRequest]) -> Result<Vec<Claim>, sqlx::Error> {
+        let dispatches: Vec<&Dispatch> = requests.iter().map(|r| &r.dispatch).collect();
+        let column =
+            |f: fn(&Dispatch) -> String| dispatches.iter().map(|d| f(d)).collect::<Vec<_>>();
+        let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
+            "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
+                                     run_name, attempts, received_at, inputs, redeliveries) \
+             SELECT id, 'starting', project, domain, task_name, task_version, api_key, run_name, 1, \
+                    received_at, inputs, redelivered::int \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::text[], $8::timestamptz[], $9::jsonb[], $10::bool[]) \
+                  AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, \
+                       inputs, redelivered) \
+             ORDER BY id \
+             ON CONFLICT (id) DO UPDATE \
+                SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
+                    redeliveries = dispatches.redeliveries + EXCLUDED.redeliveries, \
+                    project = EXCLUDED.project, domain = EXCLUDED.domain, \
+                    task_name = EXCLUDED.task_name, task_version = EXCLUDED.task_version, \
+                    api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs \
+                WHERE dispatches.status IN ('queued', 'starting') \
+                  AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
+             RETURNING id, attempts, redeliveries",
+        )
+        .bind(column(|d| d.id.to_string()))
+        .bind(column(|d| d.task.project().to_string()))
+        .bind(column(|d| d.task.domain().to_string()))
+        .bind(column(|d| d.task.name().to_string()))
+        .bind(column(|d| d.task.version().to_string()))
+        .bind(column(|d| d.api_key.clone()))
+        .bind(column(|d| d.id.run_name().as_ref().to_string()))
+        .bind(dispatches.iter().map(|d| d.received_at).collect::<Vec<_>>())
+        .bind(
+            dispatches
+                .iter()
+                .map(|d| Value::Object(d.inputs.clone()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(requests.iter().map(|r| r.redelivered).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        let proceeding: std::collections::HashMap<String, (i32, i32)> = proceeding
+            .into_iter()
+            .map(|(id, attempt, redeliveries)| (id, (attempt, redeliveries)))
+            .collect();
+        let mut claims = Vec::with_capacity(dispatches.len());
+        for dispatch in dispatches {
+            let claim = match proceeding.get(&dispatch.id.to_string()) {
+                Some(&(attempt, redeliveries)) => Claim::Proceed {
+                    attempt,
+                    redeliveries,
+                },
+                None => Claim::Settled(self.settled(dispatch).await?),
+            };
+            claims.push(claim);
+        }
+        Ok(claims)
+    }
+
+    /// A dispatch another delivery took past starting (or that was cancelled): its status. If
+    /// it was cancelled before any worker saw it, this delivery is the first to know its task:
+    /// fill that in.
+    async fn settled(&self, dispatch: &Dispatch) -> Result<DispatchStatus, sqlx::Error> {
+        let status: String = sqlx::query_scalar(
+            "UPDATE dispatches SET project = COALESCE(project, $2), domain = COALESCE(domain, $3), \
+                    task_name = COALESCE(task_name, $4), task_version = COALESCE(task_version, $5), \
+                    api_key = COALESCE(api_key, $6), inputs = COALESCE(inputs, $7) \
+             WHERE id = $1 RETURNING status",
+        )
+        .bind(dispatch.id.to_string())
+        .bind(dispatch.task.project())
+        .bind(dispatch.task.domain())
+        .bind(dispatch.task.name())
+        .bind(dispatch.task.version())
+        .bind(&dispatch.api_key)
+        .bind(Value::Object(dispatch.inputs.clone()))
+        .fetch_one(&self.pool)
+        .await?;
+        parse_status(status)
+    }
+
+    /// A dispatch whose claim the store refused (data it cannot hold): recorded `failed` with
+    /// the reason and without its inputs, so it ends visibly instead of stalling.
+    pub async fn record_refused(
+        &self,
+        dispatch: &Dispatch,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
+                                     run_name, attempts, error, received_at, finished_at) \
+             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now()) \
+             ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $8, finished_at = now(), \
+                    updated_at = now() \
+                WHERE dispatches.status IN ('queued', 'starting')",
+        )
+        .bind(dispatch.id.to_string())
+        .bind(dispatch.task.project())
+        .bind(dispatch.task.domain())
+        .bind(dispatch.task.name())
+        .bind(dispatch.task.version())
+        .bind(storable_text(&dispatch.api_key))
+        .bind(dispatch.id.run_name().as_ref())
+        .bind(storable_text(reason))
+        .bind(dispatch.received_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// A message whose body no worker can read, known only by the id it was published under:
+    /// recorded `failed`, so its sender's status lookups end.
+    pub async fn record_unreadable(
+        &self,
+        id: &DispatchId,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, run_name, error, received_at, finished_at) \
+             VALUES ($1, 'failed', $2, $3, now(), now()) \
+             ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $3, finished_at = now(), \
+                    updated_at = now() \
+                WHERE dispatches.status IN ('queued', 'starting')",
+        )
+        .bind(id.to_string())
+        .bind(id.run_name().as_ref())
+        .bind(storable_text(reason))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Appends to what a dispatch's record says went wrong, whatever its status (an abort
+    /// Flyte never confirmed, on an `aborted` dispatch).
+    pub async fn note_error(&self, id: &DispatchId, error: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE dispatches SET error = concat_ws('; ', error, $2), updated_at = now() WHERE id = $1",
+        )
+            .bind(id.to_string())
+            .bind(storable_text(error))
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// A delivery no route wanted. Recording it twice is harmless.
+    pub async fn record_ignored(&self, ignored: &Ignored) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO dispatches (id, status, api_key, run_name, error, received_at, finished_at) \
+             VALUES ($1, 'ignored', $2, $3, $4, $5, now()) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(ignored.id.to_string())
+        .bind(&ignored.source)
+        .bind(ignored.id.run_name().as_ref())
+        .bind(storable_text(&format!(
+            "no route matched delivery {}",
+            ignored.delivery_id
+        )))
+        .bind(ignored.received_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Records runs started, in one statement: each dispatch still `starting` becomes
+    /// `running`; returns each one's status after (anything but `running` means another
+    /// delivery or a cancel got there first). The ids must be distinct.
+    pub async fn record_all_running(
+        &self,
+        started: &[(DispatchId, String, ActionPhase)],
+    ) -> Result<Vec<DispatchStatus>, sqlx::Error> {
+        let ids: Vec<String> = started.iter().map(|(id, _, _)| id.to_string()).collect();
+        let updated: Vec<String> = sqlx::query_scalar(
+            "UPDATE dispatches d SET status = 'running', run_url = t.run_url, flyte_phase = t.phase, \
+                    error = NULL, started_at = now(), next_poll_at = now(), updated_at = now() \
+             FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, run_url, phase) \
+                   ORDER BY id) t \
+             WHERE d.id = t.id AND d.status = 'starting' \
+             RETURNING d.id",
+        )
+        .bind(&ids)
+        .bind(started.iter().map(|(_, url, _)| url.clone()).collect::<Vec<_>>())
+        .bind(started.iter().map(|(_, _, phase)| phase.to_string()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        let updated: std::collections::HashSet<String> = updated.into_iter().collect();
+        let mut statuses = Vec::with_capacity(ids.len());
+        for id in ids {
+            let status = if updated.contains(&id) {
+                DispatchStatus::Running
+            } else {
+                let status: String =
+                    sqlx::query_scalar("SELECT status FROM dispatches WHERE id = $1")
+                        .bind(&id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                parse_status(status)?
+            };
+            statuses.push(status);
+        }
+        Ok(statuses)
+    }
+
+    /// The dispatch ends before any run: `failed` (retrying cannot help) or `dead_lettered`
+    /// (retries ran out); `error` says why.
+    pub async fn record_given_up(
+        &self,
+        id: &DispatchId,
+        status: DispatchStatus,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE dispatches SET status = $3, error = $2, finished_at = now(), updated_at = now() \
+             WHERE id = $1 AND status IN ('queued', 'starting')",
+        )
+        .bind(id.to_string())
+        .bind(storable_text(error))
+        .bind(status.as_str())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// An attempt failed in a way worth retrying; the dispatch stays `starting`.
+    pub async fn record_retryable_error(
+        &self,
+        id: &DispatchId,
+        error: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE dispatches SET error = $2, updated_at = now() WHERE id = $1 AND status = 'starting'",
+        )
+        .bind(id.to_string())
+        .bind(storable_text(error))
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+}
