@@ -6,6 +6,7 @@
 //!   task references and the queue message; [`status`]: where a dispatch is in its life.
 //! - [`broker`]: RabbitMQ connection and the exchange/queue topology; [`dead_letters`]: the
 //!   dead-letter queue listed and replayed from the broker.
+//! - [`principal`]: who sent a request, as recorded and filtered on.
 //! - [`scopes`] and [`keys`]: which tasks an API key covers, and what a key is.
 //! - [`storable`]: what the store cannot hold (NUL, deep nesting) and how it is kept out.
 //! - [`deployment`]: the facts every process of a deployment shares; [`config`]: how every
@@ -19,6 +20,7 @@ pub mod deployment;
 pub mod dispatch;
 pub mod keys;
 pub mod metrics;
+pub mod principal;
 pub mod scopes;
 pub mod status;
 pub mod storable;

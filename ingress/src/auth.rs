@@ -19,6 +19,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use flyhook_contract::TaskRef;
 use flyhook_contract::keys::KeyOwner;
 use flyhook_contract::keys::RateLimit;
+use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::Scopes;
 use flyhook_store::DispatchRecord;
 use flyhook_store::keys::{KEYS_CHANGED_CHANNEL, KeyStore};
@@ -30,7 +31,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::observe::{Principal, RequestId};
+use crate::observe::RequestId;
 use crate::pg_listen::follow;
 
 /// The keys in force and one rate limiter per key.
@@ -110,7 +111,8 @@ impl Gatekeeper {
         let key = ApiKey::from_authorization_header(authorization)?;
         let admission = self.admission();
         let owner = admission.keys.authenticate(&key)?;
-        req.extensions_mut().insert(Principal(owner.name.clone()));
+        req.extensions_mut()
+            .insert(Principal::Key(owner.name.clone()));
         if let Some((_, limiter)) = admission.limiters.get(&owner.name)
             && let Err(not_until) = limiter.check()
         {

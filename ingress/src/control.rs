@@ -28,11 +28,6 @@ pub enum Waited {
     Pending(Option<DispatchRecord>),
 }
 
-fn unavailable(e: sqlx::Error) -> ApiError {
-    tracing::warn!(error = %e, "status store unreachable");
-    ApiError::StoreUnavailable
-}
-
 impl Control {
     pub fn new(store: DispatchStore, flyte: FlyteClient, waiters: Waiters) -> Control {
         Control {
@@ -43,7 +38,10 @@ impl Control {
     }
 
     pub async fn get(&self, id: &DispatchId) -> Result<Option<DispatchRecord>, ApiError> {
-        self.store.get(id).await.map_err(unavailable)
+        self.store
+            .get(id)
+            .await
+            .map_err(ApiError::store_unavailable)
     }
 
     /// Holds until the dispatch is terminal or `within` passes. Holds nothing else: the queue
@@ -104,7 +102,7 @@ impl Control {
                         .store
                         .abort_unstarted(id, received_at, &format!("cancelled: {reason}"))
                         .await
-                        .map_err(unavailable)?
+                        .map_err(ApiError::store_unavailable)?
                     {
                         return self.recorded(id).await;
                     }
@@ -116,7 +114,7 @@ impl Control {
                         .store
                         .record_aborted(id, &format!("cancelled: {reason}"))
                         .await
-                        .map_err(unavailable)?
+                        .map_err(ApiError::store_unavailable)?
                     {
                         return self.recorded(id).await;
                     }
@@ -158,6 +156,9 @@ impl Control {
         filter: &ListFilter,
         limit: i64,
     ) -> Result<Vec<DispatchRecord>, ApiError> {
-        self.store.list(filter, limit).await.map_err(unavailable)
+        self.store
+            .list(filter, limit)
+            .await
+            .map_err(ApiError::store_unavailable)
     }
 }

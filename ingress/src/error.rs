@@ -103,6 +103,14 @@ impl utoipa::PartialSchema for ProblemCode {
 impl utoipa::ToSchema for ProblemCode {}
 
 impl ApiError {
+    /// PostgreSQL did not answer: logged once here, answered 503 (the caller retries later).
+    pub fn store_unavailable(error: sqlx::Error) -> ApiError {
+        tracing::warn!(error = %error, "status store unreachable");
+        ApiError::StoreUnavailable
+    }
+}
+
+impl ApiError {
     /// Every code [`ApiError::code`] returns.
     pub const CODES: [&'static str; 30] = [
         "missing_api_key",

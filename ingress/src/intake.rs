@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use crate::sources::Source;
 use chrono::Utc;
 use flyhook_contract::dispatch::{Delivery as DeliveryMessage, Dispatch, Ignored};
+use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::Scopes;
 use flyhook_contract::storable::unstorable_field;
 use flyhook_contract::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
@@ -169,7 +170,7 @@ impl Intake {
         payload: &Value,
         request_id: &RequestId,
     ) -> Result<Delivery, ApiError> {
-        let sender = format!("source:{}", source.name);
+        let sender = Principal::Source(source.name.clone()).to_string();
         let mut messages = Vec::new();
         let mut routed = Vec::new();
         for route in source.routes.iter().filter(|r| r.matches(headers, payload)) {
@@ -222,11 +223,10 @@ impl Intake {
         scopes: &Scopes,
         request_id: &RequestId,
     ) -> Result<Accepted, ApiError> {
-        let unavailable = |e: sqlx::Error| {
-            tracing::warn!(error = %e, "status store unreachable");
-            ApiError::StoreUnavailable
-        };
-        let source = store.replay_source(id).await.map_err(unavailable)?;
+        let source = store
+            .replay_source(id)
+            .await
+            .map_err(ApiError::store_unavailable)?;
         let (task, inputs, sender) = replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
         if !scopes.allows(&task) {
             return Err(ApiError::OutOfScope);
@@ -245,7 +245,7 @@ impl Intake {
         let source = store
             .requeue_for_replay(id)
             .await
-            .map_err(unavailable)?
+            .map_err(ApiError::store_unavailable)?
             .ok_or(ApiError::NotReplayable)?;
         let previous = source.previous_status.clone();
         let (task, inputs, sender) = replay_parts(source)?;

@@ -12,6 +12,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, web};
 use flyhook_contract::DispatchId;
+use flyhook_contract::principal::Principal;
 use flyhook_store::audit::AuditEntry;
 use tracing::Instrument;
 
@@ -74,10 +75,6 @@ impl fmt::Display for RequestId {
 /// The pattern of the route a request matched (set on each resource when the app is built).
 #[derive(Debug, Clone, Copy)]
 pub struct RoutePattern(pub &'static str);
-
-/// Who made the request, once known: an API key's name, or `source:<name>`.
-#[derive(Debug, Clone)]
-pub struct Principal(pub String);
 
 /// The dispatches a request created or acted on, for its audit entry.
 #[derive(Debug, Clone, Default)]
@@ -163,7 +160,10 @@ pub async fn observe(
                 .inc();
         }
     }
-    let principal = request.extensions().get::<Principal>().map(|p| p.0.clone());
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .map(|p| p.to_string());
     // Field values are only evaluated when the access log is enabled.
     span.in_scope(|| {
         tracing::info!(

@@ -26,7 +26,7 @@ use crate::metrics::IngressMetrics;
 use crate::observe::{RoutePattern, observe};
 use crate::openapi;
 use crate::publisher::Publisher;
-use crate::routes::{audit, dispatches, health, hooks, run_task};
+use crate::routes::{Services, audit, dispatches, health, hooks, run_task};
 use crate::settings::Settings;
 use crate::waiters::Waiters;
 
@@ -135,37 +135,32 @@ impl Application {
         let flyte =
             FlyteClient::observed(deployment.flyte.clone(), Arc::new(metrics.flyte.clone()))
                 .context("Flyte client")?;
-        let control = web::Data::new(Control::new(store.clone(), flyte.clone(), waiters));
-        let store = web::Data::new(store);
-        let intake = web::Data::new(Intake::new(
-            IdIssuer::new(&settings.id_secret),
-            publisher.clone(),
-            flyte,
-            store.get_ref().clone(),
-        ));
+        let services = web::Data::new(Services {
+            control: Control::new(store.clone(), flyte.clone(), waiters),
+            intake: Intake::new(
+                IdIssuer::new(&settings.id_secret),
+                publisher.clone(),
+                flyte,
+                store.clone(),
+            ),
+            store,
+            audit_store,
+            publisher: publisher.clone(),
+            registry,
+            settings: settings.ingress,
+            sources: settings.sources,
+        });
         let gatekeeper = web::Data::from(gatekeeper);
         let audit_log = web::Data::new(audit_log);
-        let audit_store = web::Data::new(audit_store);
         let metrics = web::Data::new(metrics);
-        let registry = web::Data::new(registry);
-        let ingress_settings = web::Data::new(settings.ingress.clone());
-        let publisher_data = web::Data::new(publisher.clone());
-        let sources = web::Data::new(settings.sources.clone());
 
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(observe))
-                .app_data(store.clone())
+                .app_data(services.clone())
                 .app_data(audit_log.clone())
-                .app_data(audit_store.clone())
                 .app_data(metrics.clone())
-                .app_data(registry.clone())
-                .app_data(control.clone())
-                .app_data(intake.clone())
                 .app_data(gatekeeper.clone())
-                .app_data(ingress_settings.clone())
-                .app_data(publisher_data.clone())
-                .app_data(sources.clone())
                 .service(resource("/health").route(web::get().to(health::health)))
                 .service(resource("/livez").route(web::get().to(health::livez)))
                 .service(resource("/readyz").route(web::get().to(health::readyz)))

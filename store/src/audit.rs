@@ -125,3 +125,53 @@ impl AuditStore {
             .rows_affected())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use sqlx::PgPool;
+
+    use super::{AuditEntry, AuditFilter, AuditStore};
+
+    fn entry(principal: &str, minutes_ago: i64) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at: Utc::now() - Duration::minutes(minutes_ago),
+            request_id: format!("req-{minutes_ago}"),
+            principal: Some(principal.into()),
+            method: "POST".into(),
+            route: "/run-task/{project}/{domain}/{name}/{version}".into(),
+            path: "/run-task/acme/prod/t/v1".into(),
+            status: 202,
+            outcome: "accepted".into(),
+            dispatch_ids: vec![],
+            client_addr: None,
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn entries_read_back_newest_first_by_filter_and_old_ones_are_purged(pool: PgPool) {
+        let store = AuditStore::new(pool);
+        store
+            .append(&[entry("ci", 3), entry("ci", 1), entry("source:github", 5)])
+            .await
+            .unwrap();
+        let ci = AuditFilter {
+            principal: Some("ci".into()),
+            ..AuditFilter::default()
+        };
+        let read = store.list(&ci, 10).await.unwrap();
+        let ids: Vec<&str> = read.iter().map(|e| e.request_id.as_str()).collect();
+        assert_eq!(ids, ["req-1", "req-3"]);
+
+        let purged = store
+            .purge_before(Utc::now() - Duration::minutes(4))
+            .await
+            .unwrap();
+        assert_eq!(purged, 1);
+        assert_eq!(
+            store.list(&AuditFilter::default(), 10).await.unwrap().len(),
+            2
+        );
+    }
+}

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::DispatchStore;
 use crate::record::parse_status;
 
+/// A delivery of a dispatch, to claim.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub dispatch: Dispatch,
@@ -274,5 +275,64 @@ impl DispatchStore {
         .execute(&self.pool)
         .await
         .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flyhook_contract::DispatchStatus;
+    use serde_json::json;
+    use sqlx::PgPool;
+
+    use crate::test_support::{claim, dispatch, running};
+    use crate::{Claim, DispatchStore};
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_redelivery_counts_attempts_until_the_run_starts_and_then_is_settled(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let first = dispatch("acme", json!({"n": 1}));
+        for attempt in 1..=2 {
+            assert_eq!(
+                claim(&store, &first).await,
+                Claim::Proceed {
+                    attempt,
+                    redeliveries: 0
+                }
+            );
+        }
+        let started = running(&store, "acme").await;
+        assert_eq!(
+            claim(&store, &started).await,
+            Claim::Settled(DispatchStatus::Running),
+            "a running dispatch never goes back to starting"
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn the_same_id_with_other_inputs_is_settled_and_the_first_inputs_win(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let first = dispatch("acme", json!({"n": 1}));
+        claim(&store, &first).await;
+        let mut reused = first.clone();
+        reused.inputs = json!({"n": 2}).as_object().unwrap().clone();
+        assert_eq!(
+            claim(&store, &reused).await,
+            Claim::Settled(DispatchStatus::Starting)
+        );
+        assert_eq!(
+            store.recorded_inputs(&first.id).await.unwrap(),
+            Some(json!({"n": 1}))
+        );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_refused_dispatch_ends_failed_with_its_reason_and_without_its_inputs(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let refused = dispatch("acme", json!({"n": 1}));
+        store.record_refused(&refused, "unstorable").await.unwrap();
+        let record = store.get(&refused.id).await.unwrap().unwrap();
+        assert_eq!(record.status.0, DispatchStatus::Failed);
+        assert!(record.error.unwrap().contains("unstorable"));
+        assert_eq!(store.recorded_inputs(&refused.id).await.unwrap(), None);
     }
 }

@@ -66,3 +66,56 @@ impl DispatchStore {
         .map(|done| done.rows_affected() == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use flyhook_contract::DispatchStatus;
+    use serde_json::json;
+    use sqlx::PgPool;
+
+    use crate::DispatchStore;
+    use crate::test_support::{claim, dispatch, running};
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn only_a_dispatch_without_a_run_is_aborted_unstarted(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let unseen = dispatch("acme", json!({}));
+        assert!(
+            store
+                .abort_unstarted(&unseen.id, Utc::now(), "stop")
+                .await
+                .unwrap()
+        );
+        let record = store.get(&unseen.id).await.unwrap().unwrap();
+        assert_eq!(record.status.0, DispatchStatus::Aborted);
+        assert_eq!(
+            record.project, None,
+            "the task is known only to the message"
+        );
+
+        let started = running(&store, "acme").await;
+        assert!(
+            !store
+                .abort_unstarted(&started.id, Utc::now(), "stop")
+                .await
+                .unwrap()
+        );
+        assert!(store.record_aborted(&started.id, "stop").await.unwrap());
+        let record = store.get(&started.id).await.unwrap().unwrap();
+        assert_eq!(record.status.0, DispatchStatus::Aborted);
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn an_awaited_id_nobody_recorded_reads_queued_until_its_claim(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let awaited = dispatch("acme", json!({"n": 1}));
+        store.mark_awaited(&awaited.id, Utc::now()).await.unwrap();
+        let record = store.get(&awaited.id).await.unwrap().unwrap();
+        assert_eq!(record.status.0, DispatchStatus::Queued);
+        claim(&store, &awaited).await;
+        let record = store.get(&awaited.id).await.unwrap().unwrap();
+        assert_eq!(record.status.0, DispatchStatus::Starting);
+        assert_eq!(record.project.as_deref(), Some("acme"));
+    }
+}

@@ -145,3 +145,53 @@ impl KeyStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use flyhook_contract::keys::{RateLimit, key_digest_hex};
+    use flyhook_contract::scopes::Scopes;
+    use secrecy::ExposeSecret;
+    use sqlx::PgPool;
+
+    use super::{KeyStore, KeyStoreError};
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_created_key_is_live_by_its_digest_until_revoked_and_its_name_is_never_reused(
+        pool: PgPool,
+    ) {
+        let store = KeyStore::new(pool);
+        let scopes = Scopes::parse_all(&["acme/prod"]).unwrap();
+        let rate = RateLimit::new(5, Some(10)).unwrap();
+        let (key, listing) = store.create("ci", &scopes, Some(rate)).await.unwrap();
+        assert!(key.expose_secret().starts_with(&listing.prefix));
+        let live = store.live().await.unwrap();
+        let digest = key_digest_hex(key.expose_secret());
+        let (stored, owner) = &live[0];
+        assert_eq!(
+            stored
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            digest
+        );
+        assert_eq!(
+            (owner.scopes.clone(), owner.rate_limit),
+            (scopes.clone(), Some(rate))
+        );
+
+        store.revoke("ci").await.unwrap();
+        assert!(store.live().await.unwrap().is_empty());
+        assert!(matches!(
+            store.create("ci", &scopes, None).await,
+            Err(KeyStoreError::NameTaken(_))
+        ));
+        assert!(matches!(
+            store.create("no spaces", &scopes, None).await,
+            Err(KeyStoreError::InvalidName)
+        ));
+        assert!(matches!(
+            store.revoke("nobody").await,
+            Err(KeyStoreError::NotFound(_))
+        ));
+    }
+}

@@ -52,3 +52,52 @@ impl DispatchStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 }
+
+/// Dispatches as the worker would claim them, for the unit tests of every module.
+#[cfg(test)]
+mod test_support {
+    use chrono::Utc;
+    use flyhook_contract::dispatch::Dispatch;
+    use flyhook_contract::{IdIssuer, TaskRef};
+    use secrecy::SecretString;
+    use serde_json::{Value, json};
+
+    use crate::{Claim, ClaimRequest, DispatchStore};
+
+    /// A fresh dispatch of `project/development/task.main/v1` with `inputs`.
+    pub fn dispatch(project: &str, inputs: Value) -> Dispatch {
+        let issuer = IdIssuer::new(&SecretString::from("store-unit-tests-secret-0123456789"));
+        let Value::Object(inputs) = inputs else {
+            panic!("inputs are an object")
+        };
+        Dispatch {
+            id: issuer.issue(),
+            task: TaskRef::parse(project, "development", "task.main", "v1").unwrap(),
+            inputs,
+            received_at: Utc::now(),
+            api_key: "ci".into(),
+            retries: 0,
+            request_id: None,
+            replay: false,
+        }
+    }
+
+    /// Claims `dispatch` for its first attempt.
+    pub async fn claim(store: &DispatchStore, dispatch: &Dispatch) -> Claim {
+        let request = ClaimRequest {
+            dispatch: dispatch.clone(),
+            redelivered: false,
+        };
+        store.claim_all(&[request]).await.unwrap()[0]
+    }
+
+    /// A dispatch claimed and recorded `running`.
+    pub async fn running(store: &DispatchStore, project: &str) -> Dispatch {
+        let dispatch = dispatch(project, json!({"n": 1}));
+        claim(store, &dispatch).await;
+        let url = format!("http://flyte.test/runs/{}", dispatch.id.run_name());
+        let started = [(dispatch.id, url, flyte_client::ActionPhase::Running)];
+        store.record_all_running(&started).await.unwrap();
+        dispatch
+    }
+}

@@ -80,3 +80,40 @@ impl DispatchStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use flyhook_contract::scopes::Scopes;
+    use sqlx::PgPool;
+
+    use super::ListFilter;
+    use crate::DispatchStore;
+    use crate::test_support::running;
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn pages_follow_the_cursor_newest_first_within_the_scopes(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let mut acme = Vec::new();
+        for _ in 0..3 {
+            acme.push(running(&store, "acme").await.id.to_string());
+        }
+        running(&store, "other").await;
+
+        let mut filter = ListFilter {
+            within: Some(Scopes::parse_all(&["acme"]).unwrap()),
+            ..ListFilter::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = store.list(&filter, 2).await.unwrap();
+            let Some(last) = page.last() else { break };
+            filter.before = Some((last.received_at, last.id.clone()));
+            seen.extend(page.into_iter().map(|record| record.id));
+        }
+        acme.reverse();
+        assert_eq!(
+            seen, acme,
+            "every acme dispatch once, newest first, no other"
+        );
+    }
+}

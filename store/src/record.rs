@@ -46,8 +46,7 @@ impl TryFrom<String> for StatusColumn {
     }
 }
 
-/// A delivery of a dispatch, to claim.
-
+/// A status column read as text (by queries that do not go through [`StatusColumn`]).
 pub(crate) fn parse_status(text: String) -> Result<DispatchStatus, sqlx::Error> {
     text.parse()
         .map_err(|e: String| sqlx::Error::Decode(e.into()))

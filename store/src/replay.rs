@@ -87,3 +87,67 @@ impl DispatchStore {
             .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use flyhook_contract::DispatchStatus;
+    use serde_json::json;
+    use sqlx::PgPool;
+
+    use crate::DispatchStore;
+    use crate::test_support::{claim, dispatch};
+
+    async fn status(store: &DispatchStore, id: &flyhook_contract::DispatchId) -> DispatchStatus {
+        store.get(id).await.unwrap().unwrap().status.0
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_failed_dispatch_is_requeued_with_its_inputs_and_the_requeue_can_be_undone(
+        pool: PgPool,
+    ) {
+        let store = DispatchStore::new(pool);
+        let failed = dispatch("acme", json!({"n": 7}));
+        claim(&store, &failed).await;
+        store
+            .record_given_up(&failed.id, DispatchStatus::Failed, "no")
+            .await
+            .unwrap();
+        let source = store.requeue_for_replay(&failed.id).await.unwrap().unwrap();
+        assert_eq!(source.inputs, json!({"n": 7}));
+        assert_eq!(status(&store, &failed.id).await, DispatchStatus::Queued);
+        assert!(
+            store
+                .requeue_for_replay(&failed.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        store
+            .undo_requeue(&failed.id, &source.previous_status)
+            .await
+            .unwrap();
+        assert_eq!(status(&store, &failed.id).await, DispatchStatus::Failed);
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_dead_letter_replay_never_reopens_a_cancel(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let cancelled = dispatch("acme", json!({}));
+        store
+            .abort_unstarted(&cancelled.id, Utc::now(), "stop")
+            .await
+            .unwrap();
+        store.reopen_for_replay(&cancelled.id).await.unwrap();
+        assert_eq!(status(&store, &cancelled.id).await, DispatchStatus::Aborted);
+
+        let dead = dispatch("acme", json!({}));
+        claim(&store, &dead).await;
+        store
+            .record_given_up(&dead.id, DispatchStatus::DeadLettered, "retries ran out")
+            .await
+            .unwrap();
+        store.reopen_for_replay(&dead.id).await.unwrap();
+        assert_eq!(status(&store, &dead.id).await, DispatchStatus::Queued);
+    }
+}

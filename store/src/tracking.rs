@@ -167,3 +167,69 @@ impl DispatchStore {
         .map(drop)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use flyhook_contract::DispatchStatus;
+    use flyte_client::ActionPhase;
+    use sqlx::PgPool;
+
+    use super::RunEnd;
+    use crate::DispatchStore;
+    use crate::test_support::running;
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    fn succeeded() -> RunEnd {
+        RunEnd {
+            status: DispatchStatus::Succeeded,
+            phase: Some(ActionPhase::Succeeded),
+            outputs: Some(serde_json::json!({"o": "ok\u{0}"})),
+            error: None,
+            error_kind: None,
+        }
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_leased_run_is_not_leased_twice_and_only_its_holder_writes_its_end(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let dispatch = running(&store, "acme").await;
+        assert_eq!(store.count_in_flight().await.unwrap(), 1);
+        let leased = store.lease_due_runs("tracker-a", LEASE, 10).await.unwrap();
+        assert_eq!(leased.len(), 1);
+        assert!(
+            store
+                .lease_due_runs("tracker-b", LEASE, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let id = dispatch.id.to_string();
+        store
+            .record_run_ends("tracker-b", &[(id.clone(), succeeded())])
+            .await
+            .unwrap();
+        let record = store.get(&dispatch.id).await.unwrap().unwrap();
+        assert_eq!(
+            record.status.0,
+            DispatchStatus::Running,
+            "not the lease holder"
+        );
+
+        store
+            .record_run_ends("tracker-a", &[(id, succeeded())])
+            .await
+            .unwrap();
+        let record = store.get(&dispatch.id).await.unwrap().unwrap();
+        assert_eq!(record.status.0, DispatchStatus::Succeeded);
+        assert_eq!(
+            record.outputs,
+            Some(serde_json::json!({"o": "ok\u{fffd}"})),
+            "a NUL from Flyte is stored as U+FFFD"
+        );
+        assert_eq!(store.count_in_flight().await.unwrap(), 0);
+    }
+}

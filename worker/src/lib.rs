@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`consumer`]: [`Worker`], the supervised consume loop, acks and shutdown.
+//! - [`settle`]: one delivery processed and settled with the broker (ack, retry, split,
+//!   dead letter).
 //! - [`process`]: [`Processor`], one attempt at one dispatch, returning an [`Outcome`].
 //! - [`tracker`]: [`Tracker`], following started runs to their end, shared through leases.
 //! - [`batch`]: status writes of many dispatches in one statement.
@@ -15,6 +17,7 @@ mod consumer;
 mod metrics;
 mod process;
 pub mod settings;
+mod settle;
 mod store_gate;
 mod tracker;
 

@@ -2,11 +2,12 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use flyhook_store::audit::{AuditEntry, AuditFilter, AuditStore};
+use flyhook_store::audit::{AuditEntry, AuditFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::routes::Services;
 use crate::routes::{page_limit, parsed_query, trim_page};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -59,7 +60,7 @@ const MAX_PAGE: i64 = 1000;
 pub async fn list_audit(
     query: Result<web::Query<AuditQuery>, actix_web::Error>,
     caller: Caller,
-    store: web::Data<AuditStore>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
     caller.must_be_unrestricted()?;
     let query = parsed_query(query)?;
@@ -74,10 +75,11 @@ pub async fn list_audit(
         until: query.until,
         before_id: query.cursor,
     };
-    let mut items = store.list(&filter, limit + 1).await.map_err(|e| {
-        tracing::warn!(error = %e, "audit log unreachable");
-        ApiError::StoreUnavailable
-    })?;
+    let mut items = services
+        .audit_store
+        .list(&filter, limit + 1)
+        .await
+        .map_err(ApiError::store_unavailable)?;
     let next_cursor = trim_page(&mut items, limit).map(|entry| entry.id);
     Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor }))
 }

@@ -4,16 +4,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use flyhook_contract::{DispatchId, DispatchStatus};
-use flyhook_store::DispatchStore;
 use flyhook_store::{DispatchRecord, ListFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::Caller;
-use crate::control::Control;
 use crate::error::{ApiError, Problem};
 use crate::intake::{Accepted, Intake};
 use crate::observe::note_dispatches;
+use crate::routes::Services;
 use crate::routes::{page_limit, parsed_query, trim_page};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -133,14 +132,16 @@ pub fn issued_id(text: &str, intake: &Intake) -> Result<DispatchId, ApiError> {
 pub async fn get_dispatch(
     path: web::Path<String>,
     caller: Caller,
-    intake: web::Data<Intake>,
-    control: web::Data<Control>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = issued_id(&path, &intake)?;
+    let Services {
+        intake, control, ..
+    } = services.get_ref();
+    let id = issued_id(&path, intake)?;
     let view = match control.get(&id).await? {
         Some(record) => {
             caller.may_see(&record)?;
-            DispatchView::recorded(record, &intake)
+            DispatchView::recorded(record, intake)
         }
         None => DispatchView::unrecorded(&id),
     };
@@ -171,10 +172,12 @@ pub async fn cancel_dispatch(
     path: web::Path<String>,
     caller: Caller,
     body: Option<web::Json<CancelBody>>,
-    intake: web::Data<Intake>,
-    control: web::Data<Control>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = issued_id(&path, &intake)?;
+    let Services {
+        intake, control, ..
+    } = services.get_ref();
+    let id = issued_id(&path, intake)?;
     note_dispatches(&req, [id]);
     if let Some(record) = control.get(&id).await? {
         caller.may_see(&record)?;
@@ -186,7 +189,7 @@ pub async fn cancel_dispatch(
         .and_then(|b| b.into_inner().reason)
         .unwrap_or_else(|| format!("cancelled through flyhook by {}", caller.key_name));
     let record = control.cancel(&id, &reason).await?;
-    Ok(HttpResponse::Ok().json(DispatchView::recorded(record, &intake)))
+    Ok(HttpResponse::Ok().json(DispatchView::recorded(record, intake)))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -215,13 +218,13 @@ pub async fn replay_dispatch(
     path: web::Path<String>,
     caller: Caller,
     body: Option<web::Json<ReplayBody>>,
-    intake: web::Data<Intake>,
-    store: web::Data<DispatchStore>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = issued_id(&path, &intake)?;
+    let Services { intake, store, .. } = services.get_ref();
+    let id = issued_id(&path, intake)?;
     let new_run = body.is_some_and(|b| b.new_run);
     let accepted = intake
-        .replay(&store, &id, new_run, &caller.scopes, &caller.request_id)
+        .replay(store, &id, new_run, &caller.scopes, &caller.request_id)
         .await?;
     note_dispatches(&req, [id, accepted.id]);
     Ok(HttpResponse::Accepted().json(accepted))
@@ -285,9 +288,11 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, String)> {
 pub async fn list_dispatches(
     query: Result<web::Query<ListQuery>, actix_web::Error>,
     caller: Caller,
-    intake: web::Data<Intake>,
-    control: web::Data<Control>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
+    let Services {
+        intake, control, ..
+    } = services.get_ref();
     let query = parsed_query(query)?;
     let statuses = query
         .status
@@ -327,7 +332,7 @@ pub async fn list_dispatches(
     let next_cursor = trim_page(&mut records, limit).map(encode_cursor);
     let items = records
         .into_iter()
-        .map(|r| DispatchView::recorded(r, &intake))
+        .map(|r| DispatchView::recorded(r, intake))
         .collect();
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }

@@ -3,11 +3,9 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use flyhook_store::DispatchStore;
-use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use crate::publisher::Publisher;
+use crate::routes::Services;
 
 /// Prometheus figures (OpenMetrics text).
 #[utoipa::path(
@@ -16,10 +14,10 @@ use crate::publisher::Publisher;
     tag = "operations",
     responses((status = 200, description = "Requests, rejections, publish confirms, Flyte calls, audit and keys", content_type = "application/openmetrics-text", body = String))
 )]
-pub async fn metrics(registry: web::Data<Registry>) -> HttpResponse {
+pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(flyhook_contract::metrics::CONTENT_TYPE)
-        .body(flyhook_contract::metrics::render(&registry))
+        .body(flyhook_contract::metrics::render(&services.registry))
 }
 
 /// The seed's health check: the process answers.
@@ -59,12 +57,9 @@ pub async fn livez() -> HttpResponse {
          example = json!({"status": "not_ready", "broker": "down", "database": "up"})),
     )
 )]
-pub async fn readyz(
-    publisher: web::Data<Publisher>,
-    store: web::Data<DispatchStore>,
-) -> HttpResponse {
-    let broker = publisher.is_connected();
-    let database = tokio::time::timeout(Duration::from_secs(2), store.ping())
+pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
+    let broker = services.publisher.is_connected();
+    let database = tokio::time::timeout(Duration::from_secs(2), services.store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
     let body = json!({

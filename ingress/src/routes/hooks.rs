@@ -8,14 +8,15 @@ use crate::sources::Source;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use flyhook_contract::DispatchId;
+use flyhook_contract::principal::Principal;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Problem};
 use crate::intake::{Delivery, RoutedDispatch};
-use crate::observe::{Principal, RequestId, note_dispatches};
+use crate::observe::{RequestId, note_dispatches};
 use crate::routes::Services;
-use crate::routes::run_task::read_body;
+use crate::routes::body::read_body;
 
 /// A provider's answers to a delivery (besides the problem documents).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -58,7 +59,7 @@ pub async fn receive(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
-    services: Services,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
     let source = services.sources.get(&path).ok_or(ApiError::UnknownSource)?;
     handle(req, source, payload, services).await
@@ -80,7 +81,7 @@ pub async fn receive(
 pub async fn github_webhook(
     req: HttpRequest,
     payload: web::Payload,
-    services: Services,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
     let source = services
         .sources
@@ -93,10 +94,10 @@ async fn handle(
     req: HttpRequest,
     source: Arc<Source>,
     payload: web::Payload,
-    services: Services,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
     req.extensions_mut()
-        .insert(Principal(format!("source:{}", source.name)));
+        .insert(Principal::Source(source.name.clone()));
     let body = read_body(&req, payload, &services.settings).await?;
     let headers: Vec<(String, String)> = req
         .headers()

@@ -1,15 +1,20 @@
 //! HTTP handlers: each translates a request into one domain call and its result into a
 //! response, nothing more.
 
-use crate::settings::IngressSettings;
-use crate::sources::Sources;
-use actix_web::{HttpRequest, web};
+use actix_web::web;
+use flyhook_store::DispatchStore;
+use flyhook_store::audit::AuditStore;
+use prometheus_client::registry::Registry;
 
 use crate::control::Control;
 use crate::error::ApiError;
 use crate::intake::Intake;
+use crate::publisher::Publisher;
+use crate::settings::IngressSettings;
+use crate::sources::Sources;
 
 pub mod audit;
+mod body;
 pub mod dispatches;
 pub mod health;
 pub mod hooks;
@@ -49,32 +54,16 @@ pub fn trim_page<T>(rows: &mut Vec<T>, limit: i64) -> Option<&T> {
     }
 }
 
-/// The application's services, extracted together by handlers that need several.
+/// Everything handlers call, in one piece of app data: every handler takes
+/// `web::Data<Services>` and uses what it needs.
 #[derive(Debug)]
 pub struct Services {
-    pub intake: web::Data<Intake>,
-    pub control: web::Data<Control>,
-    pub settings: web::Data<IngressSettings>,
-    pub sources: web::Data<Sources>,
-}
-
-impl actix_web::FromRequest for Services {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Services, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let services = (|| {
-            Some(Services {
-                intake: req.app_data::<web::Data<Intake>>()?.clone(),
-                control: req.app_data::<web::Data<Control>>()?.clone(),
-                settings: req.app_data::<web::Data<IngressSettings>>()?.clone(),
-                sources: req.app_data::<web::Data<Sources>>()?.clone(),
-            })
-        })();
-        std::future::ready(
-            services.ok_or_else(|| {
-                ApiError::Unexpected(anyhow::anyhow!("services missing from app data"))
-            }),
-        )
-    }
+    pub intake: Intake,
+    pub control: Control,
+    pub store: DispatchStore,
+    pub audit_store: AuditStore,
+    pub publisher: Publisher,
+    pub registry: Registry,
+    pub settings: IngressSettings,
+    pub sources: Sources,
 }

@@ -3,14 +3,9 @@
 
 use std::time::Duration;
 
-use crate::settings::IngressSettings;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use actix_web::web::{self, BytesMut};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use flyhook_contract::TaskRef;
-use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use crate::auth::Caller;
 use crate::control::Waited;
@@ -18,7 +13,9 @@ use crate::error::{ApiError, Problem};
 use crate::intake::Accepted;
 use crate::observe::note_dispatches;
 use crate::routes::Services;
+use crate::routes::body::read_json_object;
 use crate::routes::dispatches::DispatchView;
+use crate::settings::IngressSettings;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -75,7 +72,7 @@ pub async fn run_task(
     query: web::Query<WaitQuery>,
     payload: web::Payload,
     caller: Caller,
-    services: Services,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = query.duration(&services.settings)?;
     submit(req, path.into_inner(), payload, caller, services, wait).await
@@ -101,7 +98,7 @@ pub async fn run_task_and_wait(
     query: web::Query<WaitQuery>,
     payload: web::Payload,
     caller: Caller,
-    services: Services,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
     let wait = query
         .duration(&services.settings)?
@@ -122,7 +119,7 @@ async fn submit(
     path: TaskPath,
     payload: web::Payload,
     caller: Caller,
-    services: Services,
+    services: web::Data<Services>,
     wait: Option<Duration>,
 ) -> Result<HttpResponse, ApiError> {
     let task = TaskRef::parse(&path.project, &path.domain, &path.name, &path.version)?;
@@ -167,60 +164,4 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
             "must be at most 255 characters",
         )),
     }
-}
-
-/// Reads a JSON object body within the size and time limits.
-pub async fn read_json_object(
-    req: &HttpRequest,
-    payload: web::Payload,
-    settings: &IngressSettings,
-) -> Result<Map<String, Value>, ApiError> {
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let body = read_body(req, payload, settings).await?;
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::NotAnObject),
-        Err(e) => Err(ApiError::MalformedJson(e.to_string())),
-    }
-}
-
-/// Reads the raw body: at most `max_body_bytes` (refused early on a declared length beyond
-/// it, and as soon as a streamed body passes it), within `body_read_timeout` (a body trickled
-/// in slowly holds a connection, not the server).
-pub async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    settings: &IngressSettings,
-) -> Result<web::Bytes, ApiError> {
-    let limit = settings.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let read = async {
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| ApiError::UnreadableBody(e.to_string()))?;
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
-    };
-    tokio::time::timeout(settings.body_read_timeout, read)
-        .await
-        .map_err(|_| ApiError::BodyTimeout)?
 }
