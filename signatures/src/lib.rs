@@ -147,6 +147,24 @@ impl Headers for [(String, String)] {
     }
 }
 
+/// A delivery as the timestamped schemes verify it: against every active secret, at unix time
+/// `now`, within `tolerance_secs`.
+struct Delivery<'a, H: Headers + ?Sized> {
+    secrets: &'a [SecretString],
+    headers: &'a H,
+    body: &'a [u8],
+    now: i64,
+    tolerance_secs: i64,
+}
+
+impl<H: Headers + ?Sized> Clone for Delivery<'_, H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<H: Headers + ?Sized> Copy for Delivery<'_, H> {}
+
 /// What verification learned about the delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verified {
@@ -177,16 +195,21 @@ impl Scheme {
         now: i64,
         tolerance_secs: i64,
     ) -> Result<Verified, Rejection> {
+        let delivery = Delivery {
+            secrets,
+            headers,
+            body,
+            now,
+            tolerance_secs,
+        };
         match self {
             Scheme::GitHub => github::SIGNING.verify(secrets, headers, body),
-            Scheme::Stripe => stripe::verify(secrets, headers, body, now, tolerance_secs),
-            Scheme::Slack => slack::verify(secrets, headers, body, now, tolerance_secs),
-            Scheme::StandardWebhooks => {
-                standard::verify(secrets, headers, body, now, tolerance_secs)
-            }
+            Scheme::Stripe => stripe::verify(delivery),
+            Scheme::Slack => slack::verify(delivery),
+            Scheme::StandardWebhooks => standard::verify(delivery),
             Scheme::GitLab => gitlab::verify(secrets, headers),
             Scheme::Shopify => shopify::SIGNING.verify(secrets, headers, body),
-            Scheme::Hmac(g) => g.verify(secrets, headers, body, now, tolerance_secs),
+            Scheme::Hmac(g) => g.verify(delivery),
         }
     }
 

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{MacHeader, MacText};
 use crate::primitives::{check_mac, check_window, header, hmac, timestamp};
-use crate::{GenericHmac, Headers, Rejection, Verified};
+use crate::{Delivery, GenericHmac, Headers, Rejection, Verified};
 
 impl GenericHmac {
     fn signature(&self) -> MacHeader<'_> {
@@ -42,12 +42,15 @@ impl GenericHmac {
 
     pub(crate) fn verify(
         &self,
-        secrets: &[SecretString],
-        headers: &(impl Headers + ?Sized),
-        body: &[u8],
-        now: i64,
-        tolerance_secs: i64,
+        delivery: Delivery<'_, impl Headers + ?Sized>,
     ) -> Result<Verified, Rejection> {
+        let Delivery {
+            secrets,
+            headers,
+            body,
+            now,
+            tolerance_secs,
+        } = delivery;
         let given = self.signature().read(headers)?;
         let ts = match &self.timestamp_header {
             Some(name) => {

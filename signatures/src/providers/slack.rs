@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{MacHeader, MacText};
 use crate::primitives::{check_mac, check_window, header, hmac, timestamp};
-use crate::{Algorithm, Headers, Rejection, Verified};
+use crate::{Algorithm, Delivery, Headers, Rejection, Verified};
 
 const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
 const SIGNATURE: MacHeader = MacHeader {
@@ -26,13 +26,14 @@ fn signed_prefix(ts: i64) -> String {
     format!("v0:{ts}:")
 }
 
-pub(crate) fn verify(
-    secrets: &[SecretString],
-    headers: &(impl Headers + ?Sized),
-    body: &[u8],
-    now: i64,
-    tolerance_secs: i64,
-) -> Result<Verified, Rejection> {
+pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
+    let Delivery {
+        secrets,
+        headers,
+        body,
+        now,
+        tolerance_secs,
+    } = delivery;
     let ts = timestamp(headers, TIMESTAMP)?;
     let given = SIGNATURE.read(headers)?;
     check_window(now, ts, tolerance_secs)?;

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::primitives::{any_key, check_window, header, hmac, listed, timestamp};
-use crate::{Algorithm, Headers, Rejection, Verified};
+use crate::{Algorithm, Delivery, Headers, Rejection, Verified};
 
 const ID: &str = "webhook-id";
 const TIMESTAMP: &str = "webhook-timestamp";
@@ -26,13 +26,14 @@ fn signed_prefix(id: &str, ts: i64) -> String {
     format!("{id}.{ts}.")
 }
 
-pub(crate) fn verify(
-    secrets: &[SecretString],
-    headers: &(impl Headers + ?Sized),
-    body: &[u8],
-    now: i64,
-    tolerance_secs: i64,
-) -> Result<Verified, Rejection> {
+pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
+    let Delivery {
+        secrets,
+        headers,
+        body,
+        now,
+        tolerance_secs,
+    } = delivery;
     let id = headers.get(ID).ok_or(Rejection::Missing)?;
     let ts = timestamp(headers, TIMESTAMP)?;
     let header = headers.get(SIGNATURE).ok_or(Rejection::Missing)?;

@@ -5,7 +5,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::primitives::{any_key, header, hex, hmac, listed, raw_keys};
-use crate::{Algorithm, Headers, Rejection, Verified};
+use crate::{Algorithm, Delivery, Headers, Rejection, Verified};
 
 const SIGNATURE: &str = "Stripe-Signature";
 
@@ -17,13 +17,14 @@ fn signed_prefix(ts: i64) -> String {
     format!("{ts}.")
 }
 
-pub(crate) fn verify(
-    secrets: &[SecretString],
-    headers: &(impl Headers + ?Sized),
-    body: &[u8],
-    now: i64,
-    tolerance_secs: i64,
-) -> Result<Verified, Rejection> {
+pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
+    let Delivery {
+        secrets,
+        headers,
+        body,
+        now,
+        tolerance_secs,
+    } = delivery;
     let header = headers.get(SIGNATURE).ok_or(Rejection::Missing)?;
     let mut t = None;
     let mut signatures = Vec::new();
