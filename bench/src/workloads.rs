@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+use flyhook_testkit::client::signed;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use webhook_signatures::Scheme;
@@ -86,14 +87,19 @@ impl Workload for GithubPush {
         let mut payload = self.payload.clone();
         payload["head_commit"]["id"] = Value::String(delivery.clone());
         let body = payload.to_string().into_bytes();
-        let mut request = client
+        let request = client
             .post(&self.url)
             .header("Content-Type", "application/json")
             .header("X-GitHub-Event", "push");
-        for (name, value) in Scheme::GitHub.sign(&self.secret, &body, now, &delivery) {
-            request = request.header(name, value);
-        }
-        request.body(body)
+        signed(
+            request,
+            &Scheme::GitHub,
+            &self.secret,
+            &body,
+            now,
+            &delivery,
+        )
+        .body(body)
     }
 }
 

@@ -263,4 +263,44 @@ mod tests {
             "{err}"
         );
     }
+
+    /// The README's configuration example, whose `[ingress]`, `[audit]` and `[worker]`
+    /// values are said to be the defaults (`max_runs_per_second_per_project` is an example).
+    fn documented_sections() -> toml::Table {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("The TOML file (every key optional")
+            .expect("the README documents the file");
+        let block = &readme[start..];
+        let block = &block[block.find("```toml\n").unwrap() + 8..];
+        let block = &block[..block.find("```").unwrap()];
+        let mut table: toml::Table = toml::from_str(block).expect("the README's TOML parses");
+        table.retain(|name, _| matches!(name, "ingress" | "audit" | "worker"));
+        table["worker"]
+            .as_table_mut()
+            .unwrap()
+            .remove("max_runs_per_second_per_project");
+        table
+    }
+
+    #[test]
+    fn the_defaults_the_readme_documents_are_the_defaults() {
+        let documented = documented_sections();
+        let section = |name: &str| documented[name].clone();
+        let ingress: IngressSettings = section("ingress").try_into().unwrap();
+        let audit: AuditSettings = section("audit").try_into().unwrap();
+        let worker: flyhook_worker::Settings = section("worker").try_into().unwrap();
+        assert_eq!(
+            format!("{ingress:?}"),
+            format!("{:?}", IngressSettings::default())
+        );
+        assert_eq!(
+            format!("{audit:?}"),
+            format!("{:?}", AuditSettings::default())
+        );
+        assert_eq!(
+            format!("{worker:?}"),
+            format!("{:?}", flyhook_worker::Settings::default())
+        );
+    }
 }

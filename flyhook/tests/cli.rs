@@ -4,7 +4,7 @@
 use std::process::Output;
 use std::time::Duration;
 
-use flyhook_e2e::{TestEnv, eventually};
+use flyhook_testkit::{API_KEY, TestEnv, eventually, free_port};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -117,8 +117,7 @@ async fn a_key_made_with_the_cli_works_within_seconds_is_refused_outside_its_sco
     )
     .await;
 
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[test]
@@ -135,7 +134,7 @@ fn the_printed_openapi_document_is_openapi_3_1() {
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let port = flyhook_e2e::closed_port();
+    let port = free_port();
     let mut ingress = std::process::Command::new(env!("CARGO_BIN_EXE_flyhook"))
         .arg("ingress")
         .envs(&env.vars)
@@ -153,7 +152,7 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool)
             .post(format!(
                 "{base}/run-task/flytesnacks/development/hello.main/v1"
             ))
-            .bearer_auth(flyhook_e2e::API_KEY)
+            .bearer_auth(API_KEY)
             .header("X-Request-Id", "json-log-check")
             .json(&json!({"name": "ann"}))
             .send()
@@ -203,5 +202,5 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool)
             .any(|l| l["target"] == "flyhook::access" && l["status"] == 202),
         "{output}"
     );
-    env.cleanup().await;
+    env.finish().await;
 }

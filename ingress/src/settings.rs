@@ -1,33 +1,10 @@
 //! The ingress's part of the configuration: its `[ingress]` and `[audit]` sections, the API keys
 //! (`WEBHOOK_API_KEY`, `[[api_keys]]`), the webhook `[[sources]]` and `FLYHOOK_LISTEN`, resolved
-//! into the key ring and sources it serves. Every field of a section is optional; the defaults
-//! are the `Default` impls below.
-//!
-//! ```toml
-//! [ingress]
-//! max_body_bytes = 1048576       # larger bodies get 413
-//! publish_timeout_ms = 5000      # no broker confirm within this: 503
-//! max_in_flight_publishes = 512  # more awaiting a confirm: 503 at once (load shedding)
-//! max_queue_length = 1000000     # a fuller work queue refuses publishes: 503
-//! rate_limit = { per_second = 1000, burst = 2000 }   # per API key
-//! default_wait_secs = 30         # run-and-wait without ?wait=
-//! max_wait_secs = 300            # the longest ?wait= honoured
-//! body_read_timeout_ms = 10000   # a body still arriving after this: 408
-//! key_refresh_secs = 10          # keys from `flyhook keys` are reloaded at least this often
-//!
-//! [audit]
-//! retention_days = 30            # older audit entries are deleted
-//! buffer = 10000                 # entries waiting to be written; beyond it they are dropped
-//!
-//! [[api_keys]]
-//! name = "ci"
-//! sha256 = "…64 hex digits…"     # printf %s "$KEY" | sha256sum; or env = "CI_WEBHOOK_KEY"
-//!                                # (keys from variables: 32+ characters, no placeholder)
-//! rate_limit = { per_second = 50, burst = 100 }
-//! scopes = ["flytesnacks/development"]   # tasks it may start; every task when absent
-//! ```
-//! Keys can also be managed at run time: `flyhook keys create|list|revoke` (stored in
-//! PostgreSQL; every ingress picks a change up within `key_refresh_secs`, usually at once).
+//! into the key ring and sources it serves. Every field of a section is optional: the defaults
+//! are the `Default` impls below, and the README's configuration section documents them (a
+//! test in `flyhook/src/settings.rs` holds the two together). Keys can also be managed at run
+//! time: `flyhook keys create|list|revoke` (stored in PostgreSQL; every ingress picks a change
+//! up within `key_refresh_secs`, usually at once).
 
 use std::time::Duration;
 

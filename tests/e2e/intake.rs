@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use flyhook_e2e::{API_KEY, Sender, TestEnv};
+use flyhook_testkit::{API_KEY, HELLO_TASK as HELLO, TestEnv, eventually};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-const HELLO: &str = "flytesnacks/development/hello.main/v1";
+/// Sends `request`; the status and problem document of its answer.
+async fn problem(request: reqwest::RequestBuilder) -> (u16, Value) {
+    problem_of(request.send().await.unwrap()).await
+}
 
-async fn problem(response: reqwest::Response) -> (u16, Value) {
+async fn problem_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     assert_eq!(
         response.headers()["content-type"],
@@ -24,7 +27,7 @@ async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
     let ingress = env
         .start_ingress(env.settings_with_file("[ingress]\nmax_body_bytes = 1024\n"))
         .await;
-    let sender = Sender::new(&ingress);
+    let sender = ingress.sender();
     let url = format!("{}/run-task/{HELLO}", ingress.base);
     let http = &env.http;
 
@@ -35,35 +38,35 @@ async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
         "Bearer realm=\"flyhook\""
     );
     assert_eq!(
-        problem(response).await,
+        problem_of(response).await,
         (
             401,
             json!({"status": 401, "code": "missing_api_key", "message": "no bearer API key was sent"})
         )
     );
-    let response = http
-        .post(&url)
-        .bearer_auth("wrong")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(response).await.1["code"], "invalid_api_key");
+    assert_eq!(
+        problem(http.post(&url).bearer_auth("wrong").json(&json!({})))
+            .await
+            .1["code"],
+        "invalid_api_key"
+    );
 
     // 415: not JSON.
-    let response = sender
-        .run_task(HELLO)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
+    assert_eq!(
+        problem(
+            sender
+                .run_task(HELLO)
+                .header("content-type", "text/plain")
+                .body("{}")
+        )
         .await
-        .unwrap();
-    assert_eq!(problem(response).await.0, 415);
+        .0,
+        415
+    );
 
     // 413: too large, declared or streamed.
     let big = json!({"name": "x".repeat(2000)});
-    let response = sender.run_task(HELLO).json(&big).send().await.unwrap();
-    assert_eq!(problem(response).await.0, 413);
+    assert_eq!(problem(sender.run_task(HELLO).json(&big)).await.0, 413);
     let status = chunked_post(
         &ingress.base,
         &format!("/run-task/{HELLO}"),
@@ -73,58 +76,59 @@ async fn bad_requests_get_a_clear_4xx_and_enqueue_nothing(pool: PgPool) {
     assert_eq!(status, 413, "a streamed body is cut off at the limit");
 
     // 400 malformed JSON, 422 not an object, 422 a bad path segment naming it.
-    let response = sender
-        .run_task(HELLO)
-        .header("content-type", "application/json")
-        .body("{\"name\":")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(response).await.1["code"], "malformed_json");
-    let response = sender
-        .run_task(HELLO)
-        .json(&json!([1, 2]))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        problem(response).await,
+        problem(
+            sender
+                .run_task(HELLO)
+                .header("content-type", "application/json")
+                .body("{\"name\":")
+        )
+        .await
+        .1["code"],
+        "malformed_json"
+    );
+    assert_eq!(
+        problem(sender.run_task(HELLO).json(&json!([1, 2]))).await,
         (
             422,
             json!({"status": 422, "code": "inputs_not_an_object", "message": "the body must be a JSON object of task inputs"})
         )
     );
-    let response = sender
-        .run_task("Flytesnacks/development/hello.main/v1")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = problem(response).await;
+    let (status, body) = problem(
+        sender
+            .run_task("Flytesnacks/development/hello.main/v1")
+            .json(&json!({})),
+    )
+    .await;
     assert_eq!((status, &body["field"]), (422, &json!("project")));
     let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let response = sender
-        .run_task(HELLO)
-        .header("content-type", "application/json")
-        .body(format!("{{\"name\": {deep}}}"))
-        .send()
+    assert_eq!(
+        problem(
+            sender
+                .run_task(HELLO)
+                .header("content-type", "application/json")
+                .body(format!("{{\"name\": {deep}}}"))
+        )
         .await
-        .unwrap();
-    assert_eq!(problem(response).await.0, 400);
+        .0,
+        400
+    );
 
     // 400: an unusable Idempotency-Key.
-    let response = sender
-        .run_task(HELLO)
-        .header("Idempotency-Key", "k".repeat(300))
-        .json(&json!({"name": "a"}))
-        .send()
+    assert_eq!(
+        problem(
+            sender
+                .run_task(HELLO)
+                .header("Idempotency-Key", "k".repeat(300))
+                .json(&json!({"name": "a"}))
+        )
         .await
-        .unwrap();
-    assert_eq!(problem(response).await.1["field"], "Idempotency-Key");
+        .1["field"],
+        "Idempotency-Key"
+    );
 
     assert_eq!(env.ready_messages().await, 0, "no bad request was enqueued");
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 /// Sends a chunked (undeclared-length) JSON POST over a raw socket; returns the status code.
@@ -277,55 +281,45 @@ async fn hostile_input_gets_a_4xx_or_a_closed_connection_never_a_5xx(pool: PgPoo
         );
     }
     assert_eq!(env.ready_messages().await, 0, "nothing was enqueued");
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn inputs_that_do_not_fit_a_known_interface_get_422_naming_the_field(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     // The first send teaches the ingress the interface (fetched in the background).
     let (status, _) = sender.send_hello(json!({"name": "a"})).await;
     assert_eq!(status, 202);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let body = eventually(Duration::from_secs(10), "the interface cached", || async {
         let (status, body) = sender.send_hello(json!({"name": 5})).await;
-        if status == 422 {
-            assert_eq!(body["code"], "invalid_inputs");
-            assert_eq!(body["field"], "name");
-            assert!(
-                body["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("expected str, got an integer")
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "interface never cached"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        (status == 422).then_some(body)
+    })
+    .await;
+    assert_eq!(body["code"], "invalid_inputs");
+    assert_eq!(body["field"], "name");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected str, got an integer")
+    );
     let (status, body) = sender
         .send_hello(json!({"name": "a", "colour": "red"}))
         .await;
     assert_eq!((status, &body["field"]), (422, &json!("colour")));
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env
+    let sender = env
         .start_ingress(
             env.settings_with_file("[ingress]\nrate_limit = { per_second = 1, burst = 2 }\n"),
         )
-        .await;
-    let sender = Sender::new(&ingress);
+        .await
+        .sender();
     let mut statuses = Vec::new();
     for _ in 0..3 {
         let response = sender
@@ -340,15 +334,13 @@ async fn each_key_is_rate_limited_with_retry_after(pool: PgPool) {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [202, 202, 429]);
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn ids_never_issued_are_404_and_status_needs_a_key(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     let (_, accepted) = sender.send_hello(json!({"name": "a"})).await;
     let id = accepted["id"].as_str().unwrap().to_string();
 
@@ -363,39 +355,19 @@ async fn ids_never_issued_are_404_and_status_needs_a_key(pool: PgPool) {
             "{unknown}"
         );
     }
-    let response = env
-        .http
-        .get(format!("{}/dispatches/{id}", ingress.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
-    let response = env
-        .http
-        .get(format!("{}/dispatches/{id}", ingress.base))
-        .bearer_auth(API_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    ingress.stop().await;
-    env.cleanup().await;
+    assert_eq!(sender.probe(&format!("/dispatches/{id}")).await.0, 401);
+    assert_eq!(sender.dispatch(&id).await.0, 200);
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn health_endpoints_answer(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
+    let sender = env.start_ingress(env.settings()).await.sender();
     for (path, expected) in [("/health", "ok"), ("/livez", "ok"), ("/readyz", "ready")] {
-        let response = env
-            .http
-            .get(format!("{}{path}", ingress.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(response.json::<Value>().await.unwrap()["status"], expected);
+        let (status, body) = sender.probe(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(body["status"], expected);
     }
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }

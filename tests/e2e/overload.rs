@@ -2,19 +2,18 @@
 //! unbounded latency or an unbounded queue: publishes awaiting a confirm are bounded, and so is
 //! the work queue's length.
 
-use flyhook_e2e::{Proxy, Sender, TestEnv};
+use flyhook_testkit::TestEnv;
 use serde_json::json;
 use sqlx::PgPool;
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn past_the_bound_on_publishes_in_flight_intake_answers_503_at_once(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let mut settings = env.settings_with_file("[ingress]\nmax_in_flight_publishes = 1\n");
-    settings.deployment.amqp_url = broker.amqp_url().into();
+    let broker = env.broker_behind_proxy(&mut settings).await;
     let ingress = env.start_ingress(settings).await;
     assert!(ingress.connected);
-    let sender = Sender::new(&ingress);
+    let sender = ingress.sender();
 
     // A broker that stops confirming holds the one publish allowed in flight.
     broker.pause();
@@ -41,17 +40,16 @@ async fn past_the_bound_on_publishes_in_flight_intake_answers_503_at_once(pool: 
         status, 202,
         "the held publish is confirmed once the broker answers: {body}"
     );
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_full_work_queue_refuses_intake_with_503_and_keeps_what_it_holds(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env
+    let sender = env
         .start_ingress(env.settings_with_file("[ingress]\nmax_queue_length = 3\n"))
-        .await;
-    let sender = Sender::new(&ingress);
+        .await
+        .sender();
     let mut accepted = 0;
     let mut refused = 0;
     for n in 0..10 {
@@ -76,6 +74,5 @@ async fn a_full_work_queue_refuses_intake_with_503_and_keeps_what_it_holds(pool:
         accepted,
         "every 202 is in the queue and no 503 is"
     );
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use flyhook_e2e::{Proxy, Sender, TestEnv, closed_port};
+use flyhook_testkit::env::FAST_TRACKING;
+use flyhook_testkit::{TestEnv, answer, eventually, free_port};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -11,8 +12,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_it(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
 
     let (status, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     assert_eq!(status, 202, "{accepted}");
@@ -34,7 +34,7 @@ async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_
         (200, &json!("queued"), &json!(false))
     );
 
-    let worker = env.start_worker(&env.settings());
+    env.start_worker(&env.settings());
     let running = sender.wait_for_status(id, "running", WAIT).await;
     assert_eq!(running["run_name"], run_name);
     assert_eq!(running["attempts"], 1);
@@ -47,26 +47,19 @@ async fn an_accepted_dispatch_is_queued_at_once_and_running_once_a_worker_takes_
     assert_eq!(runs[0]["create_calls"], 1);
 
     sender.finish_by_cancelling(id).await;
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     let send = || async {
-        let response = sender
-            .run_task("flytesnacks/development/hello.main/v1")
-            .header("Idempotency-Key", "delivery-42")
-            .json(&json!({"name": "ann"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
-        response.json::<serde_json::Value>().await.unwrap()
+        let (status, accepted) = sender
+            .send_hello_keyed("delivery-42", json!({"name": "ann"}))
+            .await;
+        assert_eq!(status, 202, "{accepted}");
+        accepted
     };
     let first = send().await;
     let second = send().await;
@@ -94,24 +87,18 @@ async fn a_retried_send_and_its_second_delivery_make_one_run(pool: PgPool) {
     );
     sender.finish_by_cancelling(id).await;
 
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn two_deliveries_of_one_dispatch_processed_at_once_make_one_undisturbed_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     for _ in 0..2 {
-        let response = sender
-            .run_task("flytesnacks/development/hello.main/v1")
-            .header("Idempotency-Key", "same")
-            .json(&json!({"name": "ann"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 202);
+        let (status, accepted) = sender
+            .send_hello_keyed("same", json!({"name": "ann"}))
+            .await;
+        assert_eq!(status, 202, "{accepted}");
     }
     // Both deliveries reach Flyte together: one creates the run, the other meets `already_exists`.
     env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "latency_ms": 300}]))
@@ -129,50 +116,36 @@ async fn two_deliveries_of_one_dispatch_processed_at_once_make_one_undisturbed_r
         runs[0]["phase"], "ACTION_PHASE_RUNNING",
         "the run was left alone"
     );
-    let listed: serde_json::Value = env
-        .http
-        .get(format!("{}/dispatches", ingress.base))
-        .bearer_auth(flyhook_e2e::API_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, listed) = sender.get("/dispatches").await;
     let id = listed["items"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(listed["items"][0]["status"], "running");
     sender.finish_by_cancelling(&id).await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
 
     // Flyte creates the run but holds its answer, so the worker is caught between the run's
     // creation and its ack.
     env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "latency_after_ms": 600000}]))
         .await;
-    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let doomed = env.start_worker(&env.settings_with(&[("AMQP_URL", &broker.amqp_url())]));
+    let mut doomed_settings = env.settings();
+    let broker = env.broker_behind_proxy(&mut doomed_settings).await;
+    let doomed = env.start_worker(&doomed_settings);
     let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     let id = accepted["id"].as_str().unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while env.sim_runs().await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the run was never created"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(WAIT, "the run created", || async {
+        (!env.sim_runs().await.is_empty()).then_some(())
+    })
+    .await;
     doomed.kill().await;
     broker.cut(); // its connection dies with it: the broker requeues the unacked delivery
 
     env.set_sim_faults(json!([])).await;
-    let survivor = env.start_worker(&env.settings());
+    env.start_worker(&env.settings());
     let running = sender.wait_for_status(id, "running", WAIT).await;
     assert_eq!(running["attempts"], 2);
     let runs = env.sim_runs().await;
@@ -183,20 +156,18 @@ async fn a_worker_killed_after_creating_the_run_but_before_acking_makes_one_run(
     );
 
     sender.finish_by_cancelling(id).await;
-    survivor.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn intake_answers_503_with_retry_after_when_the_broker_is_unreachable(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", closed_port());
+    let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
     let ingress = env
         .start_ingress(env.settings_with(&[("AMQP_URL", &url)]))
         .await;
     assert!(!ingress.connected);
-    let sender = Sender::new(&ingress);
+    let sender = ingress.sender();
     let response = sender
         .run_task("flytesnacks/development/hello.main/v1")
         .json(&json!({"name": "ann"}))
@@ -207,29 +178,19 @@ async fn intake_answers_503_with_retry_after_when_the_broker_is_unreachable(pool
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["code"], "queue_unavailable");
-    let ready = env
-        .http
-        .get(format!("{}/readyz", ingress.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    assert_eq!(
-        ready.json::<serde_json::Value>().await.unwrap()["broker"],
-        "down"
-    );
-    ingress.stop().await;
-    env.cleanup().await;
+    let (status, ready) = sender.probe("/readyz").await;
+    assert_eq!((status, &ready["broker"]), (503, &json!("down")));
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_lost(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let dead_db = format!("postgres://postgres@127.0.0.1:{}/nowhere", closed_port());
-    let ingress = env
+    let dead_db = format!("postgres://postgres@127.0.0.1:{}/nowhere", free_port());
+    let sender = env
         .start_ingress(env.settings_with(&[("DATABASE_URL", &dead_db)]))
-        .await;
-    let sender = Sender::new(&ingress);
+        .await
+        .sender();
 
     let (status, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     assert_eq!(status, 202, "{accepted}");
@@ -239,43 +200,27 @@ async fn intake_keeps_accepting_while_postgres_is_unreachable_and_nothing_is_los
         (code, &body["code"]),
         (503, &json!("status_store_unavailable"))
     );
-    let ready = env
-        .http
-        .get(format!("{}/readyz", ingress.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        ready.status(),
-        200,
-        "intake works, so the ingress stays in service"
-    );
-    let ready = ready.json::<serde_json::Value>().await.unwrap();
+    let (status, ready) = sender.probe("/readyz").await;
+    assert_eq!(status, 200, "intake works, so the ingress stays in service");
     assert_eq!(
         (&ready["status"], &ready["database"]),
         (&json!("degraded"), &json!("down"))
     );
 
     // A worker that can reach the database takes the dispatch: it was not lost.
-    let worker = env.start_worker(&env.settings());
-    let healthy_ingress = env.start_ingress(env.settings()).await;
-    Sender::new(&healthy_ingress)
-        .wait_for_status(id, "running", WAIT)
-        .await;
+    env.start_worker(&env.settings());
+    let healthy = env.start_ingress(env.settings()).await.sender();
+    healthy.wait_for_status(id, "running", WAIT).await;
     assert_eq!(env.sim_runs().await.len(), 1);
 
-    Sender::new(&healthy_ingress).finish_by_cancelling(id).await;
-    worker.stop().await;
-    healthy_ingress.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    healthy.finish_by_cancelling(id).await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     let worker = env.start_worker(&env.settings());
 
     // The interface is not cached yet, so intake accepts; the worker finds the input missing.
@@ -292,13 +237,12 @@ async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
         "{failed}"
     );
 
-    let response = sender
-        .run_task("flytesnacks/development/no.such.task/v1")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let accepted: serde_json::Value = response.json().await.unwrap();
+    let (_, accepted) = answer(
+        sender
+            .run_task("flytesnacks/development/no.such.task/v1")
+            .json(&json!({})),
+    )
+    .await;
     let failed = sender
         .wait_for_status(accepted["id"].as_str().unwrap(), "failed", WAIT)
         .await;
@@ -315,18 +259,16 @@ async fn permanent_failures_are_recorded_failed_with_the_reason(pool: PgPool) {
         2,
         "permanent failures keep their message for replay"
     );
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "unavailable", "count": 2}]))
         .await;
-    let worker = env.start_worker(&env.settings());
+    env.start_worker(&env.settings());
     let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     let running = sender
         .wait_for_status(accepted["id"].as_str().unwrap(), "running", WAIT)
@@ -336,16 +278,13 @@ async fn transient_flyte_failures_are_retried_and_then_succeed(pool: PgPool) {
     sender
         .finish_by_cancelling(accepted["id"].as_str().unwrap())
         .await;
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn transient_failures_are_dead_lettered_after_the_configured_attempts(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "internal"}]))
         .await;
     // Three attempts, so the test waits for two delay-queue round trips (1 s or 2 s each).
@@ -373,47 +312,27 @@ async fn transient_failures_are_dead_lettered_after_the_configured_attempts(pool
         1,
         "the message waits in the dead-letter queue"
     );
-    let stats: serde_json::Value = env
-        .http
-        .get(format!("{}/_sim/stats", env.sim_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        stats["calls"]["RunService/CreateRun"], 3,
+        env.sim.calls("RunService/CreateRun").await.unwrap(),
+        3,
         "bounded: three tries, no more"
     );
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn replays_keep_the_dispatch_id_unless_a_new_run_is_asked_for(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
-    let settings = env.settings_with_file(
-        "[worker]\nmax_attempts = 2\n[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\n",
+    let sender = env.start_ingress(env.settings()).await.sender();
+    env.start_worker(
+        &env.settings_with_file(&format!("[worker]\nmax_attempts = 2\n{FAST_TRACKING}")),
     );
-    let worker = env.start_worker(&settings);
     let replay = |id: String, body: serde_json::Value| {
-        let sender = sender.clone();
+        let sender = &sender;
         async move {
-            let response = sender
-                .http
-                .post(format!("{}/dispatches/{id}/replay", sender.base))
-                .bearer_auth(flyhook_e2e::API_KEY)
-                .json(&body)
-                .send()
+            sender
+                .post(&format!("/dispatches/{id}/replay"), &body)
                 .await
-                .unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<serde_json::Value>().await.unwrap(),
-            )
         }
     };
 
@@ -449,27 +368,17 @@ async fn replays_keep_the_dispatch_id_unless_a_new_run_is_asked_for(pool: PgPool
 
     let (status, _) = replay("0".repeat(40), json!({})).await;
     assert_eq!(status, 404);
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_burst_waits_for_the_per_project_start_rate(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
-    let mut ids = Vec::new();
-    for i in 0..15 {
-        let (_, accepted) = sender.send_hello(json!({ "name": format!("n{i}") })).await;
-        ids.push(accepted["id"].as_str().unwrap().to_string());
-    }
-    let worker = env
-        .start_worker(&env.settings_with_file("[worker]\nmax_runs_per_second_per_project = 5\n"));
+    let sender = env.start_ingress(env.settings()).await.sender();
+    let ids = sender.send_hellos(15).await;
+    env.start_worker(&env.settings_with_file("[worker]\nmax_runs_per_second_per_project = 5\n"));
     let started = tokio::time::Instant::now();
-    for id in &ids {
-        sender.wait_for_status(id, "running", WAIT).await;
-    }
+    sender.wait_all(&ids, "running", WAIT).await;
     // A burst of 5, then 5 a second: the last 10 runs need at least 2 s. (A lower bound only:
     // a slow machine can take longer, never shorter.)
     assert!(
@@ -481,7 +390,5 @@ async fn a_burst_waits_for_the_per_project_start_rate(pool: PgPool) {
     for id in &ids {
         sender.finish_by_cancelling(id).await;
     }
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }

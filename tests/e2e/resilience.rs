@@ -3,33 +3,20 @@
 
 use std::time::Duration;
 
-use flyhook_e2e::{Proxy, Sender, TestEnv};
-use serde_json::{Value, json};
+use flyhook_testkit::{TestEnv, eventually, wait_until};
+use serde_json::json;
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn ready(env: &TestEnv, base: &str) -> Value {
-    env.http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn the_ingress_answers_503_while_the_broker_is_away_and_accepts_again_when_it_returns(
     pool: PgPool,
 ) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let ingress = env
-        .start_ingress(env.settings_with(&[("AMQP_URL", &broker.amqp_url())]))
-        .await;
-    let sender = Sender::new(&ingress);
+    let mut settings = env.settings();
+    let broker = env.broker_behind_proxy(&mut settings).await;
+    let sender = env.start_ingress(settings).await.sender();
     assert_eq!(sender.send_hello(json!({"name": "before"})).await.0, 202);
 
     broker.go_down();
@@ -39,76 +26,58 @@ async fn the_ingress_answers_503_while_the_broker_is_away_and_accepts_again_when
         (503, &json!("queue_unavailable")),
         "{body}"
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while ready(&env, &ingress.base).await["broker"] != "down" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "readiness never turned red"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(WAIT, "readiness turned red", || async {
+        (sender.probe("/readyz").await.1["broker"] == "down").then_some(())
+    })
+    .await;
 
     broker.come_back();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let (status, body) = sender.send_hello(json!({"name": "after"})).await;
-        if status == 202 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the ingress never reconnected"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(ready(&env, &ingress.base).await["broker"], "up");
+    wait_until(
+        WAIT,
+        Duration::from_millis(50),
+        "the ingress reconnected",
+        || async {
+            let (status, body) = sender.send_hello(json!({"name": "after"})).await;
+            assert!(status == 202 || status == 503, "{status}: {body}");
+            (status == 202).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(sender.probe("/readyz").await.1["broker"], "up");
     // Both accepted dispatches are in the queue; the refused one is not.
     assert_eq!(env.ready_messages().await, 2);
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_worker_reconnects_to_the_broker_and_the_backlog_drains(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
-    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let sender = env.start_ingress(env.settings()).await.sender();
     let mut settings = env.fast_tracking();
-    settings.deployment.amqp_url = broker.amqp_url().into();
-    let worker = env.start_worker(&settings);
+    let broker = env.broker_behind_proxy(&mut settings).await;
+    env.start_worker(&settings);
     let (_, first) = sender.send_hello(json!({"name": "a"})).await;
     sender
         .wait_for_status(first["id"].as_str().unwrap(), "succeeded", WAIT)
         .await;
 
     broker.go_down();
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let (status, accepted) = sender.send_hello(json!({ "name": format!("n{i}") })).await;
-        assert_eq!(status, 202);
-        ids.push(accepted["id"].as_str().unwrap().to_string());
-    }
+    let ids = sender.send_hellos(5).await;
     broker.come_back();
-    for id in &ids {
-        sender.wait_for_status(id, "succeeded", WAIT).await;
-    }
+    sender.wait_all(&ids, "succeeded", WAIT).await;
     assert_eq!(env.sim_runs().await.len(), 6);
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_worker_that_cannot_record_does_not_ack_and_nothing_is_lost(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     let mut settings = env.fast_tracking();
     let database = env.database_behind_proxy(&mut settings).await;
     database.go_down();
-    let worker = env.start_worker(&settings);
+    env.start_worker(&settings);
 
     let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     let id = accepted["id"].as_str().unwrap();
@@ -125,7 +94,5 @@ async fn a_worker_that_cannot_record_does_not_ack_and_nothing_is_lost(pool: PgPo
     database.come_back();
     sender.wait_for_status(id, "succeeded", WAIT).await;
     assert_eq!(env.sim_runs().await.len(), 1);
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }

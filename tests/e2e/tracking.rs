@@ -2,31 +2,23 @@
 
 use std::time::Duration;
 
-use flyhook_e2e::{API_KEY, Proxy, Sender, TestEnv};
+use flyhook_testkit::{HELLO_TASK as HELLO, Sender, TestEnv, eventually};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(20);
-const HELLO: &str = "flytesnacks/development/hello.main/v1";
 
 async fn run_and_wait(sender: &Sender, task: &str, inputs: Value, query: &str) -> (u16, Value) {
-    let response = sender
-        .http
-        .post(format!("{}/run-task-and-wait/{task}{query}", sender.base))
-        .bearer_auth(API_KEY)
-        .json(&inputs)
-        .send()
+    sender
+        .post(&format!("/run-task-and-wait/{task}{query}"), &inputs)
         .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn run_and_wait_returns_outputs_errors_and_timeouts_as_the_run_ended(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let worker = env.start_worker(&env.fast_tracking());
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
+    env.start_worker(&env.fast_tracking());
 
     let (status, body) = run_and_wait(&sender, HELLO, json!({"name": "ann"}), "").await;
     assert_eq!(status, 200, "{body}");
@@ -77,17 +69,14 @@ async fn run_and_wait_returns_outputs_errors_and_timeouts_as_the_run_ended(pool:
         "hello bob"
     );
 
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_wait_that_runs_out_answers_202_with_the_status_url(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let worker = env.start_worker(&env.fast_tracking());
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
+    env.start_worker(&env.fast_tracking());
     let started = tokio::time::Instant::now();
     let (status, body) = run_and_wait(&sender, HELLO, json!({"name": "ann"}), "?wait=500ms").await;
     assert_eq!(status, 202, "{body}");
@@ -99,9 +88,7 @@ async fn a_wait_that_runs_out_answers_202_with_the_status_url(pool: PgPool) {
 
     sender.wait_for_status(id, "running", WAIT).await;
     sender.finish_by_cancelling(id).await;
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
@@ -115,9 +102,8 @@ async fn many_concurrent_waiters_are_all_answered(pool: PgPool) {
         },
     )
     .await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let worker = env.start_worker(&env.fast_tracking());
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
+    env.start_worker(&env.fast_tracking());
     let waits: Vec<_> = (0..200)
         .map(|i| {
             let sender = sender.clone();
@@ -142,16 +128,13 @@ async fn many_concurrent_waiters_are_all_answered(pool: PgPool) {
         assert_eq!(body["outputs"]["o0"], format!("hello n{i}"));
     }
     assert_eq!(env.sim_runs().await.len(), 200);
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn cancelling_works_in_every_state(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::long_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
 
     // Queued, no worker has seen it: recorded aborted, and the worker drops the message.
     let (_, queued) = sender.send_hello(json!({"name": "never"})).await;
@@ -174,17 +157,9 @@ async fn cancelling_works_in_every_state(pool: PgPool) {
         (200, &json!("aborted")),
         "{body}"
     );
-    let run: Value = env
-        .http
-        .get(format!(
-            "{}/_sim/runs/flytesnacks/development/{}",
-            env.sim_url,
-            running["run_name"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let run = env
+        .sim
+        .run(running["run_name"].as_str().unwrap())
         .await
         .unwrap();
     assert_eq!(run["phase"], "ACTION_PHASE_ABORTED");
@@ -211,90 +186,52 @@ async fn cancelling_works_in_every_state(pool: PgPool) {
 
     let (status, _) = sender.cancel(&"0".repeat(40)).await;
     assert_eq!(status, 404);
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn a_dead_trackers_runs_are_taken_over_when_its_lease_expires(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
     let tracking = "[worker.tracking]\nmin_poll_ms = 50\nmax_poll_ms = 200\nlease_ms = 1000\n";
 
     // The first worker starts the run, then hangs looking at it (Flyte never answers).
     env.set_sim_faults(json!([{"rpc": "RunService/GetRunDetails", "latency_ms": 600000}]))
         .await;
-    let broker = Proxy::start("127.0.0.1:5672".parse().unwrap()).await;
     let mut doomed_settings = env.settings_with_file(tracking);
-    doomed_settings.deployment.amqp_url = broker.amqp_url().into();
+    let broker = env.broker_behind_proxy(&mut doomed_settings).await;
     let doomed = env.start_worker(&doomed_settings);
     let (_, accepted) = sender.send_hello(json!({"name": "ann"})).await;
     let id = accepted["id"].as_str().unwrap();
     sender.wait_for_status(id, "running", WAIT).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let stats: Value = env
-            .http
-            .get(format!("{}/_sim/stats", env.sim_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if stats["calls"]["RunService/GetRunDetails"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the tracker never looked"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(WAIT, "the tracker looked", || async {
+        (env.sim.calls("RunService/GetRunDetails").await.unwrap() > 0).then_some(())
+    })
+    .await;
     doomed.kill().await;
     broker.cut();
 
     env.set_sim_faults(json!([])).await;
-    let survivor = env.start_worker(&env.settings_with_file(tracking));
+    env.start_worker(&env.settings_with_file(tracking));
     let done = sender.wait_for_status(id, "succeeded", WAIT).await;
     assert_eq!(done["outputs"]["o0"], "hello ann");
     assert_eq!(env.sim_runs().await.len(), 1);
-    survivor.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
 async fn dispatches_list_newest_first_with_filters_and_cursors(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
-    let ingress = env.start_ingress(env.settings()).await;
-    let worker = env.start_worker(&env.fast_tracking());
-    let sender = Sender::new(&ingress);
+    let sender = env.start_ingress(env.settings()).await.sender();
+    env.start_worker(&env.fast_tracking());
     let mut ids = Vec::new();
     for name in ["a", "b", "fail", "c", "d"] {
         let (_, body) = run_and_wait(&sender, HELLO, json!({ "name": name }), "").await;
         ids.push(body["id"].as_str().unwrap().to_string());
     }
     let list = |query: String| {
-        let sender = sender.clone();
-        async move {
-            let response = sender
-                .http
-                .get(format!("{}/dispatches{query}", sender.base))
-                .bearer_auth(API_KEY)
-                .send()
-                .await
-                .unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap(),
-            )
-        }
+        let sender = &sender;
+        async move { sender.get(&format!("/dispatches{query}")).await }
     };
     let ids_of = |page: &Value| -> Vec<String> {
         page["items"]
@@ -342,7 +279,5 @@ async fn dispatches_list_newest_first_with_filters_and_cursors(pool: PgPool) {
             "{bad}"
         );
     }
-    worker.stop().await;
-    ingress.stop().await;
-    env.cleanup().await;
+    env.finish().await;
 }

@@ -1,22 +1,7 @@
 //! The `[worker]` section: how many dispatches one worker holds and runs at once, how it paces
-//! Flyte, and how the fleet follows runs (`[worker.tracking]`). Every field is optional; the
-//! defaults are the `Default` impls below.
-//!
-//! ```toml
-//! [worker]
-//! listen = "127.0.0.1:9090"   # /metrics, /livez, /readyz (FLYHOOK_WORKER_LISTEN wins)
-//! prefetch = 512
-//! concurrency = 256
-//! database_connections = 8
-//! max_attempts = 5
-//! max_runs_per_second_per_project = 50   # absent: no cap
-//!
-//! [worker.tracking]
-//! min_poll_ms = 1000
-//! max_poll_ms = 30000
-//! lease_ms = 30000
-//! batch = 100
-//! ```
+//! Flyte, and how the fleet follows runs (`[worker.tracking]`). Every field is optional: the
+//! defaults are the `Default` impls below, and the README's configuration section documents
+//! them (a test in `flyhook/src/settings.rs` holds the two together).
 
 use std::time::Duration;
 

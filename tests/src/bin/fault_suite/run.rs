@@ -1,0 +1,191 @@
+//! One scenario from start to verdict: a fresh deployment of `flyhook` processes, the load
+//! with the fault injected, the drain, and the checks: every dispatch answered `202` reaches a
+//! terminal state, with exactly one run in the stand-in, and nothing dead-lettered unrecorded.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use flyhook_testkit::{Flyte, Profile, Stack, StackSpec, broker, wait_until};
+use flyte_sim::SimConfig;
+use serde_json::json;
+
+use crate::scenario::Scenario;
+use crate::{faults, hostile, load};
+
+const WORKERS: usize = 3;
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub accepted: usize,
+    /// Worker processes killed with SIGKILL.
+    pub kills: usize,
+    pub refused_5xx: u64,
+    pub bad_input_5xx: u64,
+    pub lost: usize,
+    pub duplicated_runs: usize,
+    /// Accepted dispatches still `queued` or `starting` after the drain.
+    pub unfinished: usize,
+    /// Messages left in the dead-letter queue beyond the dispatches recorded `failed` or
+    /// `dead_lettered` (what the broker gave up on without a record).
+    pub unrecorded_dead_letters: usize,
+    /// Hostile requests answered otherwise than promised (5xx, or accepted bad input, or a
+    /// provider retry that became another dispatch).
+    pub misanswered: u64,
+    pub terminal: usize,
+    pub load: Duration,
+    pub drain: Duration,
+    pub statuses: HashMap<String, usize>,
+}
+
+impl Outcome {
+    /// Whether the scenario lost or duplicated work, or answered anything as it must not.
+    pub fn failed(&self) -> bool {
+        self.lost > 0
+            || self.duplicated_runs > 0
+            || self.bad_input_5xx > 0
+            || self.unfinished > 0
+            || self.unrecorded_dead_letters > 0
+            || self.misanswered > 0
+    }
+}
+
+/// The deployment every scenario runs: one ingress, three workers (debug builds), runs that
+/// last 200 ms, patient retries and trackers.
+fn spec(which: Scenario) -> StackSpec {
+    StackSpec {
+        kind: format!("fault-{}", which.name()),
+        profile: Profile::Debug,
+        workers: WORKERS,
+        flyte: Flyte::InProcess(SimConfig {
+            queued_for: Duration::ZERO,
+            running_for: Duration::from_millis(200),
+            ..SimConfig::default()
+        }),
+        config: format!(
+            "[worker]\nmax_attempts = 30\n[worker.tracking]\nmin_poll_ms = 200\nmax_poll_ms = 1000\nlease_ms = 5000\n{}",
+            hostile::sources_config()
+        ),
+        vars: hostile::secrets(),
+        show_logs: false,
+    }
+}
+
+pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outcome> {
+    faults::services_up().await?;
+    let mut stack = Stack::start(spec(which)).await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()?;
+    if which == Scenario::FlakyFlyte {
+        stack
+            .sim
+            .set_faults(json!([{"rpc": "*", "code": "unavailable", "rate": 0.3, "latency_ms": 50}]))
+            .await?;
+    }
+
+    let load_started = Instant::now();
+    let sources = stack.settings.ingress.sources.clone();
+    let (counts, senders) = load::start(which, dispatches, &http, &stack.ingress_url, &sources);
+    faults::inject(which, &mut stack, &senders).await?;
+    for sender in senders {
+        sender.await?;
+    }
+    faults::services_up().await?;
+    let load_time = load_started.elapsed();
+    if which == Scenario::FlakyFlyte {
+        stack.sim.set_faults(json!([])).await?;
+    }
+
+    // Drain: every accepted dispatch must reach a terminal state.
+    let accepted: Vec<String> = counts.accepted.lock().await.iter().cloned().collect();
+    let drain_started = Instant::now();
+    let pool = stack.database.connect().await?;
+    let terminal_query = "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
+                          AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered')";
+    let drained = wait_until(
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        "the backlog drained",
+        || {
+            let (pool, ids) = (pool.clone(), accepted.clone());
+            async move {
+                sqlx::query_scalar::<_, i64>(terminal_query)
+                    .bind(&ids)
+                    .fetch_one(&pool)
+                    .await
+                    .is_ok_and(|n| n as usize == ids.len())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let drain = drain_started.elapsed();
+    let terminal: i64 = sqlx::query_scalar(terminal_query)
+        .bind(&accepted)
+        .fetch_one(&pool)
+        .await?;
+    let statuses: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM dispatches WHERE id = ANY($1) GROUP BY status",
+    )
+    .bind(&accepted)
+    .fetch_all(&pool)
+    .await?;
+
+    // Exactly one run per dispatch: every accepted dispatch's run exists, nothing else does.
+    let runs = stack.sim.runs().await?;
+    let run_names: HashSet<String> = runs
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    let expected: HashSet<String> = accepted
+        .iter()
+        .filter_map(|id| flyhook_contract::DispatchId::parse(id).ok())
+        .map(|id| id.run_name().to_string())
+        .collect();
+    let lost = expected.difference(&run_names).count() + (accepted.len() - terminal as usize);
+    let count_of = |wanted: &[&str]| -> usize {
+        statuses
+            .iter()
+            .filter(|(status, _)| wanted.contains(&status.as_str()))
+            .map(|(_, n)| *n as usize)
+            .sum()
+    };
+    let unfinished = count_of(&["queued", "starting"]);
+    let duplicated_runs = runs.len() - run_names.intersection(&expected).count();
+
+    stack.halt();
+    pool.close().await;
+    let recorded_dead = count_of(&["failed", "dead_lettered"]);
+    let dead_letters = broker::queue_length(&stack.topology().dead_queue()).await;
+    let kills = stack.kills;
+    if let Err(e) = stack.stop().await {
+        eprintln!("{}: could not remove the deployment: {e:#}", which.name());
+    }
+    let unrecorded_dead_letters = (dead_letters? as usize).saturating_sub(recorded_dead);
+    if let Err(e) = drained {
+        eprintln!("{}: {e:#}", which.name());
+    }
+    println!(
+        "{:>17}: accepted {} in {:.1} s, lost {lost}, duplicated runs {duplicated_runs}, drained in {:.1} s",
+        which.name(),
+        accepted.len(),
+        load_time.as_secs_f64(),
+        drain.as_secs_f64()
+    );
+    Ok(Outcome {
+        accepted: accepted.len(),
+        kills,
+        refused_5xx: counts.refused_5xx.load(Ordering::SeqCst),
+        bad_input_5xx: counts.bad_input_5xx.load(Ordering::SeqCst),
+        lost,
+        duplicated_runs,
+        unfinished,
+        unrecorded_dead_letters,
+        misanswered: counts.misanswered.load(Ordering::SeqCst),
+        terminal: terminal as usize,
+        load: load_time,
+        drain,
+        statuses: statuses.into_iter().map(|(s, n)| (s, n as usize)).collect(),
+    })
+}
