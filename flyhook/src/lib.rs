@@ -1,11 +1,11 @@
 //! `flyhook`: one binary for every role. Run `flyhook --help`.
 //!
 //! # Layout
-//! - [`Cli`]: the command line; [`commands`]: one file per command.
+//! - [`Cli`]: the command line; `commands`: one file per command.
 //! - [`settings`]: one deployment's settings, each section handed to the role that owns it.
 //! - `telemetry`, `shutdown`: logging and the one shutdown signal, for the whole process.
 
-pub mod commands;
+mod commands;
 pub mod settings;
 mod shutdown;
 mod telemetry;
@@ -28,10 +28,10 @@ pub struct Cli {
     command: commands::Command,
 }
 
-impl Cli {
-    /// Sets up logging and the shutdown signal, then runs the command.
-    pub async fn run(self) -> anyhow::Result<()> {
-        telemetry::init();
-        self.command.run(shutdown::on_signal()).await
-    }
+/// Sets up logging, reads the command line, and runs its command until it ends or the
+/// shutdown signal comes.
+pub async fn run() -> anyhow::Result<()> {
+    telemetry::init();
+    let cli = Cli::parse();
+    cli.command.run(shutdown::on_signal()).await
 }

@@ -1,8 +1,6 @@
-//! `flyhook`: one binary for every role; see the library's [`flyhook::Cli`].
-
-use clap::Parser;
+//! `flyhook`: one binary for every role; see [`flyhook::run`].
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    flyhook::Cli::parse().run().await
+    flyhook::run().await
 }

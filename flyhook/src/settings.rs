@@ -70,7 +70,7 @@ impl Settings {
             Some(path) => read_file(Path::new(path))?,
             None => (FileConfig::default(), String::new()),
         };
-        let deployment = Deployment::load(&env, &file.flyte, file.ingress.max_queue_length)?;
+        let max_queue_length = file.ingress.max_queue_length;
         let tables = Tables {
             ingress: file.ingress,
             audit: file.audit,
@@ -79,11 +79,10 @@ impl Settings {
             hooks: file.hooks,
         };
         // Secrets are looked up unfiltered, so an empty one is refused as empty, not as unset.
-        let ingress = flyhook_ingress::Settings::resolve(tables, &text, &raw_env, key_policy)
-            .with_context(|| match &config_path {
-                Some(path) => format!("in {path}"),
-                None => "in the environment".into(),
-            })?;
+        let file_name = config_path.unwrap_or_default();
+        let ingress =
+            flyhook_ingress::Settings::resolve(tables, &file_name, &text, &raw_env, key_policy)?;
+        let deployment = Deployment::load(&env, &file.flyte, max_queue_length)?;
         Ok(Settings {
             deployment,
             ingress,
@@ -185,6 +184,11 @@ mod tests {
         assert_ne!(
             a.ingress.id_secret.expose_secret(),
             c.ingress.id_secret.expose_secret()
+        );
+        // The derivation never changes, or ids issued before an upgrade would stop verifying.
+        assert_eq!(
+            a.ingress.id_secret.expose_secret(),
+            "d65ccac7423bdfa40d0aadcb6c9c650fd597f0edd393d4cc6c9b54ae640f56fb"
         );
         let explicit = load(&[("WEBHOOK_API_KEY", KEY_1), ("FLYHOOK_ID_SECRET", KEY_2)]).unwrap();
         assert_eq!(explicit.ingress.id_secret.expose_secret(), KEY_2);

@@ -105,8 +105,15 @@ impl utoipa::ToSchema for ProblemCode {}
 impl ApiError {
     /// PostgreSQL did not answer: logged once here, answered 503 (the caller retries later).
     pub fn store_unavailable(error: sqlx::Error) -> ApiError {
-        tracing::warn!(error = %error, "status store unreachable");
-        ApiError::StoreUnavailable
+        ApiError::unreachable("status store")(error)
+    }
+
+    /// [`ApiError::store_unavailable`] for a part of PostgreSQL named in the log (`audit log`).
+    pub fn unreachable(what: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
+        move |error| {
+            tracing::warn!(error = %error, "{what} unreachable");
+            ApiError::StoreUnavailable
+        }
     }
 }
 

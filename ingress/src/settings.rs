@@ -50,8 +50,9 @@ pub struct IngressSettings {
     /// Confirm-mode channels publishes are spread over.
     #[serde(deserialize_with = "at_least_one")]
     pub publish_channels: usize,
-    /// Bound on the work queue's length; publishes beyond it are refused (503). Every process
-    /// declares the queue with it, so it is read into the deployment's facts too.
+    /// Bound on the work queue's length. Written here, under `[ingress]`, but a fact of the
+    /// whole deployment (every process declares the queue with it): read from
+    /// `Deployment::max_queue_length`, which is loaded from this field.
     pub max_queue_length: u32,
     /// Publishes awaiting a confirm at once; more are refused at once (503).
     #[serde(deserialize_with = "at_least_one")]
@@ -192,17 +193,18 @@ fn strong_key(key: &str) -> anyhow::Result<()> {
 }
 
 impl Settings {
-    /// Resolves the ingress's tables of a configuration file (`text` is the file, for line
-    /// numbers) with the environment `env` (unfiltered: empty values are seen as such): keys
+    /// Resolves the ingress's tables of a configuration file (`file_name` holding `text`, for
+    /// the line numbers of its mistakes) with the environment `env` (unfiltered: empty values are seen as such): keys
     /// checked by `key_policy`, secrets read, sources compiled.
     pub fn resolve(
         tables: Tables,
+        file_name: &str,
         text: &str,
         env: &impl Env,
         key_policy: KeyPolicy,
     ) -> anyhow::Result<Settings> {
-        let sources =
-            crate::sources::compile(tables.sources, tables.hooks.github_alias, text, env)?;
+        let sources = crate::sources::compile(tables.sources, tables.hooks.github_alias, text, env)
+            .with_context(|| format!("in {file_name}"))?;
         // Where a secret is named by the file, an empty variable is refused as empty; these
         // well-known ones count as unset when empty, like every other variable.
         let set = |name: &str| env(name).filter(|v| !v.is_empty());

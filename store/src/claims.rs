@@ -284,25 +284,41 @@ mod tests {
     use serde_json::json;
     use sqlx::PgPool;
 
-    use crate::test_support::{claim, dispatch, running};
-    use crate::{Claim, DispatchStore};
+    use flyte_client::ActionPhase;
+
+    use crate::test_support::{claim, dispatch};
+    use crate::{Claim, ClaimRequest, DispatchStore};
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]
     async fn a_redelivery_counts_attempts_until_the_run_starts_and_then_is_settled(pool: PgPool) {
         let store = DispatchStore::new(pool);
         let first = dispatch("acme", json!({"n": 1}));
-        for attempt in 1..=2 {
-            assert_eq!(
-                claim(&store, &first).await,
-                Claim::Proceed {
-                    attempt,
-                    redeliveries: 0
-                }
-            );
-        }
-        let started = running(&store, "acme").await;
         assert_eq!(
-            claim(&store, &started).await,
+            claim(&store, &first).await,
+            Claim::Proceed {
+                attempt: 1,
+                redeliveries: 0
+            }
+        );
+        // The worker holding it died: RabbitMQ delivers it again, flagged redelivered.
+        let unsettled = ClaimRequest {
+            dispatch: first.clone(),
+            redelivered: true,
+        };
+        assert_eq!(
+            store.claim_all(&[unsettled]).await.unwrap(),
+            [Claim::Proceed {
+                attempt: 2,
+                redeliveries: 1
+            }]
+        );
+        let url = "http://flyte.test/run".to_string();
+        store
+            .record_all_running(&[(first.id, url, ActionPhase::Running)])
+            .await
+            .unwrap();
+        assert_eq!(
+            claim(&store, &first).await,
             Claim::Settled(DispatchStatus::Running),
             "a running dispatch never goes back to starting"
         );

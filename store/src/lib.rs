@@ -29,7 +29,9 @@ pub use record::DispatchRecord;
 pub use replay::ReplaySource;
 pub use tracking::{LeasedRun, Poll, RunEnd};
 
-/// The schema, embedded from `migrations/`.
+/// The schema, embedded from `migrations/`. Applied migrations are checksummed by sqlx, so their
+/// text is never edited, not even a stale comment (the first still names `common/`, this
+/// crate's old home): a change is a new migration.
 pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Access to the `dispatches` table.

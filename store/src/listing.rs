@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use flyhook_contract::DispatchStatus;
+use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::{Scope, Scopes};
 
 use crate::DispatchStore;
@@ -15,7 +16,7 @@ pub struct ListFilter {
     pub project: Option<String>,
     pub domain: Option<String>,
     pub task_name: Option<String>,
-    /// Dispatches from one webhook source (recorded as sent by `source:<name>`).
+    /// Dispatches from one webhook source (recorded as sent by its [`Principal::Source`]).
     pub source: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -56,7 +57,7 @@ impl DispatchStore {
                AND ($5::timestamptz IS NULL OR received_at >= $5) \
                AND ($6::timestamptz IS NULL OR received_at < $6) \
                AND ($7::timestamptz IS NULL OR (received_at, id) < ($7, $8)) \
-               AND ($10::text IS NULL OR api_key = 'source:' || $10) \
+               AND ($10::text IS NULL OR api_key = $10) \
                AND ($11::text[] IS NULL OR EXISTS ( \
                     SELECT 1 FROM unnest($11::text[], $12::text[], $13::text[]) AS s(p, d, t) \
                     WHERE project = s.p AND (s.d IS NULL OR domain = s.d) \
@@ -72,7 +73,12 @@ impl DispatchStore {
         .bind(before_at)
         .bind(before_id)
         .bind(limit)
-        .bind(&filter.source)
+        .bind(
+            filter
+                .source
+                .clone()
+                .map(|name| Principal::Source(name).to_string()),
+        )
         .bind(scope_column(|s| s.parts().0))
         .bind(scope_column(|s| s.parts().1))
         .bind(scope_column(|s| s.parts().2))

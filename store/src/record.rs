@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::DispatchStore;
 
+/// A dispatch as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct DispatchRecord {
     pub id: String,

@@ -5,8 +5,8 @@
 //! - [`consumer`]: [`Worker`], the supervised consume loop, acks and shutdown.
 //! - [`settle`]: one delivery processed and settled with the broker (ack, retry, split,
 //!   dead letter).
-//! - [`process`]: [`Processor`], one attempt at one dispatch, returning an [`Outcome`].
-//! - [`tracker`]: [`Tracker`], following started runs to their end, shared through leases.
+//! - [`process`]: `Processor`, one attempt at one dispatch, returning an `Outcome`.
+//! - [`tracker`]: `Tracker`, following started runs to their end, shared through leases.
 //! - [`batch`]: status writes of many dispatches in one statement.
 //! - [`store_gate`]: deliveries held while PostgreSQL is away, with one probe per worker.
 //! - [`settings`]: the `[worker]` section.
@@ -24,4 +24,3 @@ mod tracker;
 pub use consumer::Worker;
 pub use process::{MAX_REDELIVERIES, Outcome, Processor};
 pub use settings::Settings;
-pub use tracker::Tracker;

@@ -1,5 +1,7 @@
-//! One file per command, each parsing its own arguments and running itself; this file only
-//! names them. Every command reads its settings itself, so `--help` and `probe` need none.
+//! One file per command that has arguments or a body of its own, each parsing its arguments and
+//! running itself; this file names them, runs the three one-liners (`ingress`, `worker`,
+//! `openapi`), and loads the settings only for the commands that need them (`--help`, `probe`
+//! and `send` need none).
 
 mod audit;
 mod dead_letters;
@@ -74,7 +76,10 @@ impl Command {
             }
             Command::Migrate => migrate::run(&Settings::from_env()?.deployment).await,
             Command::Dev => dev::run(shutdown).await,
-            Command::Replay(replay) => replay.run(&Settings::from_env()?, shutdown).await,
+            Command::Replay(replay) => {
+                let filter = replay.filter()?;
+                replay.run(filter, &Settings::from_env()?, shutdown).await
+            }
             Command::Keys { command } => command.run(&Settings::from_env()?.deployment).await,
             Command::DeadLetters { command } => {
                 command.run(&Settings::from_env()?.deployment).await

@@ -36,7 +36,8 @@ pub struct Replay {
 }
 
 impl Replay {
-    fn filter(&self) -> anyhow::Result<ListFilter> {
+    /// The dispatches to replay, checked before anything is connected.
+    pub fn filter(&self) -> anyhow::Result<ListFilter> {
         let statuses = self
             .status
             .split(',')
@@ -56,8 +57,12 @@ impl Replay {
         })
     }
 
-    pub async fn run(self, settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let mut filter = self.filter()?;
+    pub async fn run(
+        self,
+        mut filter: ListFilter,
+        settings: &Settings,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let store = DispatchStore::new(super::connect(&settings.deployment).await?);
         // Collect first, so replayed dispatches (back to `queued`) do not shift the pages.
         let mut ids = Vec::new();

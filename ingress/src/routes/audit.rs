@@ -79,7 +79,7 @@ pub async fn list_audit(
         .audit_store
         .list(&filter, limit + 1)
         .await
-        .map_err(ApiError::store_unavailable)?;
+        .map_err(ApiError::unreachable("audit log"))?;
     let next_cursor = trim_page(&mut items, limit).map(|entry| entry.id);
     Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor }))
 }
