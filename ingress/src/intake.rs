@@ -147,14 +147,9 @@ impl Intake {
             }
             None => self.issuer.issue(),
         };
-        self.enqueue(
-            id,
-            task,
-            inputs,
-            &caller.key_name,
-            caller.request_id.as_str(),
-        )
-        .await
+        let sender = &caller.key_name;
+        self.enqueue(self.prepare(id, task, inputs, sender, caller.request_id.as_str()))
+            .await
     }
 
     /// Turns a verified provider delivery into one dispatch per matching route, published as
@@ -232,14 +227,9 @@ impl Intake {
             return Err(ApiError::OutOfScope);
         }
         if new_run {
+            let fresh = self.issuer.issue();
             return self
-                .enqueue(
-                    self.issuer.issue(),
-                    task,
-                    inputs,
-                    &sender,
-                    request_id.as_str(),
-                )
+                .enqueue(self.prepare(fresh, task, inputs, &sender, request_id.as_str()))
                 .await;
         }
         let source = store
@@ -250,7 +240,7 @@ impl Intake {
         let previous = source.previous_status.clone();
         let (task, inputs, sender) = replay_parts(source)?;
         let sent = self
-            .enqueue(*id, task, inputs, &sender, request_id.as_str())
+            .enqueue(self.prepare(*id, task, inputs, &sender, request_id.as_str()))
             .await;
         if sent.is_err() {
             // Not re-sent: leave the record as it was, or it would wait as `queued` forever.
@@ -259,15 +249,12 @@ impl Intake {
         sent
     }
 
+    /// Publishes one [`Intake::prepare`]d dispatch; its `202` once the broker confirmed it.
     async fn enqueue(
         &self,
-        id: DispatchId,
-        task: TaskRef,
-        inputs: Map<String, Value>,
-        sender: &str,
-        request_id: &str,
+        (dispatch, accepted): (Dispatch, Accepted),
     ) -> Result<Accepted, ApiError> {
-        let (dispatch, accepted) = self.prepare(id, task, inputs, sender, request_id);
+        let (id, sender) = (dispatch.id, dispatch.api_key.clone());
         self.publish(&DispatchMessage::DispatchV1(dispatch)).await?;
         tracing::info!(dispatch = %id, %sender, "dispatch queued");
         Ok(accepted)

@@ -165,6 +165,13 @@ impl<H: Headers + ?Sized> Clone for Delivery<'_, H> {
 
 impl<H: Headers + ?Sized> Copy for Delivery<'_, H> {}
 
+impl<H: Headers + ?Sized> Delivery<'_, H> {
+    /// Refuses a signed timestamp `ts` outside the tolerance around now.
+    fn check_window(&self, ts: i64) -> Result<(), Rejection> {
+        primitives::check_window(self.now, ts, self.tolerance_secs)
+    }
+}
+
 /// What verification learned about the delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Verified {
@@ -184,6 +191,38 @@ impl Scheme {
             Scheme::Hmac(g) => g.timestamp_header.is_some(),
             Scheme::GitHub | Scheme::GitLab | Scheme::Shopify => false,
         }
+    }
+
+    /// One of every scheme, the generic HMAC in two shapes (timestamped and signing an id; the
+    /// body alone with an unsigned id): what the fuzz targets and the tests that must cover every
+    /// scheme run through.
+    pub fn one_of_each() -> Vec<Scheme> {
+        vec![
+            Scheme::GitHub,
+            Scheme::Stripe,
+            Scheme::Slack,
+            Scheme::StandardWebhooks,
+            Scheme::GitLab,
+            Scheme::Shopify,
+            Scheme::Hmac(GenericHmac {
+                header: "X-Signature".into(),
+                prefix: "sha512=".into(),
+                algorithm: Algorithm::Sha512,
+                encoding: Encoding::Base64,
+                signed_content: "{timestamp}.{id}.{body}".into(),
+                timestamp_header: Some("X-Timestamp".into()),
+                id_header: Some("X-Delivery".into()),
+            }),
+            Scheme::Hmac(GenericHmac {
+                header: "X-Sig".into(),
+                prefix: String::new(),
+                algorithm: Algorithm::Sha1,
+                encoding: Encoding::Hex,
+                signed_content: "{body}".into(),
+                timestamp_header: None,
+                id_header: Some("X-Unsigned-Delivery".into()),
+            }),
+        ]
     }
 
     /// Checks a delivery against every active secret (rotation), at unix time `now`.

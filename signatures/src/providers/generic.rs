@@ -7,7 +7,7 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{MacHeader, MacText};
-use crate::primitives::{check_mac, check_window, header, hmac, timestamp};
+use crate::primitives::{check_mac, header, hmac, timestamp};
 use crate::{Delivery, GenericHmac, Headers, Rejection, Verified};
 
 impl GenericHmac {
@@ -44,27 +44,23 @@ impl GenericHmac {
         &self,
         delivery: Delivery<'_, impl Headers + ?Sized>,
     ) -> Result<Verified, Rejection> {
-        let Delivery {
-            secrets,
-            headers,
-            body,
-            now,
-            tolerance_secs,
-        } = delivery;
-        let given = self.signature().read(headers)?;
+        let given = self.signature().read(delivery.headers)?;
         let ts = match &self.timestamp_header {
             Some(name) => {
-                let ts = timestamp(headers, name)?;
-                check_window(now, ts, tolerance_secs)?;
+                let ts = timestamp(delivery.headers, name)?;
+                delivery.check_window(ts)?;
                 Some(ts)
             }
             None => None,
         };
-        let id = self.id_header.as_deref().and_then(|h| headers.get(h));
+        let id = self
+            .id_header
+            .as_deref()
+            .and_then(|h| delivery.headers.get(h));
         check_mac(
-            secrets,
+            delivery.secrets,
             self.algorithm,
-            &[&self.signed(ts, id, body)],
+            &[&self.signed(ts, id, delivery.body)],
             &given,
         )?;
         Ok(Verified {

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::{MacHeader, MacText};
-use crate::primitives::{check_mac, check_window, header, hmac, timestamp};
+use crate::primitives::{check_mac, header, hmac, timestamp};
 use crate::{Algorithm, Delivery, Headers, Rejection, Verified};
 
 const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
@@ -27,21 +27,14 @@ fn signed_prefix(ts: i64) -> String {
 }
 
 pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
-    let Delivery {
-        secrets,
-        headers,
-        body,
-        now,
-        tolerance_secs,
-    } = delivery;
-    let ts = timestamp(headers, TIMESTAMP)?;
-    let given = SIGNATURE.read(headers)?;
-    check_window(now, ts, tolerance_secs)?;
+    let ts = timestamp(delivery.headers, TIMESTAMP)?;
+    let given = SIGNATURE.read(delivery.headers)?;
+    delivery.check_window(ts)?;
     let prefix = signed_prefix(ts);
     check_mac(
-        secrets,
+        delivery.secrets,
         Algorithm::Sha256,
-        &[prefix.as_bytes(), body],
+        &[prefix.as_bytes(), delivery.body],
         &given,
     )?;
     Ok(Verified {

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::primitives::{any_key, check_window, header, hmac, listed, timestamp};
+use crate::primitives::{any_key, header, hmac, listed, timestamp};
 use crate::{Algorithm, Delivery, Headers, Rejection, Verified};
 
 const ID: &str = "webhook-id";
@@ -27,17 +27,10 @@ fn signed_prefix(id: &str, ts: i64) -> String {
 }
 
 pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
-    let Delivery {
-        secrets,
-        headers,
-        body,
-        now,
-        tolerance_secs,
-    } = delivery;
-    let id = headers.get(ID).ok_or(Rejection::Missing)?;
-    let ts = timestamp(headers, TIMESTAMP)?;
-    let header = headers.get(SIGNATURE).ok_or(Rejection::Missing)?;
-    check_window(now, ts, tolerance_secs)?;
+    let id = delivery.headers.get(ID).ok_or(Rejection::Missing)?;
+    let ts = timestamp(delivery.headers, TIMESTAMP)?;
+    let header = delivery.headers.get(SIGNATURE).ok_or(Rejection::Missing)?;
+    delivery.check_window(ts)?;
     // Other versions are ignored, as the reference libraries do.
     let signatures: Vec<&str> = header
         .split(' ')
@@ -47,8 +40,8 @@ pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Ve
         .collect();
     let prefix = signed_prefix(id, ts);
     // A secret that is not base64 signs nothing; the others still may.
-    any_key(secrets.iter().filter_map(key), |key| {
-        let mac = hmac(Algorithm::Sha256, key, &[prefix.as_bytes(), body]);
+    any_key(delivery.secrets.iter().filter_map(key), |key| {
+        let mac = hmac(Algorithm::Sha256, key, &[prefix.as_bytes(), delivery.body]);
         listed(&signatures, &BASE64.encode(mac))
     })?;
     Ok(Verified {

@@ -18,14 +18,7 @@ fn signed_prefix(ts: i64) -> String {
 }
 
 pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
-    let Delivery {
-        secrets,
-        headers,
-        body,
-        now,
-        tolerance_secs,
-    } = delivery;
-    let header = headers.get(SIGNATURE).ok_or(Rejection::Missing)?;
+    let header = delivery.headers.get(SIGNATURE).ok_or(Rejection::Missing)?;
     let mut t = None;
     let mut signatures = Vec::new();
     for pair in header.split(',') {
@@ -41,12 +34,12 @@ pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Ve
         return Err(Rejection::Malformed);
     }
     let prefix = signed_prefix(t);
-    any_key(raw_keys(secrets), |key| {
-        let mac = hmac(Algorithm::Sha256, key, &[prefix.as_bytes(), body]);
+    any_key(raw_keys(delivery.secrets), |key| {
+        let mac = hmac(Algorithm::Sha256, key, &[prefix.as_bytes(), delivery.body]);
         listed(&signatures, &hex(&mac))
     })?;
     // Stripe's library refuses old timestamps only; so do we.
-    if t < now.saturating_sub(tolerance_secs) {
+    if t < delivery.now.saturating_sub(delivery.tolerance_secs) {
         return Err(Rejection::Stale);
     }
     Ok(Verified {
