@@ -134,7 +134,7 @@ pub async fn replay(
         let stored = broker::publish_confirmed(
             &publisher,
             &topology.exchange(),
-            broker::ROUTING_KEY,
+            &topology.routing_key(&resent),
             &resent,
         )
         .await

@@ -9,21 +9,56 @@ use flyte_client::{FlyteAuth, FlyteConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::broker::Topology;
-use crate::config::Env;
+use crate::broker::{BrokerNodes, MAX_PARTITIONS, Topology};
+use crate::config::{Env, at_least_one};
 
 #[derive(Debug, Clone)]
 pub struct Deployment {
     /// `DATABASE_URL`.
     pub database_url: SecretString,
-    /// `AMQP_URL`.
-    pub amqp_url: SecretString,
+    /// `AMQP_URL`: one node, or a cluster's nodes, comma-separated.
+    pub broker: BrokerNodes,
     /// Prefix of every exchange and queue name (`FLYHOOK_QUEUE_PREFIX`).
     pub queue_prefix: String,
     /// Bound on the work queue's length (`[ingress] max_queue_length`); publishes beyond it are
     /// refused (503). Part of the queue's declaration, so every process must use the same.
     pub max_queue_length: u32,
+    pub queues: BrokerSection,
     pub flyte: FlyteConfig,
+}
+
+/// The `[broker]` section: how the queues are spread over a RabbitMQ cluster. Part of the
+/// queues' declaration, so every process must use the same.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Work queues (1 to 256). One queue is served by one core of one node; raise this on a
+    /// cluster, or when one queue's core is the bound (see docs/operations.md).
+    #[serde(deserialize_with = "partitions")]
+    pub partitions: u16,
+    /// Nodes each new queue is replicated to (as many as the cluster has, up to this).
+    #[serde(deserialize_with = "at_least_one")]
+    pub replicas: u16,
+}
+
+impl Default for BrokerSection {
+    fn default() -> BrokerSection {
+        BrokerSection {
+            partitions: 1,
+            replicas: 3,
+        }
+    }
+}
+
+fn partitions<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    let partitions = u16::deserialize(d)?;
+    if (1..=MAX_PARTITIONS).contains(&partitions) {
+        Ok(partitions)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "partitions must be from 1 to {MAX_PARTITIONS}"
+        )))
+    }
 }
 
 /// The `[flyte]` section; the endpoint and credentials come from the environment.
@@ -36,28 +71,38 @@ pub struct FlyteSection {
 }
 
 impl Deployment {
-    /// From the environment (unset variables point at local services), the `[flyte]` section
-    /// and the work queue's bound.
+    /// From the environment (unset variables point at local services), the `[flyte]` and
+    /// `[broker]` sections and the work queues' bound.
     pub fn load(
         env: &impl Env,
         flyte: &FlyteSection,
+        queues: BrokerSection,
         max_queue_length: u32,
     ) -> anyhow::Result<Deployment> {
         let secret = |name: &str| env(name).map(SecretString::from);
         Ok(Deployment {
             database_url: secret("DATABASE_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/flyhook".into()),
-            amqp_url: secret("AMQP_URL")
-                .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            broker: BrokerNodes::parse(
+                &secret("AMQP_URL")
+                    .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            )?
+            .shuffled(),
             queue_prefix: env("FLYHOOK_QUEUE_PREFIX").unwrap_or_else(|| "flyhook".into()),
             max_queue_length,
+            queues,
             flyte: flyte_config(env, flyte)?,
         })
     }
 
     /// The exchanges and queues every process of this deployment declares alike.
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.queue_prefix, self.max_queue_length)
+        Topology::new(
+            &self.queue_prefix,
+            self.max_queue_length,
+            self.queues.partitions,
+            self.queues.replicas,
+        )
     }
 }
 

@@ -7,13 +7,13 @@
 //! |---|---|
 //! | `[ingress]`, `[audit]`, `[[api_keys]]`, `[[sources]]`, `[hooks]` | `flyhook_ingress::settings` |
 //! | `[worker]`, `[worker.tracking]` | `flyhook_worker::settings` |
-//! | `[flyte]` and the variables every process reads | `flyhook_contract::deployment` |
+//! | `[flyte]`, `[broker]` and the variables every process reads | `flyhook_contract::deployment` |
 
 use std::path::Path;
 
 use anyhow::Context;
 use flyhook_contract::Deployment;
-use flyhook_contract::deployment::FlyteSection;
+use flyhook_contract::deployment::{BrokerSection, FlyteSection};
 use flyhook_ingress::settings::{
     AuditSettings, HooksSection, IngressSettings, KeyEntry, KeyPolicy, Tables,
 };
@@ -39,6 +39,7 @@ struct FileConfig {
     hooks: HooksSection,
     worker: flyhook_worker::Settings,
     flyte: FlyteSection,
+    broker: BrokerSection,
 }
 
 impl Settings {
@@ -82,7 +83,7 @@ impl Settings {
         let file_name = config_path.unwrap_or_default();
         let ingress =
             flyhook_ingress::Settings::resolve(tables, &file_name, &text, &raw_env, key_policy)?;
-        let deployment = Deployment::load(&env, &file.flyte, max_queue_length)?;
+        let deployment = Deployment::load(&env, &file.flyte, file.broker, max_queue_length)?;
         Ok(Settings {
             deployment,
             ingress,
@@ -235,6 +236,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_is_a_list_of_nodes_and_partitions_stay_within_bounds() {
+        let s = load(&[(
+            "AMQP_URL",
+            "amqp://u:pw@rmq-1:5672/%2f,amqp://u:pw@rmq-2:5672/%2f,amqp://u:pw@rmq-3:5672/%2f",
+        )])
+        .unwrap();
+        let mut nodes: Vec<&str> = s.deployment.broker.addresses().collect();
+        nodes.sort();
+        assert_eq!(nodes, ["rmq-1:5672", "rmq-2:5672", "rmq-3:5672"]);
+        let err = format!("{:#}", load(&[("AMQP_URL", "amqp://a,")]).unwrap_err());
+        assert!(err.contains("entry 2 is empty"), "{err}");
+
+        let s = load_with_file("[broker]\npartitions = 4\nreplicas = 5\n", &[]).unwrap();
+        assert_eq!(s.deployment.topology().partitions(), 4);
+        for refused in ["partitions = 0", "partitions = 257"] {
+            let err = format!(
+                "{:#}",
+                load_with_file(&format!("[broker]\n{refused}\n"), &[]).unwrap_err()
+            );
+            assert!(
+                err.contains("partitions must be from 1 to 256") && err.contains("line 2"),
+                "{refused}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn flyhook_dev_keeps_its_built_in_key() {
         let vars = HashMap::from([("WEBHOOK_API_KEY", "flyhook-dev-key")]);
         let dev = Settings::load_for_development(|k| vars.get(k).map(|v| v.to_string()));
@@ -268,8 +296,9 @@ mod tests {
         );
     }
 
-    /// The README's configuration example, whose `[ingress]`, `[audit]` and `[worker]`
-    /// values are said to be the defaults (`max_runs_per_second_per_project` is an example).
+    /// The README's configuration example, whose `[ingress]`, `[audit]`, `[worker]` and
+    /// `[broker]` values are said to be the defaults (`max_runs_per_second_per_project` is an
+    /// example).
     fn documented_sections() -> toml::Table {
         let readme = include_str!("../../README.md");
         let start = readme
@@ -279,7 +308,7 @@ mod tests {
         let block = &block[block.find("```toml\n").unwrap() + 8..];
         let block = &block[..block.find("```").unwrap()];
         let mut table: toml::Table = toml::from_str(block).expect("the README's TOML parses");
-        table.retain(|name, _| matches!(name, "ingress" | "audit" | "worker"));
+        table.retain(|name, _| matches!(name, "ingress" | "audit" | "worker" | "broker"));
         table["worker"]
             .as_table_mut()
             .unwrap()
@@ -294,6 +323,8 @@ mod tests {
         let ingress: IngressSettings = section("ingress").try_into().unwrap();
         let audit: AuditSettings = section("audit").try_into().unwrap();
         let worker: flyhook_worker::Settings = section("worker").try_into().unwrap();
+        let broker: BrokerSection = section("broker").try_into().unwrap();
+        assert_eq!(broker, BrokerSection::default());
         assert_eq!(
             format!("{ingress:?}"),
             format!("{:?}", IngressSettings::default())

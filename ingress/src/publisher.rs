@@ -15,12 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use flyhook_contract::broker::{ROUTING_KEY, Topology};
+use flyhook_contract::broker::{BrokerNodes, ConnectedNode, Topology};
 use flyhook_contract::{DispatchMessage, broker};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
 use prometheus_client::metrics::histogram::Histogram;
-use secrecy::SecretString;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +39,8 @@ pub enum PublishError {
 
 struct Link {
     connection: Connection,
+    /// The node it is connected to (`host:port`).
+    node: String,
     channels: Vec<Channel>,
 }
 
@@ -47,6 +48,14 @@ impl Link {
     fn is_healthy(&self) -> bool {
         self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
     }
+}
+
+/// What a publisher reports.
+#[derive(Debug)]
+pub struct PublisherMetrics {
+    /// Publish-to-confirm time of every confirmed publish.
+    pub confirm_latency: Histogram,
+    pub on_node: ConnectedNode,
 }
 
 /// Publishes dispatches; cheap to clone.
@@ -66,7 +75,9 @@ impl std::fmt::Debug for Publisher {
 struct Inner {
     /// Publish-to-confirm time of every confirmed publish.
     confirm_latency: Histogram,
-    url: SecretString,
+    nodes: BrokerNodes,
+    /// Which node, for `/readyz` and `/metrics`.
+    on_node: ConnectedNode,
     topology: Topology,
     channel_count: usize,
     confirm_timeout: Duration,
@@ -83,17 +94,18 @@ impl Publisher {
     /// Starts the supervisor, which connects in the background; until then publishes fail with
     /// [`PublishError::NotConnected`].
     pub fn start(
-        url: SecretString,
+        nodes: BrokerNodes,
         topology: Topology,
         channel_count: usize,
         confirm_timeout: Duration,
         max_in_flight: usize,
-        confirm_latency: Histogram,
+        metrics: PublisherMetrics,
         shutdown: CancellationToken,
     ) -> Publisher {
         let inner = Arc::new(Inner {
-            confirm_latency,
-            url,
+            confirm_latency: metrics.confirm_latency,
+            nodes,
+            on_node: metrics.on_node,
             topology,
             channel_count: channel_count.max(1),
             confirm_timeout,
@@ -120,6 +132,11 @@ impl Publisher {
         self.current_link().is_some()
     }
 
+    /// The node publishes go to (`host:port`), while connected.
+    pub fn node(&self) -> Option<String> {
+        self.current_link().map(|link| link.node.clone())
+    }
+
     /// Waits until the supervisor has connected, or `within` passes; for start-up and tests.
     pub async fn wait_connected(&self, within: Duration) -> bool {
         let mut connected = self.inner.connected.subscribe();
@@ -138,8 +155,9 @@ impl Publisher {
             .map_err(|_| PublishError::Saturated)?;
         let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
         let exchange = self.inner.topology.exchange();
+        let routing_key = self.inner.topology.routing_key(message);
         let confirmed =
-            broker::publish_confirmed(&link.channels[index], &exchange, ROUTING_KEY, message);
+            broker::publish_confirmed(&link.channels[index], &exchange, &routing_key, message);
         let started = Instant::now();
         match tokio::time::timeout(self.inner.confirm_timeout, confirmed).await {
             Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
@@ -176,10 +194,8 @@ impl Publisher {
 }
 
 async fn connect(inner: &Inner) -> anyhow::Result<Link> {
-    let connection = broker::connect(&inner.url, "flyhook-ingress").await?;
-    let setup = connection.create_channel().await?;
-    inner.topology.declare(&setup).await?;
-    let _ = setup.close(200, "declared".into()).await;
+    let (connection, node) = inner.nodes.connect("flyhook-ingress").await?;
+    inner.topology.declare(&connection).await?;
     let mut channels = Vec::with_capacity(inner.channel_count);
     for _ in 0..inner.channel_count {
         let channel = connection.create_channel().await?;
@@ -190,6 +206,7 @@ async fn connect(inner: &Inner) -> anyhow::Result<Link> {
     }
     Ok(Link {
         connection,
+        node,
         channels,
     })
 }
@@ -207,9 +224,11 @@ async fn supervise(inner: Arc<Inner>, shutdown: CancellationToken) {
             .is_some_and(|l| l.is_healthy());
         inner.connected.send_replace(healthy);
         if !healthy {
+            inner.on_node.set(None);
             match connect(&inner).await {
                 Ok(link) => {
-                    tracing::info!("connected to RabbitMQ");
+                    tracing::info!(node = %link.node, "connected to RabbitMQ");
+                    inner.on_node.set(Some(&link.node));
                     *inner.link.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(link));
                     inner.connected.send_replace(true);
                     backoff = Duration::from_millis(100);

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use flyhook_contract::broker::ConnectedNode;
 use flyhook_contract::scopes::Scopes;
 use flyhook_contract::{Deployment, DispatchId, IdIssuer};
 use flyhook_store::DispatchStore;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::intake::{Accepted, Intake};
 use crate::observe::RequestId;
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, PublisherMetrics};
 use crate::settings::Settings;
 
 /// How long opening waits for RabbitMQ.
@@ -36,12 +37,15 @@ impl Replayer {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Replayer> {
         let publisher = Publisher::start(
-            deployment.amqp_url.clone(),
+            deployment.broker.clone(),
             deployment.topology(),
             1,
             settings.ingress.publish_timeout,
             settings.ingress.max_in_flight_publishes,
-            flyhook_contract::metrics::latency_histogram(),
+            PublisherMetrics {
+                confirm_latency: flyhook_contract::metrics::latency_histogram(),
+                on_node: ConnectedNode::default(),
+            },
             shutdown,
         );
         anyhow::ensure!(

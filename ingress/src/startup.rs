@@ -9,6 +9,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use flyhook_contract::broker::ConnectedNode;
 use flyhook_contract::{Deployment, IdIssuer};
 use flyhook_store::DispatchStore;
 use flyhook_store::audit::AuditStore;
@@ -25,7 +26,7 @@ use crate::intake::Intake;
 use crate::metrics::IngressMetrics;
 use crate::observe::{RoutePattern, observe};
 use crate::openapi;
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, PublisherMetrics};
 use crate::routes::{Services, audit, dispatches, health, hooks, run_task};
 use crate::settings::Settings;
 use crate::waiters::Waiters;
@@ -62,11 +63,8 @@ const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
 /// it now instead of answering 503 forever.
 async fn refuse_mismatched_topology(deployment: &Deployment) -> anyhow::Result<()> {
     let check = async {
-        let connection =
-            flyhook_contract::broker::connect(&deployment.amqp_url, "flyhook-ingress-check")
-                .await?;
-        let channel = connection.create_channel().await?;
-        let declared = deployment.topology().declare(&channel).await;
+        let (connection, _) = deployment.broker.connect("flyhook-ingress-check").await?;
+        let declared = deployment.topology().declare(&connection).await;
         let _ = connection.close(200, "checked".into()).await;
         declared
     };
@@ -124,12 +122,15 @@ impl Application {
         );
         let store = DispatchStore::new(pool);
         let publisher = Publisher::start(
-            deployment.amqp_url.clone(),
+            deployment.broker.clone(),
             deployment.topology(),
             settings.ingress.publish_channels,
             settings.ingress.publish_timeout,
             settings.ingress.max_in_flight_publishes,
-            metrics.publish_confirm.clone(),
+            PublisherMetrics {
+                confirm_latency: metrics.publish_confirm.clone(),
+                on_node: ConnectedNode::register(&mut registry, &deployment.broker),
+            },
             shutdown.clone(),
         );
         let flyte =

@@ -1,9 +1,9 @@
-//! A deployment's side of the shared RabbitMQ in tests: connecting, how many messages wait in
-//! one of its queues, and deleting its queues and exchanges afterwards (quorum queues left
-//! behind slow the broker for everyone after).
+//! A deployment's side of RabbitMQ in tests (the shared broker, or a cluster of the fault
+//! suite's): connecting, how many messages wait in its queues, and deleting its queues and
+//! exchanges afterwards (quorum queues left behind slow the broker for everyone after).
 
 use anyhow::Context;
-use flyhook_contract::broker::Topology;
+use flyhook_contract::broker::{BrokerNodes, Topology};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
@@ -17,27 +17,44 @@ pub async fn connect() -> anyhow::Result<lapin::Connection> {
 }
 
 /// Messages ready (not held by a consumer) in `queue`, which must exist.
-pub async fn queue_length(queue: &str) -> anyhow::Result<u32> {
-    let connection = connect().await?;
+pub async fn queue_length(nodes: &BrokerNodes, queue: &str) -> anyhow::Result<u32> {
+    queues_length(nodes, [queue.to_string()]).await
+}
+
+/// Messages ready in all of `topology`'s work queues.
+pub async fn backlog(nodes: &BrokerNodes, topology: &Topology) -> anyhow::Result<u32> {
+    queues_length(nodes, topology.work_queues()).await
+}
+
+/// Messages ready in all of `queues`, which must exist.
+pub async fn queues_length(
+    nodes: &BrokerNodes,
+    queues: impl IntoIterator<Item = String>,
+) -> anyhow::Result<u32> {
+    let (connection, _) = nodes.connect("flyhook-test").await?;
     let channel = connection.create_channel().await?;
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .with_context(|| format!("the queue {queue}"))?;
+    let mut total = 0;
+    for queue in queues {
+        let declared = channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("the queue {queue}"))?;
+        total += declared.message_count();
+    }
     let _ = connection.close(200, "".into()).await;
-    Ok(declared.message_count())
+    Ok(total)
 }
 
 /// Deletes every queue and exchange of `topology`, messages included.
-pub async fn delete_topology(topology: &Topology) -> anyhow::Result<()> {
-    let connection = connect().await?;
+pub async fn delete_topology(nodes: &BrokerNodes, topology: &Topology) -> anyhow::Result<()> {
+    let (connection, _) = nodes.connect("flyhook-test").await?;
     let channel = connection.create_channel().await?;
     let deleted = topology.delete(&channel).await;
     let _ = connection.close(200, "".into()).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use flyhook::Settings;
-use flyhook_contract::broker::Topology;
+use flyhook_contract::broker::{BrokerNodes, Topology};
 use flyte_sim::SimConfig;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -105,9 +105,25 @@ impl TestEnv {
     /// Points `settings` at RabbitMQ through a fresh TCP proxy, which the test then cuts,
     /// pauses and restores.
     pub async fn broker_behind_proxy(&self, settings: &mut Settings) -> Proxy {
-        let proxy = Proxy::to_rabbitmq().await;
-        settings.deployment.amqp_url = proxy.amqp_url().into();
-        proxy
+        let mut proxies = self.brokers_behind_proxies(settings, 1).await;
+        proxies.remove(0)
+    }
+
+    /// Points `settings` at `count` "nodes" (`AMQP_URL` a list), each a TCP proxy to the local
+    /// RabbitMQ, for the test to take away one by one.
+    pub async fn brokers_behind_proxies(
+        &self,
+        settings: &mut Settings,
+        count: usize,
+    ) -> Vec<Proxy> {
+        let mut proxies = Vec::new();
+        for _ in 0..count {
+            proxies.push(Proxy::to_rabbitmq().await);
+        }
+        let urls: Vec<String> = proxies.iter().map(Proxy::amqp_url).collect();
+        settings.deployment.broker =
+            BrokerNodes::parse(&urls.join(",").into()).expect("the proxies' URLs");
+        proxies
     }
 
     pub fn topology(&self) -> Topology {
@@ -135,38 +151,46 @@ impl TestEnv {
             .expect("flyte-sim's faults");
     }
 
-    /// Messages ready (not held by a consumer) in the work queue.
+    fn broker(&self) -> BrokerNodes {
+        self.settings().deployment.broker
+    }
+
+    /// Messages ready (not held by a consumer) in the work queues.
     pub async fn ready_messages(&self) -> u32 {
-        broker::queue_length(&self.topology().work_queue())
+        broker::backlog(&self.broker(), &self.topology())
             .await
-            .expect("the work queue")
+            .expect("the work queues")
     }
 
     /// Messages in the dead-letter queue.
     pub async fn dead_letters(&self) -> u32 {
-        broker::queue_length(&self.topology().dead_queue())
+        broker::queue_length(&self.broker(), &self.topology().dead_queue())
             .await
             .expect("the dead-letter queue")
     }
 
-    /// Waits until the work queue holds exactly `count` ready messages.
+    /// Waits until the work queues hold exactly `count` ready messages.
     pub async fn wait_for_ready_messages(&self, count: u32, within: Duration) {
-        self.wait_for_length(&self.topology().work_queue(), count, within)
-            .await;
+        let queues = self.topology().work_queues().collect();
+        self.wait_for_length(queues, count, within).await;
     }
 
     /// Waits until the dead-letter queue holds exactly `count` messages.
     pub async fn wait_for_dead_letters(&self, count: u32, within: Duration) {
-        self.wait_for_length(&self.topology().dead_queue(), count, within)
+        self.wait_for_length(vec![self.topology().dead_queue()], count, within)
             .await;
     }
 
-    async fn wait_for_length(&self, queue: &str, count: u32, within: Duration) {
+    async fn wait_for_length(&self, queues: Vec<String>, count: u32, within: Duration) {
+        let queues = &queues;
         eventually(
             within,
-            &format!("{queue} to hold {count} ready messages"),
+            &format!("{queues:?} to hold {count} ready messages"),
             || async move {
-                match broker::queue_length(queue).await.expect("the queue") {
+                match broker::queues_length(&self.broker(), queues.iter().cloned())
+                    .await
+                    .expect("the queues")
+                {
                     ready if ready == count => Ok(()),
                     ready => Err(format!("{ready} ready")),
                 }
@@ -179,7 +203,7 @@ impl TestEnv {
     /// deletes the test's queues and exchanges. The database is `#[sqlx::test]`'s to drop.
     pub async fn finish(mut self) {
         self.running.stop_all().await;
-        let _ = broker::delete_topology(&self.topology()).await;
+        let _ = broker::delete_topology(&self.broker(), &self.topology()).await;
         self.finished = true;
     }
 }

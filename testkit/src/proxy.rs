@@ -100,6 +100,11 @@ impl Proxy {
         format!("postgres://postgres@{}/{database}", self.addr)
     }
 
+    /// `host:port` of the proxy, as flyhook names a broker node it is on.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
     /// `amqp://…` through this proxy.
     pub fn amqp_url(&self) -> String {
         amqp_url_at(&self.addr.to_string())

@@ -170,9 +170,18 @@ impl Stack {
         self.settings.deployment.topology()
     }
 
-    /// Messages ready in the work queue.
+    /// Messages ready in the work queues.
     pub async fn backlog(&self) -> anyhow::Result<u32> {
-        broker::queue_length(&self.topology().work_queue()).await
+        broker::backlog(&self.settings.deployment.broker, &self.topology()).await
+    }
+
+    /// Messages in the dead-letter queue.
+    pub async fn dead_letters(&self) -> anyhow::Result<u32> {
+        broker::queue_length(
+            &self.settings.deployment.broker,
+            &self.topology().dead_queue(),
+        )
+        .await
     }
 
     /// Kills every `flyhook` process (the stand-in stays, for a last look).
@@ -185,7 +194,8 @@ impl Stack {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.halt();
         self.sim_process = None;
-        let queues = broker::delete_topology(&self.topology()).await;
+        let queues =
+            broker::delete_topology(&self.settings.deployment.broker, &self.topology()).await;
         let database = self.database.remove().await;
         queues.and(database)
     }

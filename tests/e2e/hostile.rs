@@ -44,7 +44,7 @@ async fn publish_raw(topology: &Topology, body: &[u8], message_id: &str) {
     let connection = flyhook_testkit::broker::connect().await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     channel.confirm_select(Default::default()).await.unwrap();
-    topology.declare(&channel).await.unwrap();
+    topology.declare(&connection).await.unwrap();
     channel
         .basic_publish(
             topology.exchange().as_str().into(),

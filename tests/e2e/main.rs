@@ -5,6 +5,7 @@ mod hostile;
 mod intake;
 mod operations;
 mod overload;
+mod partitions;
 mod pipeline;
 mod resilience;
 mod tracking;

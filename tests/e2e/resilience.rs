@@ -96,3 +96,34 @@ async fn a_worker_that_cannot_record_does_not_ack_and_nothing_is_lost(pool: PgPo
     assert_eq!(env.sim_runs().await.len(), 1);
     env.finish().await;
 }
+
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
+async fn an_ingress_and_a_worker_given_two_nodes_move_to_the_other_when_theirs_goes(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let mut settings = env.fast_tracking();
+    let nodes = env.brokers_behind_proxies(&mut settings, 2).await;
+    let sender = env.start_ingress(settings.clone()).await.sender();
+    env.start_worker(&settings);
+    let (_, first) = sender.send_hello(json!({"name": "a"})).await;
+    sender
+        .wait_for_status(first["id"].as_str().unwrap(), "succeeded", WAIT)
+        .await;
+
+    let (_, ready) = sender.probe("/readyz").await;
+    let on = ready["broker_node"].as_str().unwrap().to_string();
+    let (gone, other) = match nodes.iter().position(|n| n.address() == on) {
+        Some(0) => (&nodes[0], &nodes[1]),
+        Some(_) => (&nodes[1], &nodes[0]),
+        None => panic!("{on} is neither node: {ready}"),
+    };
+    gone.go_down();
+    eventually(WAIT, "the ingress on the other node", || async {
+        (sender.probe("/readyz").await.1["broker_node"] == other.address()).then_some(())
+    })
+    .await;
+    let ids = sender.send_hellos(5).await;
+    // The worker was on either node; wherever it was, it consumes now.
+    sender.wait_all(&ids, "succeeded", WAIT).await;
+    assert_eq!(env.sim_runs().await.len(), 6);
+    env.finish().await;
+}

@@ -6,22 +6,22 @@
 //! error that says how to mend it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use anyhow::{Context, bail};
-use flyhook_contract::broker::{self, Topology};
+use flyhook_contract::broker::{self, BrokerNodes, ConnectedNode, Topology};
 use flyhook_contract::deployment::Deployment;
 use flyhook_store::DispatchStore;
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
+use futures_util::stream::select_all;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use prometheus_client::registry::Registry;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -41,13 +41,15 @@ pub struct Worker {
     processor: Arc<Processor>,
     gate: StoreGate,
     tracker: Tracker,
-    amqp_url: SecretString,
+    nodes: BrokerNodes,
     topology: Topology,
+    /// The partitions this worker consumes (`[worker] partitions`; all by default).
+    partitions: Vec<u16>,
     prefetch: u16,
     concurrency: usize,
     metrics: WorkerMetrics,
-    /// Set while attached to the work queue (for `/readyz`).
-    consuming: Arc<AtomicBool>,
+    /// The node consumed from, while attached to the work queues (for `/readyz`, `/metrics`).
+    consuming: ConnectedNode,
     ops_port: u16,
     /// Taken and spawned when the worker runs (in a mutex because a server is not `Sync`).
     ops_server: std::sync::Mutex<Option<Server>>,
@@ -80,7 +82,25 @@ impl Worker {
             FlyteClient::observed(deployment.flyte.clone(), Arc::new(metrics.flyte.clone()))
                 .context("Flyte client")?;
         let store = DispatchStore::new(pool);
-        let consuming = Arc::new(AtomicBool::new(false));
+        let consuming = ConnectedNode::register(&mut registry, &deployment.broker);
+        let topology = deployment.topology();
+        let partitions = match &settings.partitions {
+            None => (0..topology.partitions()).collect(),
+            Some(chosen) => {
+                if chosen.is_empty() {
+                    bail!(
+                        "[worker] partitions is empty: name at least one, or leave it out to consume all"
+                    );
+                }
+                if let Some(beyond) = chosen.iter().find(|p| **p >= topology.partitions()) {
+                    bail!(
+                        "[worker] partitions names partition {beyond}, but [broker] partitions is {} (they are numbered from 0)",
+                        topology.partitions()
+                    );
+                }
+                chosen.clone()
+            }
+        };
         let ops_shutdown = CancellationToken::new();
         let (ops_port, ops_server) = crate::metrics::serve(
             &settings.listen,
@@ -106,8 +126,9 @@ impl Worker {
                 settings.max_runs_per_second_per_project,
                 metrics,
             )),
-            amqp_url: deployment.amqp_url.clone(),
-            topology: deployment.topology(),
+            nodes: deployment.broker.clone(),
+            topology,
+            partitions,
             prefetch: settings.prefetch,
             concurrency: settings.concurrency,
         })
@@ -167,30 +188,46 @@ impl Worker {
         shutdown: &CancellationToken,
         backoff: &mut Duration,
     ) -> anyhow::Result<()> {
-        let connection = broker::connect(&self.amqp_url, "flyhook-worker").await?;
+        let (connection, node) = self.nodes.connect("flyhook-worker").await?;
+        self.topology.declare(&connection).await?;
+        let queues = self.queues(&connection).await?;
         let channel = connection.create_channel().await?;
-        self.topology.declare(&channel).await?;
+        // The prefetch is the worker's; each queue's consumer holds its share.
+        let per_queue = self.prefetch.div_ceil(queues.len() as u16).max(1);
         // QoS applies to consumers declared after it.
         channel
-            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .basic_qos(per_queue, BasicQosOptions::default())
             .await?;
-        let tag = format!("flyhook-worker-{:08x}", fastrand::u32(..));
-        let mut consumer = channel
-            .basic_consume(
-                self.topology.work_queue().into(),
-                tag.clone().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!(queue = %self.topology.work_queue(), prefetch = self.prefetch, "consuming");
+        let mut tags = Vec::with_capacity(queues.len());
+        let mut consumers = Vec::with_capacity(queues.len());
+        let worker = fastrand::u32(..);
+        for queue in &queues {
+            let tag = format!("flyhook-worker-{worker:08x}-{queue}");
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.clone().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .with_context(|| format!("consuming {queue}"))?;
+            tags.push(tag);
+            consumers.push(consumer);
+        }
+        let mut deliveries = select_all(consumers);
+        tracing::info!(%node, ?queues, prefetch = self.prefetch, "consuming");
         *backoff = Duration::from_millis(100);
-        let _consuming = Consuming::mark(&self.consuming);
+        let _consuming = Consuming::mark(&self.consuming, &node);
         // Aborted when dropped, that is whenever this connection's consumption ends.
         let mut sampler = JoinSet::new();
         sampler.spawn(sample_depths(
             channel.clone(),
-            self.topology.clone(),
+            queues
+                .iter()
+                .cloned()
+                .chain([self.topology.dead_queue()])
+                .collect(),
             self.processor.store().clone(),
             self.metrics.clone(),
         ));
@@ -202,7 +239,7 @@ impl Worker {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                next = consumer.next() => match next {
+                next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {
                         let slot = slots.clone().acquire_owned().await?;
                         let processor = self.processor.clone();
@@ -221,15 +258,17 @@ impl Worker {
                         });
                     }
                     Some(Err(e)) => bail!("consumer failed: {e}"),
-                    None => bail!("the broker cancelled the consumer"),
+                    None => bail!("the broker cancelled every consumer"),
                 },
             }
         }
 
         // Shutdown: take no more, finish what we hold, then close (the rest is requeued).
-        let _ = channel
-            .basic_cancel(tag.into(), BasicCancelOptions::default())
-            .await;
+        for tag in tags {
+            let _ = channel
+                .basic_cancel(tag.into(), BasicCancelOptions::default())
+                .await;
+        }
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while in_flight.join_next().await.is_some() {}
         })
@@ -247,19 +286,39 @@ impl Worker {
     }
 }
 
-/// Marks the worker consuming for as long as it lives.
-struct Consuming<'a>(&'a AtomicBool);
+impl Worker {
+    /// This worker's partitions' queues, and those of partitions beyond the configured count
+    /// still left from a larger one, so that lowering `[broker] partitions` loses nothing.
+    async fn queues(&self, connection: &lapin::Connection) -> anyhow::Result<Vec<String>> {
+        let leftover = self.topology.leftover_partitions(connection).await?;
+        if !leftover.is_empty() {
+            tracing::info!(
+                ?leftover,
+                "draining partitions beyond [broker] partitions; delete their queues once empty"
+            );
+        }
+        Ok(self
+            .partitions
+            .iter()
+            .chain(&leftover)
+            .map(|p| self.topology.work_queue(*p))
+            .collect())
+    }
+}
+
+/// Marks the worker consuming from a node for as long as it lives.
+struct Consuming<'a>(&'a ConnectedNode);
 
 impl<'a> Consuming<'a> {
-    fn mark(flag: &'a AtomicBool) -> Consuming<'a> {
-        flag.store(true, Ordering::Relaxed);
-        Consuming(flag)
+    fn mark(consuming: &'a ConnectedNode, node: &str) -> Consuming<'a> {
+        consuming.set(Some(node));
+        Consuming(consuming)
     }
 }
 
 impl Drop for Consuming<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Relaxed);
+        self.0.set(None);
     }
 }
 
@@ -269,14 +328,14 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 /// Samples the queues' depths (a passive declare) and the runs in flight (one indexed count).
 async fn sample_depths(
     channel: lapin::Channel,
-    topology: Topology,
+    queues: Vec<String>,
     store: DispatchStore,
     metrics: WorkerMetrics,
 ) {
     let mut every = tokio::time::interval(SAMPLE_EVERY);
     loop {
         every.tick().await;
-        for queue in [topology.work_queue(), topology.dead_queue()] {
+        for queue in queues.iter().cloned() {
             let declared = channel
                 .queue_declare(
                     queue.as_str().into(),

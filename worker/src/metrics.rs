@@ -2,13 +2,12 @@
 //! them with the worker's probes.
 
 use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
+use flyhook_contract::broker::ConnectedNode;
 use flyhook_contract::metrics::{CONTENT_TYPE, FlyteCallMetrics, latency_histogram, render};
 use flyhook_store::DispatchStore;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -102,8 +101,8 @@ impl WorkerMetrics {
 /// What `/readyz` looks at.
 #[derive(Debug, Clone)]
 pub struct Readiness {
-    /// Set while the consumer is attached to the work queue.
-    pub consuming: Arc<AtomicBool>,
+    /// The node consumed from, while the consumer is attached to the work queues.
+    pub consuming: ConnectedNode,
     pub store: DispatchStore,
 }
 
@@ -147,13 +146,15 @@ async fn livez() -> HttpResponse {
 /// Ready while consuming with a reachable status store (without one it cannot record, so it
 /// takes nothing).
 async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
-    let consuming = readiness.consuming.load(Ordering::Relaxed);
+    let node = readiness.consuming.current();
+    let consuming = node.is_some();
     let database = tokio::time::timeout(Duration::from_secs(2), readiness.store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
     let body = json!({
         "status": if consuming && database { "ready" } else { "not_ready" },
         "broker": if consuming { "up" } else { "down" },
+        "broker_node": node,
         "database": if database { "up" } else { "down" },
     });
     if consuming && database {

@@ -32,6 +32,9 @@ pub struct Settings {
     /// starts at most N times this.
     #[serde(deserialize_with = "cap")]
     pub max_runs_per_second_per_project: Option<u32>,
+    /// The partitions (`[broker] partitions`, numbered from 0) this worker consumes; `None`:
+    /// all. Partitions left from a larger count are drained whatever this says.
+    pub partitions: Option<Vec<u16>>,
     pub tracking: TrackingSettings,
 }
 
@@ -44,6 +47,7 @@ impl Default for Settings {
             database_connections: 8,
             max_attempts: 5,
             max_runs_per_second_per_project: None,
+            partitions: None,
             tracking: TrackingSettings::default(),
         }
     }

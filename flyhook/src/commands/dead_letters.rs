@@ -2,7 +2,7 @@
 //! works while PostgreSQL is away.
 
 use clap::Subcommand;
-use flyhook_contract::{Deployment, broker, dead_letters};
+use flyhook_contract::{Deployment, dead_letters};
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLetters {
@@ -25,7 +25,7 @@ pub enum DeadLetters {
 
 impl DeadLetters {
     pub async fn run(self, deployment: &Deployment) -> anyhow::Result<()> {
-        let connection = broker::connect(&deployment.amqp_url, "flyhook-cli").await?;
+        let (connection, _) = deployment.broker.connect("flyhook-cli").await?;
         let topology = deployment.topology();
         match self {
             DeadLetters::List { limit, json } => {

@@ -45,20 +45,22 @@ pub async fn livez() -> HttpResponse {
 
 /// Ready when the broker is connected: that is all intake needs, so an orchestrator keeps
 /// sending webhooks while PostgreSQL is away (`"status": "degraded"`: lookups answer 503 until
-/// it is back). 503 when the broker is not connected.
+/// it is back). 503 when the broker is not connected. `broker_node` names the RabbitMQ node
+/// publishes go to.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready (or degraded: PostgreSQL away, intake still works)", body = Object,
-         example = json!({"status": "ready", "broker": "up", "database": "up"})),
+         example = json!({"status": "ready", "broker": "up", "broker_node": "10.0.0.7:5672", "database": "up"})),
         (status = 503, description = "The broker is not connected", body = Object,
-         example = json!({"status": "not_ready", "broker": "down", "database": "up"})),
+         example = json!({"status": "not_ready", "broker": "down", "broker_node": null, "database": "up"})),
     )
 )]
 pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
-    let broker = services.publisher.is_connected();
+    let node = services.publisher.node();
+    let broker = node.is_some();
     let database = tokio::time::timeout(Duration::from_secs(2), services.store.ping())
         .await
         .is_ok_and(|r| r.is_ok());
@@ -69,6 +71,7 @@ pub async fn readyz(services: web::Data<Services>) -> HttpResponse {
             (true, true) => "ready",
         },
         "broker": if broker { "up" } else { "down" },
+        "broker_node": node,
         "database": if database { "up" } else { "down" },
     });
     if broker {

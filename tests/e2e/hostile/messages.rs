@@ -124,10 +124,7 @@ async fn dead_letters_are_listed_and_replayed_from_the_broker_and_recorded_when_
 async fn a_changed_queue_bound_stops_start_up_with_the_fix(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let connection = broker::connect().await.unwrap();
-    env.topology()
-        .declare(&connection.create_channel().await.unwrap())
-        .await
-        .unwrap();
+    env.topology().declare(&connection).await.unwrap();
     let _ = connection.close(200, "".into()).await;
     let changed = env.settings_with_file("[ingress]\nmax_queue_length = 10\n");
 

@@ -1,6 +1,6 @@
 //! The faults, injected into this machine's services while the load flows (workers killed,
-//! RabbitMQ and PostgreSQL stopped and started), and the services brought back whatever
-//! happened.
+//! RabbitMQ and PostgreSQL stopped and started, the suite's cluster losing nodes), and the
+//! services brought back whatever happened.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -9,6 +9,7 @@ use anyhow::Context;
 use flyhook_testkit::{Stack, broker, services, wait_until};
 use tokio::task::JoinHandle;
 
+use crate::cluster;
 use crate::scenario::{Scenario, outage};
 
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -89,7 +90,44 @@ pub async fn inject(
             .await;
             postgres("start")?;
         }
+        Scenario::ClusterKillLeader | Scenario::ClusterKillIngressNode => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let node = if which == Scenario::ClusterKillLeader {
+                cluster::leader(&stack.topology().work_queue(0)).await?
+            } else {
+                cluster::node_at(&ingress_node(stack).await?)?
+            };
+            cluster::kill(node).await?;
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            cluster::restart(node).await?;
+        }
+        Scenario::ClusterStopNode => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let node = fastrand::u8(1..=3);
+            cluster::stop(node).await?;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            cluster::restart(node).await?;
+        }
+        Scenario::ClusterRollingRestart => {
+            for node in 1..=3 {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                cluster::stop(node).await?;
+                cluster::restart(node).await?;
+            }
+        }
         Scenario::FlakyFlyte | Scenario::Duplicates | Scenario::Hostile => {}
     }
     Ok(())
+}
+
+/// The node the ingress says (`/readyz`) it publishes to.
+async fn ingress_node(stack: &Stack) -> anyhow::Result<String> {
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", stack.ingress_url))
+        .await?
+        .json()
+        .await?;
+    ready["broker_node"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("the ingress is on no node: {ready}"))
 }

@@ -2,7 +2,7 @@
 //! (as a sender with an idempotency key would), every 50th request bad input that must get a
 //! 4xx whatever is failing, and the `hostile` scenario's requests mixed in.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +25,9 @@ pub struct Counts {
     pub accepted: Mutex<HashSet<String>>,
     /// 5xx answers to good requests (each resent).
     pub refused_5xx: AtomicU64,
+    /// The seconds (counted from the start of the load) in which a good request got a 5xx or
+    /// no answer.
+    pub refused_seconds: Mutex<BTreeSet<u64>>,
     /// 5xx answers to bad input.
     pub bad_input_5xx: AtomicU64,
     /// Hostile requests answered otherwise than promised.
@@ -40,6 +43,9 @@ struct Load {
     base: String,
     sources: Sources,
     counts: Arc<Counts>,
+    started: Instant,
+    /// When set, dispatch `n` is not sent before `started + n × pace`.
+    pace: Option<Duration>,
 }
 
 /// Starts the senders of `dispatches` dispatches to the ingress at `base`.
@@ -58,6 +64,10 @@ pub fn start(
         base: base.to_string(),
         sources: sources.clone(),
         counts: counts.clone(),
+        started: Instant::now(),
+        pace: which
+            .load_lasts()
+            .map(|total| total.div_f64(dispatches.max(1) as f64)),
     });
     let senders = (0..SENDERS)
         .map(|_| {
@@ -75,6 +85,9 @@ impl Load {
             let n = counts.next.fetch_add(1, Ordering::SeqCst);
             if n >= self.dispatches {
                 return;
+            }
+            if let Some(pace) = self.pace {
+                tokio::time::sleep_until((self.started + pace * n as u32).into()).await;
             }
             if self.which == Scenario::Hostile && n.is_multiple_of(10) {
                 match hostile(&self.http, &self.base, &self.sources, n / 10).await {
@@ -134,10 +147,18 @@ impl Load {
                 }
                 Ok(r) if r.status().is_server_error() => {
                     self.counts.refused_5xx.fetch_add(1, Ordering::SeqCst);
+                    self.refused_now().await;
                 }
+                // No answer (within the client's 15 s): as bad as a 503 for the sender.
+                Err(_) => self.refused_now().await,
                 _ => {}
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    async fn refused_now(&self) {
+        let second = self.started.elapsed().as_secs();
+        self.counts.refused_seconds.lock().await.insert(second);
     }
 }

@@ -4,16 +4,18 @@
 //! must reach a terminal state, and the stand-in must hold exactly one run per dispatch.
 //!
 //! It restarts the machine's RabbitMQ and PostgreSQL, so it runs alone, never inside
-//! `cargo test`, and always leaves both running. Everything stays on 127.0.0.1.
+//! `cargo test`, and always leaves both running. The cluster scenarios run on a cluster of the
+//! suite's own (`scripts/rabbitmq-cluster`), destroyed at the end. Everything stays on 127.0.0.1.
 //!
 //! `scripts/fault-suite [scenario …]` builds `flyhook` and runs this; results go to stdout and
 //! to `RELIABILITY.md` (with `--report`).
 //!
 //! - `scenario`: the scenarios and their descriptions; `faults`: injecting them, and bringing
-//!   the services back.
+//!   the services back; `cluster`: the suite's own three-node RabbitMQ cluster.
 //! - `load`: the senders; `hostile`: the hostile requests mixed in.
 //! - `run`: one scenario, from a fresh deployment to its verdict; `report`: RELIABILITY.md.
 
+mod cluster;
 mod faults;
 mod hostile;
 mod load;
@@ -53,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
             failures += 1;
         }
         rows.push((which, outcome));
+    }
+    if rows.iter().any(|(which, _)| which.on_cluster()) {
+        cluster::destroy().await?;
     }
     if report {
         std::fs::write("RELIABILITY.md", report::reliability(&rows))?;

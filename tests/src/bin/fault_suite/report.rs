@@ -13,15 +13,15 @@ pub fn reliability(rows: &[(Scenario, Outcome)]) -> String {
          `flyhook worker` processes (debug build), the local RabbitMQ 3.10 and PostgreSQL 15, an \
          in-process flyte-sim (runs last 200 ms), 32 concurrent senders that resend on any non-202 with \
          the same Idempotency-Key, every 50th request malformed JSON.\n\n\
-         | scenario | fault | accepted | lost | duplicated runs | left queued/starting | dead letters unrecorded | terminal | load time | drain after load | 5xx to senders (retried) | 5xx to bad input | hostile misanswered | final statuses |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | scenario | fault | accepted | lost | duplicated runs | left queued/starting | dead letters unrecorded | terminal | load time | drain after load | 5xx to senders (retried) | seconds with a 5xx or no answer | 5xx to bad input | hostile misanswered | final statuses |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (which, o) in rows {
         let mut statuses: Vec<String> =
             o.statuses.iter().map(|(s, n)| format!("{s} {n}")).collect();
         statuses.sort();
         text.push_str(&format!(
-            "| {} | {}{} | {} | **{}** | **{}** | **{}** | **{}** | {} | {:.1} s | {:.1} s | {} | {} | {} | {} |\n",
+            "| {} | {}{} | {} | **{}** | **{}** | **{}** | **{}** | {} | {:.1} s | {:.1} s | {} | {} | {} | {} | {} |\n",
             which.name(),
             which.describe(),
             if o.kills > 0 {
@@ -38,6 +38,7 @@ pub fn reliability(rows: &[(Scenario, Outcome)]) -> String {
             o.load.as_secs_f64(),
             o.drain.as_secs_f64(),
             o.refused_5xx,
+            o.refused_seconds,
             o.bad_input_5xx,
             o.misanswered,
             statuses.join(", ")

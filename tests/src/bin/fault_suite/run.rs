@@ -6,12 +6,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use flyhook_testkit::{Flyte, Profile, Stack, StackSpec, broker, wait_until};
+use flyhook_testkit::{Flyte, Profile, Stack, StackSpec, wait_until};
 use flyte_sim::SimConfig;
 use serde_json::json;
 
 use crate::scenario::Scenario;
-use crate::{faults, hostile, load};
+use crate::{cluster, faults, hostile, load};
 
 const WORKERS: usize = 3;
 
@@ -21,6 +21,8 @@ pub struct Outcome {
     /// Worker processes killed with SIGKILL.
     pub kills: usize,
     pub refused_5xx: u64,
+    /// Seconds of the load in which a sender got a 5xx or no answer.
+    pub refused_seconds: usize,
     pub bad_input_5xx: u64,
     pub lost: usize,
     pub duplicated_runs: usize,
@@ -51,8 +53,14 @@ impl Outcome {
 }
 
 /// The deployment every scenario runs: one ingress, three workers (debug builds), runs that
-/// last 200 ms, patient retries and trackers.
-fn spec(which: Scenario) -> StackSpec {
+/// last 200 ms, patient retries and trackers; on the cluster (`cluster_url`), three partitions.
+fn spec(which: Scenario, cluster_url: Option<&str>) -> StackSpec {
+    let mut vars = hostile::secrets();
+    let mut broker = String::new();
+    if let Some(url) = cluster_url {
+        vars.push(("AMQP_URL".into(), url.into()));
+        broker = "[broker]\npartitions = 3\n".into();
+    }
     StackSpec {
         kind: format!("fault-{}", which.name()),
         profile: Profile::Debug,
@@ -63,17 +71,21 @@ fn spec(which: Scenario) -> StackSpec {
             ..SimConfig::default()
         }),
         config: format!(
-            "[worker]\nmax_attempts = 30\n[worker.tracking]\nmin_poll_ms = 200\nmax_poll_ms = 1000\nlease_ms = 5000\n{}",
+            "{broker}[worker]\nmax_attempts = 30\n[worker.tracking]\nmin_poll_ms = 200\nmax_poll_ms = 1000\nlease_ms = 5000\n{}",
             hostile::sources_config()
         ),
-        vars: hostile::secrets(),
+        vars,
         show_logs: false,
     }
 }
 
 pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outcome> {
     faults::services_up().await?;
-    let mut stack = Stack::start(spec(which)).await?;
+    let cluster_url = match which.on_cluster() {
+        true => Some(cluster::up().await?),
+        false => None,
+    };
+    let mut stack = Stack::start(spec(which, cluster_url.as_deref())).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
@@ -157,7 +169,7 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     stack.halt();
     pool.close().await;
     let recorded_dead = count_of(&["failed", "dead_lettered"]);
-    let dead_letters = broker::queue_length(&stack.topology().dead_queue()).await;
+    let dead_letters = stack.dead_letters().await;
     let kills = stack.kills;
     if let Err(e) = stack.stop().await {
         eprintln!("{}: could not remove the deployment: {e:#}", which.name());
@@ -177,6 +189,7 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
         accepted: accepted.len(),
         kills,
         refused_5xx: counts.refused_5xx.load(Ordering::SeqCst),
+        refused_seconds: counts.refused_seconds.lock().await.len(),
         bad_input_5xx: counts.bad_input_5xx.load(Ordering::SeqCst),
         lost,
         duplicated_runs,

@@ -12,10 +12,18 @@ pub enum Scenario {
     Duplicates,
     LongPostgresOutage,
     Hostile,
+    /// `kill -9` the node that leads partition 0's work queue.
+    ClusterKillLeader,
+    /// `kill -9` the node the ingress publishes to.
+    ClusterKillIngressNode,
+    /// One node stopped for a minute, then started.
+    ClusterStopNode,
+    /// Every node restarted, one after the other.
+    ClusterRollingRestart,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::KillWorkers,
         Scenario::RestartRabbitmq,
         Scenario::StopPostgres,
@@ -23,6 +31,10 @@ impl Scenario {
         Scenario::Duplicates,
         Scenario::LongPostgresOutage,
         Scenario::Hostile,
+        Scenario::ClusterKillLeader,
+        Scenario::ClusterKillIngressNode,
+        Scenario::ClusterStopNode,
+        Scenario::ClusterRollingRestart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +46,10 @@ impl Scenario {
             Scenario::Duplicates => "duplicates",
             Scenario::LongPostgresOutage => "long-postgres-outage",
             Scenario::Hostile => "hostile",
+            Scenario::ClusterKillLeader => "cluster-kill-leader",
+            Scenario::ClusterKillIngressNode => "cluster-kill-ingress-node",
+            Scenario::ClusterStopNode => "cluster-stop-node",
+            Scenario::ClusterRollingRestart => "cluster-rolling-restart",
         }
     }
 
@@ -53,9 +69,44 @@ impl Scenario {
             Scenario::LongPostgresOutage => {
                 "PostgreSQL stopped for 5 minutes (FAULT_SUITE_OUTAGE_SECS) from 1 s into the load"
             }
+            Scenario::ClusterKillLeader => {
+                "3-node cluster, 3 partitions: `kill -9` the node leading partition 0's queue 2 s into the load, started again 15 s later"
+            }
+            Scenario::ClusterKillIngressNode => {
+                "3-node cluster, 3 partitions: `kill -9` the node the ingress is connected to 2 s into the load, started again 15 s later"
+            }
+            Scenario::ClusterStopNode => {
+                "3-node cluster, 3 partitions: one node stopped for 60 s, then started; the load paced over 75 s"
+            }
+            Scenario::ClusterRollingRestart => {
+                "3-node cluster, 3 partitions: each node stopped and started in turn (rejoined before the next); the load paced over 60 s"
+            }
             Scenario::Hostile => {
                 "every 10th request hostile: a NUL, 100- and 100,000-deep nesting, a 900 KiB field, and each provider's retry shape (GitHub body replayed under a fresh delivery id, Slack retry signed anew, Stripe event resent)"
             }
+        }
+    }
+}
+
+impl Scenario {
+    /// Whether it runs on the suite's own RabbitMQ cluster instead of the machine's broker.
+    pub fn on_cluster(self) -> bool {
+        matches!(
+            self,
+            Scenario::ClusterKillLeader
+                | Scenario::ClusterKillIngressNode
+                | Scenario::ClusterStopNode
+                | Scenario::ClusterRollingRestart
+        )
+    }
+
+    /// How long the load is spread over (instead of sent as fast as it goes), so that it
+    /// flows for the whole of a long fault.
+    pub fn load_lasts(self) -> Option<Duration> {
+        match self {
+            Scenario::ClusterStopNode => Some(Duration::from_secs(75)),
+            Scenario::ClusterRollingRestart => Some(Duration::from_secs(60)),
+            _ => None,
         }
     }
 }
