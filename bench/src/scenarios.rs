@@ -7,6 +7,7 @@ mod intake;
 mod lookups;
 mod overload;
 mod pipeline;
+mod scale_out;
 mod seed;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ pub type Figures = BTreeMap<String, f64>;
 /// One run of a scenario: its rows, labelled.
 pub type Rows = Vec<(String, Figures)>;
 
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "intake",
     "intake-5k",
     "hooks-5k",
@@ -40,6 +41,7 @@ pub const NAMES: [&str; 13] = [
     "backlog",
     "overload",
     "seed",
+    "scale-out",
 ];
 
 /// How long each measured load lasts, unless a scenario needs longer.
@@ -80,6 +82,7 @@ pub async fn run_once(name: &str, options: Options) -> anyhow::Result<Rows> {
         "backlog" => intake::backlog(options, 100_000).await,
         "overload" => overload::overload(options).await,
         "seed" => seed::seed(options).await,
+        "scale-out" => scale_out::scale_out(options).await,
         other => anyhow::bail!("no scenario {other:?}; there are: {}", NAMES.join(", ")),
     }
 }

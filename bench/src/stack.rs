@@ -20,6 +20,8 @@ pub struct Spec {
     pub sim_args: Vec<String>,
     /// Appended to the base configuration file.
     pub config: String,
+    /// `AMQP_URL` (a cluster's nodes); the machine's broker when absent.
+    pub amqp_url: Option<String>,
 }
 
 /// The configuration every run shares: no rate limit in the way (the load is the point), a
@@ -58,7 +60,17 @@ pub async fn start(spec: &Spec) -> anyhow::Result<Stack> {
         flyte: Flyte::Binary(sim_args),
         // The spec's tables first: they may open `[ingress]`, which the base only extends.
         config: format!("{}\n{BASE_CONFIG}", spec.config),
-        vars: vec![("GITHUB_WEBHOOK_SECRET".into(), GITHUB_SECRET.into())],
+        vars: [(
+            "GITHUB_WEBHOOK_SECRET".to_string(),
+            GITHUB_SECRET.to_string(),
+        )]
+        .into_iter()
+        .chain(
+            spec.amqp_url
+                .iter()
+                .map(|url| ("AMQP_URL".into(), url.clone())),
+        )
+        .collect(),
         show_logs: true,
     })
     .await

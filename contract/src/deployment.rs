@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::broker::{BrokerNodes, MAX_PARTITIONS, Topology};
-use crate::config::{Env, at_least_one};
+use crate::config::Env;
 
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -27,8 +27,8 @@ pub struct Deployment {
     pub flyte: FlyteConfig,
 }
 
-/// The `[broker]` section: how the queues are spread over a RabbitMQ cluster. Part of the
-/// queues' declaration, so every process must use the same.
+/// The `[broker]` section: how the queues are spread over a RabbitMQ cluster. Every process
+/// must use the same `partitions`; `replicas` matters only where a queue is created.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerSection {
@@ -36,8 +36,9 @@ pub struct BrokerSection {
     /// cluster, or when one queue's core is the bound (see docs/operations.md).
     #[serde(deserialize_with = "partitions")]
     pub partitions: u16,
-    /// Nodes each new queue is replicated to (as many as the cluster has, up to this).
-    #[serde(deserialize_with = "at_least_one")]
+    /// Nodes each new queue is replicated to (as many as the cluster has, up to this). Odd
+    /// counts: a fourth replica survives no more losses than three.
+    #[serde(deserialize_with = "replicas")]
     pub replicas: u16,
 }
 
@@ -47,6 +48,15 @@ impl Default for BrokerSection {
             partitions: 1,
             replicas: 3,
         }
+    }
+}
+
+fn replicas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    match u16::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "replicas must be at least 1 (3 on a cluster of 3 or more nodes)",
+        )),
+        replicas => Ok(replicas),
     }
 }
 
@@ -87,7 +97,7 @@ impl Deployment {
                 &secret("AMQP_URL")
                     .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
             )?
-            .shuffled(),
+            .starting_at_random(),
             queue_prefix: env("FLYHOOK_QUEUE_PREFIX").unwrap_or_else(|| "flyhook".into()),
             max_queue_length,
             queues,

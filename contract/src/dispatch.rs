@@ -58,6 +58,13 @@ impl DispatchId {
 
     /// The Flyte run this dispatch starts: the same name for every attempt, so Flyte itself
     /// refuses a second run.
+    /// A number spread evenly over ids that no sender can choose (it comes from the keyed
+    /// tag, not from the idempotency key or delivery id a derived id starts from): what picks
+    /// a dispatch's partition.
+    pub fn spread(&self) -> u32 {
+        u32::from_be_bytes(self.tag)
+    }
+
     pub fn run_name(&self) -> RunName {
         RunName::for_dispatch(self.uuid)
     }

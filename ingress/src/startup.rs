@@ -54,8 +54,8 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// How long start-up waits for the broker to check its queues (the broker may be down: intake
-/// then starts anyway and connects later).
+/// How long start-up waits for the broker to check its queues, beyond the time to connect (the
+/// broker may be down: intake then starts anyway and connects later).
 const TOPOLOGY_CHECK: Duration = Duration::from_secs(3);
 
 /// Stops start-up when the broker's queues were declared with other arguments than these
@@ -68,7 +68,10 @@ async fn refuse_mismatched_topology(deployment: &Deployment) -> anyhow::Result<(
         let _ = connection.close(200, "checked".into()).await;
         declared
     };
-    match tokio::time::timeout(TOPOLOGY_CHECK, check).await {
+    // Every node may be tried, a silent one for as long as a connect may take.
+    let nodes = deployment.broker.addresses().count() as u32;
+    let within = TOPOLOGY_CHECK + flyhook_contract::broker::nodes::CONNECT_TIMEOUT * 2 * nodes;
+    match tokio::time::timeout(within, check).await {
         Ok(Err(e)) if flyhook_contract::broker::is_topology_mismatch(&e) => Err(e),
         _ => Ok(()),
     }

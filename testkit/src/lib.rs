@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`services`]: where the shared RabbitMQ and PostgreSQL are; free ports; unique names.
 //! - [`database`]: a database of its own, migrated, and dropped afterwards.
-//! - [`broker`]: a deployment's queues: how long one is, and deleting them all.
+//! - [`broker`]: a deployment's queues: how long one is, and deleting them all; [`cluster`]: a
+//!   three-node RabbitMQ cluster of the tests' own, its nodes killed, stopped and restarted.
 //! - [`vars`]: the environment a deployment reads, and configuration files.
 //! - [`sim`]: flyte-sim in process or as a process, and its `/_sim` endpoints.
 //! - [`in_process`]: the ingress and worker started inside a test, stopped together.
@@ -20,6 +21,7 @@
 pub mod binaries;
 pub mod broker;
 pub mod client;
+pub mod cluster;
 pub mod database;
 pub mod env;
 pub mod in_process;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flyhook_testkit::{TestEnv, eventually, wait_until};
+use flyhook_testkit::{Proxy, Sender, TestEnv, eventually, wait_until};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -98,31 +98,48 @@ async fn a_worker_that_cannot_record_does_not_ack_and_nothing_is_lost(pool: PgPo
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
-async fn an_ingress_and_a_worker_given_two_nodes_move_to_the_other_when_theirs_goes(pool: PgPool) {
+async fn an_ingress_and_a_worker_given_three_nodes_move_on_when_theirs_goes(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let mut settings = env.fast_tracking();
-    let nodes = env.brokers_behind_proxies(&mut settings, 2).await;
+    let nodes = env.brokers_behind_proxies(&mut settings, 3).await;
     let sender = env.start_ingress(settings.clone()).await.sender();
-    env.start_worker(&settings);
+    let worker = env.start_worker(&settings);
+    let worker_ops = Sender::at(&worker.ops_base);
+    let on_node = |ready: (u16, serde_json::Value)| -> Option<String> {
+        (ready.0 == 200)
+            .then(|| ready.1["broker_node"].as_str().map(str::to_string))
+            .flatten()
+    };
     let (_, first) = sender.send_hello(json!({"name": "a"})).await;
     sender
         .wait_for_status(first["id"].as_str().unwrap(), "succeeded", WAIT)
         .await;
 
-    let (_, ready) = sender.probe("/readyz").await;
-    let on = ready["broker_node"].as_str().unwrap().to_string();
-    let (gone, other) = match nodes.iter().position(|n| n.address() == on) {
-        Some(0) => (&nodes[0], &nodes[1]),
-        Some(_) => (&nodes[1], &nodes[0]),
-        None => panic!("{on} is neither node: {ready}"),
-    };
-    gone.go_down();
-    eventually(WAIT, "the ingress on the other node", || async {
-        (sender.probe("/readyz").await.1["broker_node"] == other.address()).then_some(())
+    // Take away the ingress's node, then the one the worker is on after that: each must move
+    // on (the worker once or twice, the ingress once or twice), and both end on the one left.
+    let mut gone = Vec::new();
+    let ingress_node = on_node(sender.probe("/readyz").await).expect("the ingress on a node");
+    gone.push(ingress_node);
+    let proxy = |address: &str| nodes.iter().find(|n| n.address() == address).unwrap();
+    proxy(&gone[0]).go_down();
+    let worker_node = eventually(WAIT, "the worker on a node still up", || async {
+        on_node(worker_ops.probe("/readyz").await).filter(|node| !gone.contains(node))
     })
     .await;
+    proxy(&worker_node).go_down();
+    gone.push(worker_node);
+    let up: Vec<String> = nodes
+        .iter()
+        .map(Proxy::address)
+        .filter(|a| !gone.contains(a))
+        .collect();
+    for (what, ops) in [("the ingress", &sender), ("the worker", &worker_ops)] {
+        eventually(WAIT, &format!("{what} on a node still up"), || async {
+            on_node(ops.probe("/readyz").await).filter(|node| up.contains(node))
+        })
+        .await;
+    }
     let ids = sender.send_hellos(5).await;
-    // The worker was on either node; wherever it was, it consumes now.
     sender.wait_all(&ids, "succeeded", WAIT).await;
     assert_eq!(env.sim_runs().await.len(), 6);
     env.finish().await;

@@ -15,7 +15,8 @@ use flyhook_contract::deployment::Deployment;
 use flyhook_store::DispatchStore;
 use flyte_client::FlyteClient;
 use futures_util::StreamExt;
-use futures_util::stream::select_all;
+use futures_util::future::ready;
+use futures_util::stream::{self, select_all};
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
 };
@@ -84,23 +85,7 @@ impl Worker {
         let store = DispatchStore::new(pool);
         let consuming = ConnectedNode::register(&mut registry, &deployment.broker);
         let topology = deployment.topology();
-        let partitions = match &settings.partitions {
-            None => (0..topology.partitions()).collect(),
-            Some(chosen) => {
-                if chosen.is_empty() {
-                    bail!(
-                        "[worker] partitions is empty: name at least one, or leave it out to consume all"
-                    );
-                }
-                if let Some(beyond) = chosen.iter().find(|p| **p >= topology.partitions()) {
-                    bail!(
-                        "[worker] partitions names partition {beyond}, but [broker] partitions is {} (they are numbered from 0)",
-                        topology.partitions()
-                    );
-                }
-                chosen.clone()
-            }
-        };
+        let partitions = chosen_partitions(settings.partitions.as_deref(), &topology)?;
         let ops_shutdown = CancellationToken::new();
         let (ops_port, ops_server) = crate::metrics::serve(
             &settings.listen,
@@ -193,7 +178,7 @@ impl Worker {
         let queues = self.queues(&connection).await?;
         let channel = connection.create_channel().await?;
         // The prefetch is the worker's; each queue's consumer holds its share.
-        let per_queue = self.prefetch.div_ceil(queues.len() as u16).max(1);
+        let per_queue = self.prefetch.div_ceil(queues.len() as u16);
         // QoS applies to consumers declared after it.
         channel
             .basic_qos(per_queue, BasicQosOptions::default())
@@ -215,14 +200,22 @@ impl Worker {
             tags.push(tag);
             consumers.push(consumer);
         }
-        let mut deliveries = select_all(consumers);
+        // One stream of every queue's deliveries, in which a consumer the broker ended (its
+        // queue deleted, say) shows as `None`: the worker then settles what it holds and
+        // reconnects, instead of going on without that partition.
+        let mut deliveries = select_all(
+            consumers
+                .into_iter()
+                .map(|consumer| consumer.map(Some).chain(stream::once(ready(None)))),
+        );
         tracing::info!(%node, ?queues, prefetch = self.prefetch, "consuming");
         *backoff = Duration::from_millis(100);
         let _consuming = Consuming::mark(&self.consuming, &node);
         // Aborted when dropped, that is whenever this connection's consumption ends.
+        // On a channel of its own: a queue gone makes its passive declare close the channel.
         let mut sampler = JoinSet::new();
         sampler.spawn(sample_depths(
-            channel.clone(),
+            connection.create_channel().await?,
             queues
                 .iter()
                 .cloned()
@@ -235,12 +228,12 @@ impl Worker {
         let retrier = Arc::new(Retrier::open(&connection, &self.topology).await?);
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut in_flight = JoinSet::new();
-        loop {
+        let cancelled = loop {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => break false,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 next = deliveries.next() => match next {
-                    Some(Ok(delivery)) => {
+                    Some(Some(Ok(delivery))) => {
                         let slot = slots.clone().acquire_owned().await?;
                         let processor = self.processor.clone();
                         let retrier = retrier.clone();
@@ -257,13 +250,14 @@ impl Worker {
                             drop(slot);
                         });
                     }
-                    Some(Err(e)) => bail!("consumer failed: {e}"),
-                    None => bail!("the broker cancelled every consumer"),
+                    Some(Some(Err(e))) => bail!("consumer failed: {e}"),
+                    Some(None) | None => break true,
                 },
             }
-        }
+        };
 
-        // Shutdown: take no more, finish what we hold, then close (the rest is requeued).
+        // Shutdown, or a consumer ended: take no more, finish what we hold, then close (the
+        // rest is requeued).
         for tag in tags {
             let _ = channel
                 .basic_cancel(tag.into(), BasicCancelOptions::default())
@@ -282,11 +276,12 @@ impl Worker {
         let _ = connection
             .close(200, "flyhook worker stopping".into())
             .await;
+        if cancelled {
+            bail!("the broker cancelled a consumer (its queue deleted?)");
+        }
         Ok(())
     }
-}
 
-impl Worker {
     /// This worker's partitions' queues, and those of partitions beyond the configured count
     /// still left from a larger one, so that lowering `[broker] partitions` loses nothing.
     async fn queues(&self, connection: &lapin::Connection) -> anyhow::Result<Vec<String>> {
@@ -304,6 +299,36 @@ impl Worker {
             .map(|p| self.topology.work_queue(*p))
             .collect())
     }
+}
+
+/// The partitions `[worker] partitions` names (all when absent), refused when it names none,
+/// one twice, or one beyond `[broker] partitions`.
+fn chosen_partitions(chosen: Option<&[u16]>, topology: &Topology) -> anyhow::Result<Vec<u16>> {
+    let Some(chosen) = chosen else {
+        return Ok((0..topology.partitions()).collect());
+    };
+    if chosen.is_empty() {
+        bail!("[worker] partitions is empty: name at least one, or leave it out to consume all");
+    }
+    if let Some(beyond) = chosen.iter().find(|p| **p >= topology.partitions()) {
+        bail!(
+            "[worker] partitions names partition {beyond}, but [broker] partitions is {} (they are numbered from 0)",
+            topology.partitions()
+        );
+    }
+    let mut distinct = chosen.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != chosen.len() {
+        bail!("[worker] partitions names a partition twice: {chosen:?}");
+    }
+    if !chosen.contains(&0) {
+        tracing::warn!(
+            ?chosen,
+            "this worker leaves out partition 0, where every retry comes back: some worker must consume it"
+        );
+    }
+    Ok(chosen.to_vec())
 }
 
 /// Marks the worker consuming from a node for as long as it lives.

@@ -130,6 +130,7 @@ pub(super) async fn slow_flyte(options: Options, rate: f64) -> anyhow::Result<Ro
         workers: 1,
         sim_args: vec!["--latency".into(), "RunService/CreateRun:200ms".into()],
         config: worker_config(1024),
+        ..Spec::default()
     })
     .await?;
     let workload = run_task(&stack, 1024);

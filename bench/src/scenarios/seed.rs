@@ -22,6 +22,7 @@ pub(super) async fn seed(options: Options) -> anyhow::Result<Rows> {
             workers: 1,
             sim_args: vec!["--latency".into(), format!("*:{latency}")],
             config: worker_config(1024),
+            ..Spec::default()
         })
         .await?;
         let seed = SeedApp::start(&stack.sim.url).await?;

@@ -1,10 +1,15 @@
 //! `AMQP_URL`: the RabbitMQ nodes a process may connect to, and connecting to one that answers.
 //!
-//! A cluster is given as a comma-separated list of node URIs. Each process shuffles the list
-//! once, so a fleet spreads its connections over the nodes, and every later connect starts
-//! with the node after the one it was last on: when a node goes away, the process moves on to
-//! the next instead of knocking first on the door that just closed. Any one node serves every
-//! queue of the cluster, so which node a process is on only moves load, never changes meaning.
+//! A cluster is given as a comma-separated list of node URIs. Each process first connects to a
+//! node of its own chance, so a fleet spreads its connections over the nodes, and every later
+//! connect starts at a random node other than the one it was last on: when a node goes away,
+//! its processes spread over the others instead of knocking first on the door that just
+//! closed. Any one node serves every queue of the cluster, so which node a process is on only
+//! moves load, never changes meaning.
+//!
+//! A node that goes silent instead of away (a cut network) is noticed by heartbeats: unless a
+//! URI says otherwise (`?heartbeat=`, `?connection_timeout=`), connections negotiate a 10 s
+//! heartbeat instead of RabbitMQ's 60 s, and a TCP connect waits 5 s at most.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,19 +27,29 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// How long one node may take to accept a connection before the next is tried: a node that is
 /// unreachable (not refusing, just silent) must not hold a failover up for minutes.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Seconds between heartbeats, unless the URI sets its own: RabbitMQ's default (60) would
+/// leave a process on a silent node for two minutes.
+const HEARTBEAT_SECS: u16 = 10;
+
+/// No node connected yet.
+const NEVER: usize = usize::MAX;
 
 /// The nodes of `AMQP_URL`, in this process's order; cheap to clone (clones share the order
 /// and where the last connection went).
 #[derive(Clone)]
 pub struct BrokerNodes {
     nodes: Arc<[Node]>,
-    /// Index (into `nodes`) of the node the next connect tries first.
-    next: Arc<AtomicUsize>,
+    /// Index (into `nodes`) of the node the first connect tries first.
+    first: usize,
+    /// Index of the node the last connection went to, or [`NEVER`].
+    last: Arc<AtomicUsize>,
 }
 
 struct Node {
-    url: SecretString,
+    /// With the password: never printed.
+    uri: AMQPUri,
     /// `host:port`: what logs, metrics and `/readyz` name the node by (no credentials).
     address: String,
 }
@@ -54,8 +69,12 @@ pub enum BadBrokerUrl {
     Empty,
     #[error("AMQP_URL: entry {position} is empty (two commas, or a trailing comma)")]
     EmptyEntry { position: usize },
-    #[error("AMQP_URL: entry {position} is not an amqp:// or amqps:// URI: {reason}")]
-    NotAnUri { position: usize, reason: String },
+    /// The entry itself is not quoted: it may hold a password.
+    #[error(
+        "AMQP_URL: entry {position} is not an amqp:// or amqps:// URI \
+         (amqp://user:password@host:port/vhost; a comma in a password is written %2C)"
+    )]
+    NotAnUri { position: usize },
 }
 
 impl BrokerNodes {
@@ -75,27 +94,33 @@ impl BrokerNodes {
                 if entry.is_empty() {
                     return Err(BadBrokerUrl::EmptyEntry { position });
                 }
-                // The parser's message never quotes the URI, so no password reaches a log.
-                let uri = AMQPUri::from_str(entry)
-                    .map_err(|reason| BadBrokerUrl::NotAnUri { position, reason })?;
+                // The parser's message quotes the entry, password and all: not passed on.
+                let mut uri =
+                    AMQPUri::from_str(entry).map_err(|_| BadBrokerUrl::NotAnUri { position })?;
+                uri.query.heartbeat.get_or_insert(HEARTBEAT_SECS);
+                uri.query
+                    .connection_timeout
+                    .get_or_insert(CONNECT_TIMEOUT.as_millis() as u64);
                 Ok(Node {
-                    url: SecretString::from(entry),
                     address: format!("{}:{}", uri.authority.host, uri.authority.port),
+                    uri,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(BrokerNodes {
             nodes: nodes.into(),
-            next: Arc::new(AtomicUsize::new(0)),
+            first: 0,
+            last: Arc::new(AtomicUsize::new(NEVER)),
         })
     }
 
-    /// The same nodes in an order of this process's own, so a fleet given one list spreads
-    /// over all of its nodes.
-    pub fn shuffled(self) -> BrokerNodes {
-        let start = fastrand::usize(..self.nodes.len());
-        self.next.store(start, Ordering::Relaxed);
-        self
+    /// The same nodes, the first connect going to a random one, so a fleet given one list
+    /// spreads over all of its nodes.
+    pub fn starting_at_random(self) -> BrokerNodes {
+        BrokerNodes {
+            first: fastrand::usize(..self.nodes.len()),
+            ..self
+        }
     }
 
     /// The nodes' `host:port`, in the order given.
@@ -103,28 +128,34 @@ impl BrokerNodes {
         self.nodes.iter().map(|n| n.address.as_str())
     }
 
-    /// Connects to the first node that answers, starting with the one after the node the last
-    /// connection went to. The connection is named for RabbitMQ's management UI
-    /// (`flyhook-ingress`, …). Fails only when every node failed, naming each one's cause.
+    /// Connects to the first node that answers, trying them all in turn from a random one
+    /// other than the node the last connection went to (from the first, the first time). The
+    /// connection is named for RabbitMQ's management UI (`flyhook-ingress`, …). Fails only when
+    /// every node failed, naming each one's cause. Returns the node's `host:port`.
     pub async fn connect(&self, name: &str) -> anyhow::Result<(Connection, String)> {
-        let first = self.next.load(Ordering::Relaxed);
+        let count = self.nodes.len();
+        let first = match self.last.load(Ordering::Relaxed) {
+            NEVER => self.first,
+            last if count > 1 => (last + 1 + fastrand::usize(..count - 1)) % count,
+            _ => 0,
+        };
         let mut failures = Vec::new();
-        for offset in 0..self.nodes.len() {
-            let index = (first + offset) % self.nodes.len();
+        for offset in 0..count {
+            let index = (first + offset) % count;
             let node = &self.nodes[index];
             let properties = ConnectionProperties::default().with_connection_name(name.into());
-            let attempt = Connection::connect(node.url.expose_secret(), properties);
+            let attempt = Connection::connect_uri(node.uri.clone(), properties);
             // lapin's error names the host and the cause, never the password.
-            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            match tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt).await {
                 Ok(Ok(connection)) => {
-                    self.next
-                        .store((index + 1) % self.nodes.len(), Ordering::Relaxed);
+                    self.last.store(index, Ordering::Relaxed);
                     return Ok((connection, node.address.clone()));
                 }
                 Ok(Err(e)) => failures.push(format!("{}: {e}", node.address)),
                 Err(_) => failures.push(format!(
-                    "{}: no answer within {CONNECT_TIMEOUT:?}",
-                    node.address
+                    "{}: no answer within {:?}",
+                    node.address,
+                    CONNECT_TIMEOUT * 2
                 )),
             }
         }
@@ -227,8 +258,11 @@ mod tests {
         ));
         assert!(matches!(
             parse("amqp://a,http://b"),
-            Err(BadBrokerUrl::NotAnUri { position: 2, .. })
+            Err(BadBrokerUrl::NotAnUri { position: 2 })
         ));
+        // A URI that lost its scheme still holds its password: never in the message.
+        let error = parse("amqp://a,guest:hunter2@rmq:5672").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 
     #[tokio::test]
@@ -247,8 +281,11 @@ mod tests {
         let (connection, node) = nodes.connect("flyhook-test").await.unwrap();
         assert_eq!(node, "127.0.0.1:5672");
         let _ = connection.close(200, "".into()).await;
-        // After the last node, the next connect begins again at the first.
-        assert_eq!(nodes.next.load(Ordering::Relaxed), 0);
+        assert_eq!(nodes.last.load(Ordering::Relaxed), 2);
+        // The next connect starts at another node; the refusing ones send it on to the same.
+        let (connection, node) = nodes.connect("flyhook-test").await.unwrap();
+        assert_eq!(node, "127.0.0.1:5672");
+        let _ = connection.close(200, "".into()).await;
         let error = parse(&format!("amqp://guest:guest@127.0.0.1:{a}"))
             .unwrap()
             .connect("flyhook-test")

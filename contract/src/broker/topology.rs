@@ -104,11 +104,11 @@ impl Topology {
         }
     }
 
-    /// The partition of dispatch `id`: the same for every message of one dispatch (a replay, a
-    /// provider's retry), and even over all, ids being random.
+    /// The partition of dispatch `id`: the same whenever the ingress sends it (a provider's
+    /// retry, a replay), even over all ids, and not one a sender can steer its dispatches to.
+    /// Retries come back on partition 0 instead (see above).
     pub fn partition_of(&self, id: &DispatchId) -> u16 {
-        // The low half of the id's UUID is random (v7 and the derived ids alike).
-        (id.uuid().as_u128() as u64 % u64::from(self.partitions)) as u16
+        (id.spread() % u32::from(self.partitions)) as u16
     }
 
     /// The routing key that takes `message` to its dispatch's partition.
@@ -144,7 +144,7 @@ impl Topology {
 
     /// The work queues of partitions at and beyond the configured count that still exist (left
     /// by a deployment that had more), to be drained. Partitions are numbered without gaps, so
-    /// the first one missing ends the search.
+    /// the first one missing ends the search (operators delete leftovers from the highest down).
     pub async fn leftover_partitions(&self, connection: &Connection) -> anyhow::Result<Vec<u16>> {
         let mut found = Vec::new();
         let channel = connection.create_channel().await?;
@@ -160,7 +160,10 @@ impl Topology {
             {
                 Ok(_) => found.push(partition),
                 // NOT_FOUND closes the channel; nothing more to find.
-                Err(_) => return Ok(found),
+                Err(e) if refusal_code(&e) == Some(NOT_FOUND) => return Ok(found),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("looking for the queue {queue}"));
+                }
             }
         }
         let _ = channel.close(200, "looked".into()).await;
@@ -310,11 +313,12 @@ impl Topology {
     }
 
     /// Where a new queue's replicas and leader go. RabbitMQ takes these only when it creates
-    /// a queue (and as many replicas as it has nodes, up to the count).
+    /// a queue (and as many replicas as it has nodes, up to the count). RabbitMQ 3.10 or later
+    /// (`balanced`).
     fn placement(&self) -> FieldTable {
         let mut args = FieldTable::default();
         args.insert(
-            PLACEMENT_ARGUMENTS[0].into(),
+            GROUP_SIZE.into(),
             AMQPValue::LongLongInt(self.replicas.into()),
         );
         args.insert(
@@ -327,7 +331,8 @@ impl Topology {
 
 /// The arguments that place a queue when it is created; RabbitMQ checks them on every later
 /// declare like the others, though they no longer mean anything then.
-const PLACEMENT_ARGUMENTS: [&str; 2] = ["x-quorum-initial-group-size", "x-queue-leader-locator"];
+const PLACEMENT_ARGUMENTS: [&str; 2] = [GROUP_SIZE, "x-queue-leader-locator"];
+const GROUP_SIZE: &str = "x-quorum-initial-group-size";
 
 /// Declares queues on one channel, opening a new one when the broker closed it over a refused
 /// declare.
@@ -341,34 +346,40 @@ impl Declarer<'_> {
     /// Declares `queue` with `args` and, if it is new, this deployment's placement. A queue
     /// placed otherwise (made before placement was configured, or under another replica count)
     /// is taken as it is: its replicas are moved with `rabbitmq-queues grow|shrink`, never by a
-    /// declare. Any other difference is a [`TopologyMismatch`].
+    /// declare. RabbitMQ names one differing argument at a time, so each placement argument it
+    /// names is declared again as the queue has it, until the rest compares equal or another
+    /// argument differs: a [`TopologyMismatch`].
     async fn queue(&mut self, queue: &str, args: FieldTable) -> anyhow::Result<()> {
-        let mut placed = args.clone();
-        for (key, value) in self.placement.inner() {
-            placed.insert(key.clone(), value.clone());
+        let mut placement: Vec<(&str, AMQPValue)> = self
+            .placement
+            .inner()
+            .iter()
+            .map(|(key, value)| {
+                let key = PLACEMENT_ARGUMENTS
+                    .iter()
+                    .find(|arg| **arg == key.as_str())
+                    .expect("placement arguments only");
+                (*key, value.clone())
+            })
+            .collect();
+        let mut refused = None;
+        // A round for each placement argument the broker may name, and the first.
+        for _ in 0..=PLACEMENT_ARGUMENTS.len() {
+            let mut declared = args.clone();
+            for (key, value) in &placement {
+                declared.insert((*key).into(), value.clone());
+            }
+            let Err(refusal) = self.declare(queue, declared).await? else {
+                return Ok(());
+            };
+            let Some((arg, current)) = queue_placement(&refusal) else {
+                return Err(mismatch(refusal, queue));
+            };
+            placement.retain(|(key, _)| *key != arg);
+            placement.extend(current.map(|value| (arg, value)));
+            refused = Some(refusal);
         }
-        let Err(placed_refused) = self.declare(queue, placed).await? else {
-            return Ok(());
-        };
-        if !names_placement(&placed_refused) {
-            return Err(mismatch(placed_refused, queue));
-        }
-        let Err(unplaced_refused) = self.declare(queue, args).await? else {
-            return Ok(());
-        };
-        if !names_placement(&unplaced_refused) {
-            return Err(mismatch(unplaced_refused, queue));
-        }
-        // Placed under another replica count: every other argument was equal up to that one,
-        // and RabbitMQ names the first difference only, so look no further than its existence.
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        self.channel
-            .queue_declare(queue.into(), passive, FieldTable::default())
-            .await?;
-        Ok(())
+        Err(mismatch(refused.expect("refused at least once"), queue))
     }
 
     /// `Ok(Err(refusal))` when the broker refused the arguments (the channel is replaced);
@@ -406,12 +417,38 @@ impl Declarer<'_> {
     }
 }
 
-fn names_placement(refusal: &lapin::Error) -> bool {
+/// The placement argument a refused declare names, and the queue's own value of it (`None`:
+/// the queue has none), read from RabbitMQ's answer: "inequivalent arg 'x-quorum-initial-
+/// group-size' for queue … received '5' but current is '3'" (or "… current is none", or
+/// "… current is the value '3' of type 'signedint'"). `None` for any other refusal, or a value
+/// that cannot be read back.
+fn queue_placement(refusal: &lapin::Error) -> Option<(&'static str, Option<AMQPValue>)> {
     let text = refusal.to_string();
-    PLACEMENT_ARGUMENTS
-        .iter()
-        .any(|arg| text.contains(&format!("'{arg}'")))
+    let arg = PLACEMENT_ARGUMENTS
+        .into_iter()
+        .find(|arg| text.contains(&format!("inequivalent arg '{arg}'")))?;
+    let current = &text[text.find("but current is ")? + "but current is ".len()..];
+    if current.starts_with("none") {
+        return Some((arg, None));
+    }
+    let quoted = current.strip_prefix("the value ").unwrap_or(current);
+    let value = quoted.strip_prefix('\'')?.split('\'').next()?;
+    let value = match arg {
+        GROUP_SIZE => AMQPValue::LongLongInt(value.parse().ok()?),
+        _ => AMQPValue::LongString(value.into()),
+    };
+    Some((arg, Some(value)))
 }
+
+/// Lapin's reply code of a refusal by the broker (404, 406, …).
+fn refusal_code(error: &lapin::Error) -> Option<u16> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(refusal) => Some(refusal.get_id()),
+        _ => None,
+    }
+}
+
+const NOT_FOUND: u16 = 404;
 
 /// A queue exists with other arguments than this deployment declares (say `max_queue_length`
 /// was changed): RabbitMQ cannot change a queue's arguments in place, so every declare would

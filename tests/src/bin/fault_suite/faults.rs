@@ -9,8 +9,8 @@ use anyhow::Context;
 use flyhook_testkit::{Stack, broker, services, wait_until};
 use tokio::task::JoinHandle;
 
-use crate::cluster;
 use crate::scenario::{Scenario, outage};
+use flyhook_testkit::cluster;
 
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(cmd)
@@ -103,7 +103,7 @@ pub async fn inject(
         }
         Scenario::ClusterStopNode => {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let node = fastrand::u8(1..=3);
+            let node = cluster::leader(&stack.topology().work_queue(1)).await?;
             cluster::stop(node).await?;
             tokio::time::sleep(Duration::from_secs(60)).await;
             cluster::restart(node).await?;
@@ -122,7 +122,10 @@ pub async fn inject(
 
 /// The node the ingress says (`/readyz`) it publishes to.
 async fn ingress_node(stack: &Stack) -> anyhow::Result<String> {
-    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", stack.ingress_url))
+    let ready: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/readyz", stack.ingress_url))
+        .timeout(Duration::from_secs(5))
+        .send()
         .await?
         .json()
         .await?;

@@ -11,11 +11,10 @@
 //! to `RELIABILITY.md` (with `--report`).
 //!
 //! - `scenario`: the scenarios and their descriptions; `faults`: injecting them, and bringing
-//!   the services back; `cluster`: the suite's own three-node RabbitMQ cluster.
+//!   the services back (the cluster's nodes through `flyhook_testkit::cluster`).
 //! - `load`: the senders; `hostile`: the hostile requests mixed in.
 //! - `run`: one scenario, from a fresh deployment to its verdict; `report`: RELIABILITY.md.
 
-mod cluster;
 mod faults;
 mod hostile;
 mod load;
@@ -24,6 +23,7 @@ mod run;
 mod scenario;
 
 use anyhow::{Context, bail};
+use flyhook_testkit::cluster;
 
 use crate::scenario::Scenario;
 
@@ -45,20 +45,13 @@ async fn main() -> anyhow::Result<()> {
             .collect()
     };
     let mut rows = Vec::new();
-    let mut failures = 0;
-    for which in chosen {
-        let outcome = run::scenario(which, dispatches).await;
-        // Whatever happened, leave the machine's services running.
-        faults::services_up().await?;
-        let outcome = outcome.with_context(|| which.name())?;
-        if outcome.failed() {
-            failures += 1;
-        }
-        rows.push((which, outcome));
-    }
-    if rows.iter().any(|(which, _)| which.on_cluster()) {
+    let ran = run_all(&chosen, dispatches, &mut rows).await;
+    // Whatever happened, the suite's own cluster goes.
+    if chosen.iter().any(|which| which.on_cluster()) {
         cluster::destroy().await?;
     }
+    ran?;
+    let failures = rows.iter().filter(|(_, outcome)| outcome.failed()).count();
     if report {
         std::fs::write("RELIABILITY.md", report::reliability(&rows))?;
     }
@@ -69,6 +62,20 @@ async fn main() -> anyhow::Result<()> {
     );
     if failures > 0 {
         bail!("a scenario lost or duplicated work, or answered bad input with a 5xx");
+    }
+    Ok(())
+}
+
+async fn run_all(
+    chosen: &[Scenario],
+    dispatches: usize,
+    rows: &mut Vec<(Scenario, run::Outcome)>,
+) -> anyhow::Result<()> {
+    for &which in chosen {
+        let outcome = run::scenario(which, dispatches).await;
+        // Whatever happened, leave the machine's services running.
+        faults::services_up().await?;
+        rows.push((which, outcome.with_context(|| which.name())?));
     }
     Ok(())
 }

@@ -10,7 +10,9 @@ pub fn reliability(rows: &[(Scenario, Outcome)]) -> String {
     let mut text = String::from(
         "# Reliability under faults\n\nMeasured by `scripts/fault-suite --report` (the fault-injection suite, \
          `tests/src/bin/fault_suite/`) on this 2-core machine: one `flyhook ingress` and three \
-         `flyhook worker` processes (debug build), the local RabbitMQ 3.10 and PostgreSQL 15, an \
+         `flyhook worker` processes (debug build), the local RabbitMQ 3.10 and PostgreSQL 15 (the \
+         `cluster-*` rows: a three-node RabbitMQ 3.10 cluster on this machine instead, from \
+         `scripts/rabbitmq-cluster`, with `[broker] partitions = 3`), an \
          in-process flyte-sim (runs last 200 ms), 32 concurrent senders that resend on any non-202 with \
          the same Idempotency-Key, every 50th request malformed JSON.\n\n\
          | scenario | fault | accepted | lost | duplicated runs | left queued/starting | dead letters unrecorded | terminal | load time | drain after load | 5xx to senders (retried) | seconds with a 5xx or no answer | 5xx to bad input | hostile misanswered | final statuses |\n\
@@ -47,7 +49,8 @@ pub fn reliability(rows: &[(Scenario, Outcome)]) -> String {
     text.push_str(
         "\nLost: accepted (`202`) dispatches without a terminal status or without their run in the \
          stand-in. Duplicated runs: runs beyond one per accepted dispatch. 5xx to senders are `503`s \
-         during an outage, each retried by the sender until accepted. Left queued/starting: accepted \
+         during an outage, each retried by the sender until accepted; the seconds with a 5xx or \
+         no answer count the seconds of the load (from its start) in which any sender got one. Left queued/starting: accepted \
          dispatches whose record never got further. Dead letters unrecorded: messages in the \
          dead-letter queue beyond the dispatches recorded `failed` or `dead_lettered` (the broker \
          gave up on them and nobody recorded it). Hostile misanswered: hostile requests that got \

@@ -11,7 +11,8 @@ use flyte_sim::SimConfig;
 use serde_json::json;
 
 use crate::scenario::Scenario;
-use crate::{cluster, faults, hostile, load};
+use crate::{faults, hostile, load};
+use flyhook_testkit::cluster;
 
 const WORKERS: usize = 3;
 

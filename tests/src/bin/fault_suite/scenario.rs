@@ -16,7 +16,7 @@ pub enum Scenario {
     ClusterKillLeader,
     /// `kill -9` the node the ingress publishes to.
     ClusterKillIngressNode,
-    /// One node stopped for a minute, then started.
+    /// The node leading partition 1 stopped for a minute, then started.
     ClusterStopNode,
     /// Every node restarted, one after the other.
     ClusterRollingRestart,
@@ -76,7 +76,7 @@ impl Scenario {
                 "3-node cluster, 3 partitions: `kill -9` the node the ingress is connected to 2 s into the load, started again 15 s later"
             }
             Scenario::ClusterStopNode => {
-                "3-node cluster, 3 partitions: one node stopped for 60 s, then started; the load paced over 75 s"
+                "3-node cluster, 3 partitions: the node leading partition 1's queue stopped for 60 s, then started; the load paced over 75 s"
             }
             Scenario::ClusterRollingRestart => {
                 "3-node cluster, 3 partitions: each node stopped and started in turn (rejoined before the next); the load paced over 60 s"

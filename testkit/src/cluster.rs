@@ -1,6 +1,5 @@
-//! The suite's own three-node RabbitMQ cluster (`scripts/rabbitmq-cluster`), run beside the
-//! machine's broker for the cluster scenarios: started before the first, left whole after each,
-//! destroyed at the end.
+//! A three-node RabbitMQ cluster of the tests' own (`scripts/rabbitmq-cluster`), run beside the
+//! machine's broker for the fault suite's cluster scenarios and the scale-out benchmarks.
 
 use std::process::Command;
 
