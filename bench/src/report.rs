@@ -7,30 +7,45 @@ use serde_json::Value;
 /// A Markdown table of one scenario's medians; the last column shows each run's main figure.
 pub fn table(result: &Value) -> String {
     let rows = result["rows"].as_array().cloned().unwrap_or_default();
-    let Some(first) = rows.first() else {
+    if rows.is_empty() {
         return String::new();
-    };
-    let mut keys: Vec<String> = first["median"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
+    }
+    // Every figure any row has (rows of one scenario may measure different things).
+    let mut keys: Vec<String> = Vec::new();
+    for row in &rows {
+        for key in row["median"].as_object().into_iter().flat_map(|m| m.keys()) {
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+    }
     // Rates first, then latencies in rising order, then the rest.
     let rank = |key: &str| FIRST.iter().position(|k| *k == key).unwrap_or(FIRST.len());
     keys.sort_by_key(|k| rank(k));
-    let main = ["ok_per_s", "started_per_s", "added_mib"]
-        .into_iter()
-        .find(|k| keys.iter().any(|key| key == k))
-        .unwrap_or("ok_per_s");
+    let mains = ["ok_per_s", "started_per_s", "added_mib"];
+    let main_of = |row: &Value| {
+        mains
+            .into_iter()
+            .find(|k| !row["median"][*k].is_null())
+            .unwrap_or("ok_per_s")
+    };
+    let mut main_names: Vec<&str> = Vec::new();
+    for main in rows.iter().map(main_of) {
+        if !main_names.contains(&main) {
+            main_names.push(main);
+        }
+    }
     let mut out = format!(
-        "**{}** (median of {} runs)\n\n| row | {} | {main}, each run |\n|---|{}---|\n",
+        "**{}** (median of {} runs)\n\n| row | {} | {}, each run |\n|---|{}---|\n",
         result["scenario"].as_str().unwrap_or("?"),
         result["runs"],
         keys.join(" | "),
+        main_names.join(" or "),
         "---|".repeat(keys.len())
     );
     for row in &rows {
         let cells: Vec<String> = keys.iter().map(|k| number(&row["median"][k])).collect();
-        let each: Vec<String> = row["runs"][main]
+        let each: Vec<String> = row["runs"][main_of(row)]
             .as_array()
             .map(|a| a.iter().map(number).collect())
             .unwrap_or_default();

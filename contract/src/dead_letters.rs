@@ -140,7 +140,7 @@ pub async fn replay(
         .await
         .context("sending a dead letter back")?;
         anyhow::ensure!(
-            stored,
+            stored == broker::Published::Stored,
             "the broker refused a replayed dispatch (is the work queue full?); the rest are still dead letters"
         );
         message

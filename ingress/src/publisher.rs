@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use flyhook_contract::broker::{BrokerNodes, ConnectedNode, Topology};
-use flyhook_contract::{DispatchMessage, broker};
-use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection};
+use flyhook_contract::DispatchMessage;
+use flyhook_contract::broker::{BrokerNodes, ConfirmChannel, ConnectedNode, Published, Topology};
+use lapin::Connection;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -38,15 +37,15 @@ pub enum PublishError {
 }
 
 struct Link {
-    connection: Connection,
+    connection: Arc<Connection>,
     /// The node it is connected to (`host:port`).
     node: String,
-    channels: Vec<Channel>,
+    channels: Vec<ConfirmChannel>,
 }
 
 impl Link {
     fn is_healthy(&self) -> bool {
-        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
+        self.connection.status().connected() && self.channels.iter().all(|c| c.is_connected())
     }
 }
 
@@ -156,8 +155,7 @@ impl Publisher {
         let index = self.inner.next_channel.fetch_add(1, Ordering::Relaxed) % link.channels.len();
         let exchange = self.inner.topology.exchange();
         let routing_key = self.inner.topology.routing_key(message);
-        let confirmed =
-            broker::publish_confirmed(&link.channels[index], &exchange, &routing_key, message);
+        let confirmed = link.channels[index].publish(&exchange, &routing_key, message);
         let started = Instant::now();
         match tokio::time::timeout(self.inner.confirm_timeout, confirmed).await {
             Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
@@ -165,13 +163,13 @@ impl Publisher {
                 self.inner.broken.notify_one();
                 Err(PublishError::Broker(e))
             }
-            Ok(Ok(true)) => {
+            Ok(Ok(Published::Stored)) => {
                 self.inner
                     .confirm_latency
                     .observe(started.elapsed().as_secs_f64());
                 Ok(())
             }
-            Ok(Ok(false)) => Err(PublishError::Refused),
+            Ok(Ok(Published::Refused | Published::Unroutable)) => Err(PublishError::Refused),
         }
     }
 
@@ -195,14 +193,11 @@ impl Publisher {
 
 async fn connect(inner: &Inner) -> anyhow::Result<Link> {
     let (connection, node) = inner.nodes.connect("flyhook-ingress").await?;
+    let connection = Arc::new(connection);
     inner.topology.declare(&connection).await?;
     let mut channels = Vec::with_capacity(inner.channel_count);
     for _ in 0..inner.channel_count {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        channels.push(channel);
+        channels.push(ConfirmChannel::open(&connection).await?);
     }
     Ok(Link {
         connection,

@@ -174,6 +174,7 @@ impl Worker {
         backoff: &mut Duration,
     ) -> anyhow::Result<()> {
         let (connection, node) = self.nodes.connect("flyhook-worker").await?;
+        let connection = Arc::new(connection);
         self.topology.declare(&connection).await?;
         let queues = self.queues(&connection).await?;
         let channel = connection.create_channel().await?;

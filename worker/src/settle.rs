@@ -2,13 +2,14 @@
 //! store is away), then acked, retried through a delay queue, split into one message per
 //! dispatch, or dead-lettered. Nothing is acked before its outcome is recorded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use flyhook_contract::broker::{self, Topology};
+use flyhook_contract::broker::{ConfirmChannel, Published, Topology};
 use flyhook_contract::dispatch::Dispatch;
 use flyhook_contract::{DispatchId, DispatchMessage};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -21,21 +22,17 @@ use crate::store_gate::StoreGate;
 /// instead of refusing it.
 #[derive(Debug)]
 pub struct Retrier {
-    channel: lapin::Channel,
+    channel: ConfirmChannel,
     exchange: String,
 }
 
 impl Retrier {
     pub(crate) async fn open(
-        connection: &lapin::Connection,
+        connection: &Arc<lapin::Connection>,
         topology: &Topology,
     ) -> anyhow::Result<Retrier> {
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
         Ok(Retrier {
-            channel,
+            channel: ConfirmChannel::open(connection).await?,
             exchange: topology.retry_exchange(),
         })
     }
@@ -51,9 +48,14 @@ impl Retrier {
 
     async fn publish(&self, message: &DispatchMessage, delay: Duration) -> anyhow::Result<()> {
         let routing_key = Topology::retry_routing_key(delay);
-        let stored =
-            broker::publish_confirmed(&self.channel, &self.exchange, &routing_key, message).await?;
-        anyhow::ensure!(stored, "the broker refused the retry");
+        let published = self
+            .channel
+            .publish(&self.exchange, &routing_key, message)
+            .await?;
+        anyhow::ensure!(
+            published == Published::Stored,
+            "the broker did not take the retry ({published:?})"
+        );
         Ok(())
     }
 }

@@ -76,7 +76,8 @@ fn spec(which: Scenario, cluster_url: Option<&str>) -> StackSpec {
             hostile::sources_config()
         ),
         vars,
-        show_logs: false,
+        // The processes' logs, for looking into a scenario (`FAULT_SUITE_LOGS=1`).
+        show_logs: std::env::var_os("FAULT_SUITE_LOGS").is_some(),
     }
 }
 
