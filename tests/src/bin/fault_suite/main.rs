@@ -61,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
         rows.len() - failures
     );
     if failures > 0 {
-        bail!("a scenario lost or duplicated work, or answered bad input with a 5xx");
+        bail!(
+            "a scenario lost or duplicated work, answered bad input with a 5xx, or refused senders longer than it allows"
+        );
     }
     Ok(())
 }

@@ -54,7 +54,9 @@ pub fn reliability(rows: &[(Scenario, Outcome)]) -> String {
          dispatches whose record never got further. Dead letters unrecorded: messages in the \
          dead-letter queue beyond the dispatches recorded `failed` or `dead_lettered` (the broker \
          gave up on them and nobody recorded it). Hostile misanswered: hostile requests that got \
-         another answer than the table below promises. Any of these above 0 fails the suite.\n\n\
+         another answer than the table below promises. Any of these above 0 fails the suite, and so \
+         does a cluster scenario whose senders saw a 5xx or no answer in more than 8 seconds (a node \
+         lost must cost seconds, not the node's whole absence).\n\n\
          During both PostgreSQL outages intake keeps answering `202` (the broker is the durable \
          store of intake) and the workers hold their deliveries unsettled until they can record, so \
          no delivery counts towards the broker's delivery limit; the load time of those rows is the \

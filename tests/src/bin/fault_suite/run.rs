@@ -24,6 +24,8 @@ pub struct Outcome {
     pub refused_5xx: u64,
     /// Seconds of the load in which a sender got a 5xx or no answer.
     pub refused_seconds: usize,
+    /// The most such seconds the scenario allows, if it bounds them.
+    pub refused_seconds_allowed: Option<usize>,
     pub bad_input_5xx: u64,
     pub lost: usize,
     pub duplicated_runs: usize,
@@ -42,7 +44,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether the scenario lost or duplicated work, or answered anything as it must not.
+    /// Whether the scenario lost or duplicated work, answered anything as it must not, or (on
+    /// the cluster) refused senders for longer than a failover may take.
     pub fn failed(&self) -> bool {
         self.lost > 0
             || self.duplicated_runs > 0
@@ -50,6 +53,9 @@ impl Outcome {
             || self.unfinished > 0
             || self.unrecorded_dead_letters > 0
             || self.misanswered > 0
+            || self
+                .refused_seconds_allowed
+                .is_some_and(|allowed| self.refused_seconds > allowed)
     }
 }
 
@@ -192,6 +198,7 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
         kills,
         refused_5xx: counts.refused_5xx.load(Ordering::SeqCst),
         refused_seconds: counts.refused_seconds.lock().await.len(),
+        refused_seconds_allowed: which.refused_seconds_allowed(),
         bad_input_5xx: counts.bad_input_5xx.load(Ordering::SeqCst),
         lost,
         duplicated_runs,

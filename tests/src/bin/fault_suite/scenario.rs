@@ -100,6 +100,13 @@ impl Scenario {
         )
     }
 
+    /// The most seconds of the load in which senders may see a 5xx or no answer: a cluster
+    /// that lost a node must serve from the others within seconds (before a fix for RabbitMQ
+    /// 3.10's nacks after a leader loss, an ingress on the killed node answered 503 for 17 s).
+    pub fn refused_seconds_allowed(self) -> Option<usize> {
+        self.on_cluster().then_some(8)
+    }
+
     /// How long the load is spread over (instead of sent as fast as it goes), so that it
     /// flows for the whole of a long fault.
     pub fn load_lasts(self) -> Option<Duration> {
