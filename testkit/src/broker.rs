@@ -4,8 +4,6 @@
 
 use anyhow::Context;
 use flyhook_contract::broker::{BrokerNodes, Topology};
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 
 use crate::services::amqp_url;
 
@@ -35,18 +33,9 @@ pub async fn queues_length(
     let channel = connection.create_channel().await?;
     let mut total = 0;
     for queue in queues {
-        let declared = channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        total += flyhook_contract::broker::ready_messages(&channel, &queue)
             .await
             .with_context(|| format!("the queue {queue}"))?;
-        total += declared.message_count();
     }
     let _ = connection.close(200, "".into()).await;
     Ok(total)

@@ -17,9 +17,7 @@ use flyte_client::FlyteClient;
 use futures_util::StreamExt;
 use futures_util::future::ready;
 use futures_util::stream::{self, select_all};
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
@@ -362,21 +360,12 @@ async fn sample_depths(
     loop {
         every.tick().await;
         for queue in queues.iter().cloned() {
-            let declared = channel
-                .queue_declare(
-                    queue.as_str().into(),
-                    QueueDeclareOptions {
-                        passive: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await;
-            if let Ok(declared) = declared {
+            let ready = broker::ready_messages(&channel, &queue).await;
+            if let Ok(ready) = ready {
                 metrics
                     .queue_depth
                     .get_or_create(&QueueLabels { queue })
-                    .set(i64::from(declared.message_count()));
+                    .set(i64::from(ready));
             }
         }
         if let Ok(count) = store.count_in_flight().await {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::{BasicProperties, Channel, Connection};
 
 use crate::dispatch::DispatchMessage;
@@ -17,6 +17,19 @@ pub use nodes::{BrokerNodes, ConnectedNode};
 pub use topology::{
     MAX_PARTITIONS, RETRY_TIERS, ROUTING_KEY, Topology, TopologyMismatch, is_topology_mismatch,
 };
+
+/// Messages ready in `queue` (a passive declare: the broker closes the channel with NOT_FOUND
+/// when the queue does not exist).
+pub async fn ready_messages(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await?;
+    Ok(declared.message_count())
+}
 
 /// What the broker said to a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +125,12 @@ impl ConfirmChannel {
     }
 
     pub fn is_connected(&self) -> bool {
-        self.channel().status().connected()
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .channel
+            .status()
+            .connected()
     }
 
     /// [`publish_confirmed`] on the current channel, which a [`Published::Refused`] renews.

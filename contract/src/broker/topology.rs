@@ -150,14 +150,7 @@ impl Topology {
         let channel = connection.create_channel().await?;
         for partition in self.partitions..MAX_PARTITIONS {
             let queue = self.work_queue(partition);
-            let passive = QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            };
-            match channel
-                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                .await
-            {
+            match super::ready_messages(&channel, &queue).await {
                 Ok(_) => found.push(partition),
                 // NOT_FOUND closes the channel; nothing more to find.
                 Err(e) if refusal_code(&e) == Some(NOT_FOUND) => return Ok(found),
@@ -199,38 +192,26 @@ impl Topology {
             channel: connection.create_channel().await?,
             placement: self.placement(),
         };
-        let channel = declarer.channel.clone();
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
         };
-        channel
-            .exchange_declare(
-                self.exchange().into(),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .context("declaring the dispatch exchange")?;
-        channel
-            .exchange_declare(
-                self.dead_exchange().into(),
-                ExchangeKind::Fanout,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .context("declaring the dead-letter exchange")?;
-        channel
-            .exchange_declare(
-                self.retry_exchange().into(),
-                ExchangeKind::Direct,
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .context("declaring the retry exchange")?;
+        for (exchange, kind) in [
+            (self.exchange(), ExchangeKind::Direct),
+            (self.dead_exchange(), ExchangeKind::Fanout),
+            (self.retry_exchange(), ExchangeKind::Direct),
+        ] {
+            declarer
+                .channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    kind,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await
+                .with_context(|| format!("declaring the exchange {exchange}"))?;
+        }
 
         for partition in 0..self.partitions {
             let queue = self.work_queue(partition);
@@ -315,31 +296,29 @@ impl Topology {
     /// Where a new queue's replicas and leader go. RabbitMQ takes these only when it creates
     /// a queue (and as many replicas as it has nodes, up to the count). RabbitMQ 3.10 or later
     /// (`balanced`).
-    fn placement(&self) -> FieldTable {
-        let mut args = FieldTable::default();
-        args.insert(
-            GROUP_SIZE.into(),
-            AMQPValue::LongLongInt(self.replicas.into()),
-        );
-        args.insert(
-            PLACEMENT_ARGUMENTS[1].into(),
-            AMQPValue::LongString("balanced".into()),
-        );
-        args
+    fn placement(&self) -> Placement {
+        vec![
+            (GROUP_SIZE, AMQPValue::LongLongInt(self.replicas.into())),
+            (LEADER_LOCATOR, AMQPValue::LongString("balanced".into())),
+        ]
     }
 }
 
 /// The arguments that place a queue when it is created; RabbitMQ checks them on every later
 /// declare like the others, though they no longer mean anything then.
-const PLACEMENT_ARGUMENTS: [&str; 2] = [GROUP_SIZE, "x-queue-leader-locator"];
+const PLACEMENT_ARGUMENTS: [&str; 2] = [GROUP_SIZE, LEADER_LOCATOR];
 const GROUP_SIZE: &str = "x-quorum-initial-group-size";
+const LEADER_LOCATOR: &str = "x-queue-leader-locator";
+
+/// Placement arguments and their values.
+type Placement = Vec<(&'static str, AMQPValue)>;
 
 /// Declares queues on one channel, opening a new one when the broker closed it over a refused
 /// declare.
 struct Declarer<'a> {
     connection: &'a Connection,
     channel: Channel,
-    placement: FieldTable,
+    placement: Placement,
 }
 
 impl Declarer<'_> {
@@ -350,18 +329,7 @@ impl Declarer<'_> {
     /// names is declared again as the queue has it, until the rest compares equal or another
     /// argument differs: a [`TopologyMismatch`].
     async fn queue(&mut self, queue: &str, args: FieldTable) -> anyhow::Result<()> {
-        let mut placement: Vec<(&str, AMQPValue)> = self
-            .placement
-            .inner()
-            .iter()
-            .map(|(key, value)| {
-                let key = PLACEMENT_ARGUMENTS
-                    .iter()
-                    .find(|arg| **arg == key.as_str())
-                    .expect("placement arguments only");
-                (*key, value.clone())
-            })
-            .collect();
+        let mut placement = self.placement.clone();
         let mut refused = None;
         // A round for each placement argument the broker may name, and the first.
         for _ in 0..=PLACEMENT_ARGUMENTS.len() {
