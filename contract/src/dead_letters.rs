@@ -18,7 +18,7 @@ use crate::broker::Topology;
 use crate::dispatch::DispatchMessage;
 
 /// One message in the dead-letter queue, as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The dispatch it carries (the first, for a fanned-out delivery); `None` if unreadable.
     pub id: Option<String>,

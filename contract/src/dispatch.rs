@@ -128,11 +128,7 @@ impl IdIssuer {
 
     /// A fresh, time-ordered id.
     pub fn issue(&self) -> DispatchId {
-        let uuid = Uuid::now_v7();
-        DispatchId {
-            uuid,
-            tag: self.tag(uuid),
-        }
+        self.for_uuid(Uuid::now_v7())
     }
 
     /// The id for a send the sender marked with an idempotency key: the same key from the same
@@ -180,7 +176,12 @@ impl IdIssuer {
         let digest = hasher.finalize();
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
-        let uuid = uuid::Builder::from_custom_bytes(bytes).into_uuid();
+        self.for_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+
+    /// The id this deployment gives `uuid`: how a run name, read back to its UUID, leads to
+    /// its dispatch.
+    pub fn for_uuid(&self, uuid: Uuid) -> DispatchId {
         DispatchId {
             uuid,
             tag: self.tag(uuid),
@@ -378,6 +379,18 @@ pub struct Dispatch {
     /// asked first: it may be down). Cleared on retries, so only that delivery reopens it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replay: bool,
+    /// Where a provider webhook's dispatch came from (absent for `POST /run-task` and from
+    /// older ingresses): recorded, so the console filters by route and finds a delivery by
+    /// the provider's own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryOrigin>,
+}
+
+/// The route a provider delivery took and the provider's delivery id (as echoed in the `202`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryOrigin {
+    pub route: String,
+    pub delivery_id: String,
 }
 
 #[cfg(test)]

@@ -62,6 +62,25 @@ impl RunName {
         }
         RunName(name)
     }
+
+    /// The dispatch id a [`RunName::for_dispatch`] name was made from, so a run seen in Flyte
+    /// leads back to its dispatch; `None` for any other name (the first group holds only 3
+    /// bits, so a name with more there was not derived).
+    pub fn dispatch_uuid(name: &str) -> Option<Uuid> {
+        let groups = name.strip_prefix("wh-")?.as_bytes();
+        if groups.len() != 26 {
+            return None;
+        }
+        let mut value: u128 = 0;
+        for (i, byte) in groups.iter().enumerate() {
+            let index = BASE32.iter().position(|b| b == byte)? as u128;
+            if i == 0 && index > 0b111 {
+                return None;
+            }
+            value = (value << 5) | index;
+        }
+        Some(Uuid::from_u128(value))
+    }
 }
 
 impl AsRef<str> for RunName {
@@ -87,6 +106,15 @@ mod tests {
             assert_eq!(RunName::parse(name.as_ref()), Ok(name.clone()), "{name}");
             assert_eq!(name.as_ref().len(), 29);
             assert_eq!(RunName::for_dispatch(id), name);
+            assert_eq!(RunName::dispatch_uuid(name.as_ref()), Some(id));
+        }
+        for other in [
+            "wh-",
+            "hello",
+            "wh-aaaaaaaaaaaaaaaaaaaaaaaaa1",
+            "wh-iaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert_eq!(RunName::dispatch_uuid(other), None, "{other}");
         }
         let a = Uuid::from_u128(1);
         let b = Uuid::from_u128(2);

@@ -33,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::observe::RequestId;
 use crate::pg_listen::follow;
+use crate::sessions::{self, Session, Sessions};
+use futures_util::future::Either;
 
 /// The keys in force and one rate limiter per key.
 #[derive(Debug)]
@@ -96,6 +98,13 @@ impl Gatekeeper {
             Arc::new(Admission { keys, limiters });
     }
 
+    /// The keys from the configuration (not revocable at run time), for listings.
+    pub fn configured_owners(&self) -> Vec<KeyOwner> {
+        let mut owners: Vec<KeyOwner> = self.configured.owners().cloned().collect();
+        owners.sort_by(|a, b| a.name.cmp(&b.name));
+        owners
+    }
+
     fn admission(&self) -> Arc<Admission> {
         self.current
             .read()
@@ -109,8 +118,25 @@ impl Gatekeeper {
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let key = ApiKey::from_authorization_header(authorization)?;
+        self.admit_key(req, &key)
+    }
+
+    /// Admits a request made with `key` (the bearer key, or the one a console sign-in
+    /// presents).
+    pub fn admit_key(&self, req: &HttpRequest, key: &ApiKey) -> Result<Caller, ApiError> {
+        self.admit_digest(req, &key.digest(), None)
+    }
+
+    /// Admits a request for the key with `digest`: the key's owner as now in force, within
+    /// the key's rate limit. `session` is the console session it came through, if any.
+    fn admit_digest(
+        &self,
+        req: &HttpRequest,
+        digest: &[u8; 32],
+        session: Option<Session>,
+    ) -> Result<Caller, ApiError> {
         let admission = self.admission();
-        let owner = admission.keys.authenticate(&key)?;
+        let owner = admission.keys.owner_of_digest(digest)?;
         req.extensions_mut()
             .insert(Principal::Key(owner.name.clone()));
         if let Some((_, limiter)) = admission.limiters.get(&owner.name)
@@ -125,7 +151,24 @@ impl Gatekeeper {
             key_name: owner.name.clone(),
             scopes: owner.scopes.clone(),
             request_id: RequestId::of(req),
+            session,
         })
+    }
+
+    /// Admits a request that carries a console session's cookie: the session must be live,
+    /// an unsafe method must carry its CSRF token, and its key must still be in force.
+    async fn admit_session(
+        self: Arc<Self>,
+        req: HttpRequest,
+        sessions: web::Data<Sessions>,
+        token: String,
+    ) -> Result<Caller, ApiError> {
+        let session = sessions.find(&token).await?;
+        let csrf = session.check_csrf(&req);
+        let key_digest = session.key_digest;
+        // Admitted first, so a refused forgery is audited under the key it tried to use.
+        let caller = self.admit_digest(&req, &key_digest, Some(session))?;
+        csrf.map(|()| caller)
     }
 }
 
@@ -176,6 +219,8 @@ pub struct Caller {
     pub key_name: String,
     pub scopes: Scopes,
     pub request_id: RequestId,
+    /// The console session the request came through (`None` for a bearer key).
+    pub session: Option<Session>,
 }
 
 impl Caller {
@@ -216,17 +261,38 @@ impl Caller {
     }
 }
 
+/// Admitting a request through a console session (it reads PostgreSQL).
+type SessionAdmission =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, ApiError>>>>;
+
+/// A bearer key is checked in memory, at once; a console session needs one look into
+/// PostgreSQL, so only requests without an `Authorization` header pay for a future.
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Caller, ApiError>>;
+    type Future = Either<Ready<Result<Caller, ApiError>>, SessionAdmission>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let Some(gatekeeper) = req.app_data::<web::Data<Gatekeeper>>() else {
-            return ready(Err(ApiError::Unexpected(anyhow::anyhow!(
+            return Either::Left(ready(Err(ApiError::Unexpected(anyhow::anyhow!(
                 "Gatekeeper missing from app data"
-            ))));
+            )))));
         };
-        ready(gatekeeper.admit(req))
+        let has_bearer = req
+            .headers()
+            .contains_key(actix_web::http::header::AUTHORIZATION);
+        match (
+            has_bearer,
+            sessions::token_of(req),
+            req.app_data::<web::Data<Sessions>>(),
+        ) {
+            (false, Some(token), Some(sessions)) => Either::Right(Box::pin(
+                gatekeeper
+                    .clone()
+                    .into_inner()
+                    .admit_session(req.clone(), sessions.clone(), token),
+            )),
+            _ => Either::Left(ready(gatekeeper.admit(req))),
+        }
     }
 }
 

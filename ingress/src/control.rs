@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use flyhook_contract::{DispatchId, DispatchStatus};
+use flyhook_contract::{DispatchId, DispatchStatus, IdIssuer};
 use flyhook_store::DispatchStore;
+use flyhook_store::history::DispatchEvent;
 use flyhook_store::{DispatchRecord, ListFilter};
-use flyte_client::{Code, FlyteClient, RunId};
+use flyte_client::{Code, FlyteClient, RunId, RunName};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::waiters::Waiters;
@@ -158,6 +160,47 @@ impl Control {
     ) -> Result<Vec<DispatchRecord>, ApiError> {
         self.store
             .list(filter, limit)
+            .await
+            .map_err(ApiError::store_unavailable)
+    }
+
+    /// What the console's search box names: a dispatch id, a run name (read back to its
+    /// dispatch id), or a provider's delivery id. The records found, newest first (at most
+    /// 100), and the id the text names if no worker has recorded it yet (it is `queued`).
+    pub async fn find(
+        &self,
+        text: &str,
+        issuer: &IdIssuer,
+    ) -> Result<(Vec<DispatchRecord>, Option<DispatchId>), ApiError> {
+        let text = text.trim();
+        let named = DispatchId::parse(text)
+            .ok()
+            .filter(|id| issuer.verify(id))
+            .or_else(|| RunName::dispatch_uuid(text).map(|uuid| issuer.for_uuid(uuid)));
+        let records = self
+            .store
+            .find(named.as_slice(), text)
+            .await
+            .map_err(ApiError::store_unavailable)?;
+        let unrecorded = named.filter(|id| {
+            let id = id.to_string();
+            !records.iter().any(|record| record.id == id)
+        });
+        Ok((records, unrecorded))
+    }
+
+    /// The status changes of one dispatch, oldest first.
+    pub async fn history(&self, id: &DispatchId) -> Result<Vec<DispatchEvent>, ApiError> {
+        self.store
+            .history(id)
+            .await
+            .map_err(ApiError::store_unavailable)
+    }
+
+    /// The inputs a dispatch was recorded with.
+    pub async fn inputs(&self, id: &DispatchId) -> Result<Option<Value>, ApiError> {
+        self.store
+            .recorded_inputs(id)
             .await
             .map_err(ApiError::store_unavailable)
     }

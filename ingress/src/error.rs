@@ -35,6 +35,14 @@ pub enum ApiError {
     OutOfScope,
     #[error("this needs an API key with every scope (*)")]
     Forbidden,
+    #[error("a console action needs the session's X-CSRF-Token header")]
+    CsrfRejected,
+    #[error("no API key by that name is managed here")]
+    KeyNotFound,
+    #[error("an API key by that name exists (names are never reused; pick another)")]
+    KeyNameTaken,
+    #[error("invalid {field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
     #[error("rate limit exceeded for this API key")]
     RateLimited { retry_after_secs: u64 },
     #[error("no such dispatch")]
@@ -119,11 +127,15 @@ impl ApiError {
 
 impl ApiError {
     /// Every code [`ApiError::code`] returns.
-    pub const CODES: [&'static str; 30] = [
+    pub const CODES: [&'static str; 34] = [
         "missing_api_key",
         "invalid_api_key",
         "out_of_scope",
         "forbidden",
+        "csrf_token_invalid",
+        "key_not_found",
+        "key_name_taken",
+        "invalid_field",
         "rate_limited",
         "dispatch_not_found",
         "invalid_path",
@@ -157,6 +169,10 @@ impl ApiError {
         match self {
             ApiError::OutOfScope => "out_of_scope",
             ApiError::Forbidden => "forbidden",
+            ApiError::CsrfRejected => "csrf_token_invalid",
+            ApiError::KeyNotFound => "key_not_found",
+            ApiError::KeyNameTaken => "key_name_taken",
+            ApiError::InvalidField { .. } => "invalid_field",
             ApiError::Unauthorized(ApiKeyError::Missing) => "missing_api_key",
             ApiError::Unauthorized(ApiKeyError::Invalid) => "invalid_api_key",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -188,7 +204,7 @@ impl ApiError {
     /// Why a request was refused, for `flyhook_rejections`.
     pub fn rejection_reason(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized(_) => "auth",
+            ApiError::Unauthorized(_) | ApiError::CsrfRejected => "auth",
             ApiError::OutOfScope | ApiError::Forbidden => "scope",
             ApiError::SignatureRejected(_) | ApiError::UnknownSource => "signature",
             ApiError::RateLimited { .. } => "rate",
@@ -203,10 +219,13 @@ impl ApiError {
             | ApiError::InvalidInputs(_)
             | ApiError::UnstorableInput(_)
             | ApiError::IdempotencyKeyReused
+            | ApiError::InvalidField { .. }
             | ApiError::InvalidQuery { .. } => "validation",
-            ApiError::DispatchNotFound | ApiError::AlreadyFinished(_) | ApiError::NotReplayable => {
-                "state"
-            }
+            ApiError::DispatchNotFound
+            | ApiError::AlreadyFinished(_)
+            | ApiError::NotReplayable
+            | ApiError::KeyNotFound
+            | ApiError::KeyNameTaken => "state",
             ApiError::AtCapacity => "capacity",
             ApiError::BrokerUnavailable
             | ApiError::StoreUnavailable
@@ -223,7 +242,9 @@ impl ApiError {
             ApiError::InvalidIdempotencyKey(_) | ApiError::IdempotencyKeyReused => {
                 Some("Idempotency-Key")
             }
-            ApiError::InvalidQuery { field, .. } => Some(field),
+            ApiError::InvalidQuery { field, .. } | ApiError::InvalidField { field, .. } => {
+                Some(field)
+            }
             _ => None,
         }
     }
@@ -244,10 +265,12 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) | ApiError::SignatureRejected(_) => StatusCode::UNAUTHORIZED,
-            ApiError::OutOfScope | ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::OutOfScope | ApiError::Forbidden | ApiError::CsrfRejected => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::UnknownSource => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::DispatchNotFound => StatusCode::NOT_FOUND,
+            ApiError::DispatchNotFound | ApiError::KeyNotFound => StatusCode::NOT_FOUND,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -255,11 +278,14 @@ impl ResponseError for ApiError {
             | ApiError::MalformedJson(_)
             | ApiError::InvalidIdempotencyKey(_)
             | ApiError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
-            ApiError::AlreadyFinished(_) | ApiError::NotReplayable => StatusCode::CONFLICT,
+            ApiError::AlreadyFinished(_) | ApiError::NotReplayable | ApiError::KeyNameTaken => {
+                StatusCode::CONFLICT
+            }
             ApiError::InvalidPath(_)
             | ApiError::NotAnObject
             | ApiError::InvalidInputs(_)
             | ApiError::UnstorableInput(_)
+            | ApiError::InvalidField { .. }
             | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BrokerUnavailable
             | ApiError::AtCapacity
@@ -321,6 +347,13 @@ mod tests {
             ApiError::Unauthorized(ApiKeyError::Invalid),
             ApiError::OutOfScope,
             ApiError::Forbidden,
+            ApiError::CsrfRejected,
+            ApiError::KeyNotFound,
+            ApiError::KeyNameTaken,
+            ApiError::InvalidField {
+                field: "name",
+                reason: String::new(),
+            },
             ApiError::RateLimited {
                 retry_after_secs: 1,
             },

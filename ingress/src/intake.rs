@@ -18,13 +18,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::sources::Source;
 use chrono::Utc;
-use flyhook_contract::dispatch::{Delivery as DeliveryMessage, Dispatch, Ignored};
+use flyhook_contract::dispatch::{Delivery as DeliveryMessage, DeliveryOrigin, Dispatch, Ignored};
 use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::Scopes;
 use flyhook_contract::storable::unstorable_field;
 use flyhook_contract::{DispatchId, DispatchMessage, DispatchStatus, IdIssuer, TaskRef};
 use flyhook_store::DispatchStore;
-use flyhook_store::ReplaySource;
+use flyhook_store::{ListFilter, ReplaySource};
 use flyte_client::{FlyteClient, TaskId, convert_inputs};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -58,6 +58,21 @@ pub struct Accepted {
     pub run_name: String,
     pub url: String,
 }
+
+/// What a bulk replay matched and did (`POST /dispatches/replay`).
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct BulkReplay {
+    /// Replayable dispatches the filter matched.
+    pub matched: usize,
+    /// Queued again (none on a dry run).
+    pub replayed: usize,
+    /// Matched but not queued again (changed since, or the broker refused).
+    pub refused: usize,
+}
+
+/// The most dispatches one bulk replay takes: a larger set is `flyhook replay`'s, from a
+/// shell, not one HTTP request's.
+pub const MAX_BULK_REPLAY: usize = 1000;
 
 /// The longest intake waits for the status store to say whether an idempotency key was used
 /// before (intake must not depend on PostgreSQL), and how long it then stops asking.
@@ -157,10 +172,12 @@ impl Intake {
     /// signature covers, see `Scheme::dedup_key`), so a retried or replayed delivery is the same
     /// dispatches and starts nothing new. Inputs are checked only for what cannot be stored (a
     /// provider cannot fix its payload to fit a task: the worker records a mismatch instead).
+    /// `delivery_id` is the provider's own id, recorded so the delivery can be found by it.
     pub async fn accept_delivery(
         &self,
         source: &Source,
         dedup_key: &str,
+        delivery_id: &str,
         headers: &[(String, String)],
         payload: &Value,
         request_id: &RequestId,
@@ -174,8 +191,12 @@ impl Intake {
                 .issue_for_delivery(&source.name, Some(&route.name), dedup_key);
             let inputs = route.inputs(headers, payload);
             check_storable(&inputs)?;
-            let (dispatch, accepted) =
+            let (mut dispatch, accepted) =
                 self.prepare(id, route.task.clone(), inputs, &sender, request_id.as_str());
+            dispatch.delivery = Some(DeliveryOrigin {
+                route: route.name.clone(),
+                delivery_id: delivery_id.to_string(),
+            });
             messages.push(dispatch);
             routed.push(RoutedDispatch {
                 route: route.name.clone(),
@@ -199,7 +220,7 @@ impl Intake {
         let message = DispatchMessage::IgnoredV1(Ignored {
             id,
             source: sender,
-            delivery_id: dedup_key.to_string(),
+            delivery_id: delivery_id.to_string(),
             received_at: Utc::now(),
             request_id: Some(request_id.to_string()),
         });
@@ -249,6 +270,68 @@ impl Intake {
         sent
     }
 
+    /// Replays every dispatch `filter` matches (or only counts them, on a `dry_run`), each as
+    /// [`Intake::replay`] would; returns what it did and the ids it queued.
+    pub async fn replay_matching(
+        &self,
+        store: &DispatchStore,
+        filter: ListFilter,
+        dry_run: bool,
+        scopes: &Scopes,
+        request_id: &RequestId,
+    ) -> Result<(BulkReplay, Vec<DispatchId>), ApiError> {
+        let ids = store
+            .matching_ids(filter, MAX_BULK_REPLAY + 1)
+            .await
+            .map_err(ApiError::store_unavailable)?;
+        if ids.len() > MAX_BULK_REPLAY {
+            return Err(ApiError::InvalidField {
+                field: "status",
+                reason: format!(
+                    "more than {MAX_BULK_REPLAY} dispatches match; narrow the filter, or use `flyhook replay`"
+                ),
+            });
+        }
+        let mut done = BulkReplay {
+            matched: ids.len(),
+            ..BulkReplay::default()
+        };
+        let mut queued = Vec::new();
+        if dry_run {
+            return Ok((done, queued));
+        }
+        for (tried, id) in ids.iter().enumerate() {
+            let Ok(id) = DispatchId::parse(id) else {
+                done.refused += 1;
+                continue;
+            };
+            match self.replay(store, &id, false, scopes, request_id).await {
+                Ok(accepted) => {
+                    done.replayed += 1;
+                    queued.push(accepted.id);
+                }
+                // The broker or the store went away: the rest would wait for nothing. Stop:
+                // a 503 when nothing was sent, else what was done, the rest counted refused.
+                Err(
+                    e @ (ApiError::BrokerUnavailable
+                    | ApiError::AtCapacity
+                    | ApiError::StoreUnavailable),
+                ) => {
+                    if done.replayed == 0 {
+                        return Err(e);
+                    }
+                    done.refused += ids.len() - tried;
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(dispatch = %id, error = %e, "not replayed");
+                    done.refused += 1;
+                }
+            }
+        }
+        Ok((done, queued))
+    }
+
     /// Publishes one [`Intake::prepare`]d dispatch; its `202` once the broker confirmed it.
     async fn enqueue(
         &self,
@@ -288,6 +371,7 @@ impl Intake {
             retries: 0,
             request_id: Some(request_id.to_string()),
             replay: false,
+            delivery: None,
         };
         (dispatch, accepted)
     }

@@ -49,7 +49,7 @@ impl ApiKey {
         Ok(ApiKey(SecretString::from(key.to_string())))
     }
 
-    fn digest(&self) -> [u8; 32] {
+    pub(crate) fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.0.expose_secret().as_bytes()).into()
     }
 }
@@ -110,10 +110,14 @@ impl KeyRing {
 
     /// The owner of `key`, if it is one of ours.
     pub fn authenticate(&self, key: &ApiKey) -> Result<&KeyOwner, ApiKeyError> {
-        let digest = key.digest();
+        self.owner_of_digest(&key.digest())
+    }
+
+    /// The owner of the key with this digest (a console session's key), if it is one of ours.
+    pub fn owner_of_digest(&self, digest: &[u8; 32]) -> Result<&KeyOwner, ApiKeyError> {
         self.by_digest
-            .get_key_value(&digest)
-            .filter(|(stored, _)| bool::from(stored.ct_eq(&digest)))
+            .get_key_value(digest)
+            .filter(|(stored, _)| bool::from(stored.ct_eq(digest)))
             .map(|(_, owner)| owner)
             .ok_or(ApiKeyError::Invalid)
     }

@@ -16,12 +16,15 @@
 //! - [`audit`]: the audit log's batched writer and retention.
 //! - [`metrics`]: the ingress's Prometheus figures.
 //! - [`openapi`]: the OpenAPI 3.1 document, generated from the handlers.
+//! - [`console`]: the figures the operator console (`/ui/`) shows beyond one dispatch;
+//!   [`sessions`]: its sign-ins, a cookie standing for an API key.
 //! - [`replayer`]: `flyhook replay`'s way into the intake path.
 //! - [`pg_listen`]: the `LISTEN` connection waiters and key reloads follow.
 //! - [`error`]: [`ApiError`] and its problem+json form.
 
 mod audit;
 mod auth;
+mod console;
 mod control;
 mod error;
 mod intake;
@@ -33,6 +36,7 @@ mod pg_listen;
 mod publisher;
 mod replayer;
 mod routes;
+mod sessions;
 pub mod settings;
 pub mod sources;
 mod startup;

@@ -93,9 +93,9 @@ pub fn note_dispatches(req: &HttpRequest, ids: impl IntoIterator<Item = Dispatch
     }
 }
 
-/// Invocations are audited: anything that posts, and reading the audit log itself.
+/// Invocations are audited: anything that changes something, and reading the audit log itself.
 fn is_invocation(method: &Method, route: &str) -> bool {
-    method == Method::POST || route == "/audit"
+    !method.is_safe() || route == "/audit"
 }
 
 /// A method as a label: the standard ones by name, anything else as `OTHER` (so a client

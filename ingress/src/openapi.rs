@@ -8,13 +8,17 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::schema::Type;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::openapi::{ObjectBuilder, Required};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{Problem, ProblemCode};
-use crate::routes::{audit, dispatches, health, hooks, run_task};
+use crate::routes::{
+    audit, dead_letters, dispatches, health, hooks, keys, overview, run_task, session, sources,
+};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -32,7 +36,19 @@ use crate::routes::{audit, dispatches, health, hooks, run_task};
         dispatches::list_dispatches,
         dispatches::cancel_dispatch,
         dispatches::replay_dispatch,
+        dispatches::dispatch_history,
+        dispatches::replay_matching,
+        dead_letters::list_dead_letters,
+        dead_letters::replay_dead_letters,
         audit::list_audit,
+        overview::overview,
+        sources::list_sources,
+        keys::list_keys,
+        keys::create_key,
+        keys::revoke_key,
+        session::sign_in,
+        session::show,
+        session::sign_out,
         health::health,
         health::livez,
         health::readyz,
@@ -44,7 +60,8 @@ use crate::routes::{audit, dispatches, health, hooks, run_task};
     tags(
         (name = "intake", description = "Start runs: by API key, or as a signed provider webhook"),
         (name = "dispatches", description = "Follow, list, cancel and replay dispatches"),
-        (name = "operations", description = "Probes, metrics, the audit log and this document"),
+        (name = "operations", description = "Probes, metrics, the audit log, keys, sources, the overview and this document"),
+        (name = "console", description = "Signing in to the operator console at /ui/: a session cookie that stands for an API key"),
     )
 )]
 pub struct ApiDoc;
@@ -79,6 +96,14 @@ impl Modify for SharedAnswers {
                 .into(),
         );
         components.add_security_scheme("api_key", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "console_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::sessions::COOKIE_NAME,
+                "A console session (`POST /ui/session`): stands for the API key it was opened \
+                 with; requests that change something also need `X-CSRF-Token`.",
+            ))),
+        );
         for (path, item) in doc.paths.paths.iter_mut() {
             let self_contained = SELF_CONTAINED.contains(&path.as_str());
             for operation in operations(item) {
@@ -87,6 +112,15 @@ impl Modify for SharedAnswers {
                     .get_or_insert_with(Vec::new)
                     .push(request_id_header());
                 let keyed = operation.security.is_some();
+                // Whatever a key may call, the console session that stands for it may too.
+                if let Some(security) = operation.security.as_mut()
+                    && !security.is_empty()
+                {
+                    let session = SecurityRequirement::new("console_session", Vec::<String>::new());
+                    if !security.contains(&session) {
+                        security.push(session);
+                    }
+                }
                 let mut shared = vec![("500", "Unexpected failure (details are in the logs)")];
                 if keyed {
                     shared.extend([

@@ -136,6 +136,12 @@ impl Publisher {
         self.current_link().map(|link| link.node.clone())
     }
 
+    /// The broker connection while connected, for reads beside publishing (the console's
+    /// queue depths and dead letters): one connection per ingress, not one per look.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.current_link().map(|link| link.connection.clone())
+    }
+
     /// Waits until the supervisor has connected, or `within` passes; for start-up and tests.
     pub async fn wait_connected(&self, within: Duration) -> bool {
         let mut connected = self.inner.connected.subscribe();

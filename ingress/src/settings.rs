@@ -70,6 +70,12 @@ pub struct IngressSettings {
     /// PostgreSQL tells of a change).
     #[serde(rename = "key_refresh_secs", deserialize_with = "secs_at_least_one")]
     pub key_refresh: Duration,
+    /// How long a console sign-in lasts (`/ui/`); the key's revocation ends it sooner.
+    #[serde(
+        rename = "console_session_secs",
+        deserialize_with = "secs_at_least_one"
+    )]
+    pub console_session: Duration,
 }
 
 impl Default for IngressSettings {
@@ -88,6 +94,7 @@ impl Default for IngressSettings {
             max_wait: Duration::from_secs(300),
             body_read_timeout: Duration::from_millis(10_000),
             key_refresh: Duration::from_secs(10),
+            console_session: Duration::from_secs(8 * 3600),
         }
     }
 }

@@ -100,6 +100,8 @@ struct InputSpec {
 pub struct Source {
     pub name: String,
     pub scheme: Scheme,
+    /// The scheme as configured (`github`, `hmac`, …), for listings.
+    pub scheme_name: String,
     /// Every active secret: several during a rotation.
     pub secrets: Vec<SecretString>,
     pub tolerance_secs: i64,
@@ -135,6 +137,22 @@ struct Condition {
     test: Test,
 }
 
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.subject {
+            Subject::Header(name) => write!(f, "header {name} ")?,
+            Subject::Pointer(pointer) => write!(f, "{pointer} ")?,
+        }
+        match &self.test {
+            Test::Equals(value) => write!(f, "equals {value}"),
+            Test::OneOf(values) => write!(f, "in {}", Value::Array(values.clone())),
+            Test::Exists(true) => f.write_str("exists"),
+            Test::Exists(false) => f.write_str("is absent"),
+            Test::Matches(regex) => write!(f, "matches /{}/", regex.as_str()),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum InputSource {
     Pointer {
@@ -167,6 +185,13 @@ impl Sources {
 
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
+    }
+
+    /// Every source, by name.
+    pub fn all(&self) -> Vec<Arc<Source>> {
+        let mut all: Vec<_> = self.by_name.values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 }
 
@@ -273,6 +298,7 @@ fn compile_source(entry: SourceEntry, text: &str, env: &impl Env) -> anyhow::Res
     Ok(Source {
         name: entry.name,
         scheme,
+        scheme_name: entry.scheme,
         secrets,
         tolerance_secs: entry.tolerance_secs.unwrap_or(300),
         routes,
@@ -377,6 +403,11 @@ fn as_text(value: &Value) -> String {
 
 impl Route {
     /// Whether every condition holds for this delivery.
+    /// The route's conditions in words (`header X-GitHub-Event equals "push"`), for listings.
+    pub fn conditions(&self) -> Vec<String> {
+        self.conditions.iter().map(ToString::to_string).collect()
+    }
+
     pub fn matches(&self, headers: &(impl Headers + ?Sized), payload: &Value) -> bool {
         self.conditions.iter().all(|c| {
             let found: Option<Value> = match &c.subject {

@@ -21,15 +21,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, AuditWriter};
 use crate::auth::{Gatekeeper, keep_keys_current};
+use crate::console::Console;
 use crate::control::Control;
 use crate::intake::Intake;
 use crate::metrics::IngressMetrics;
 use crate::observe::{RoutePattern, observe};
 use crate::openapi;
 use crate::publisher::{Publisher, PublisherMetrics};
-use crate::routes::{Services, audit, dispatches, health, hooks, run_task};
+use crate::routes::{
+    Services, audit, console, dead_letters, dispatches, health, hooks, keys, overview, run_task,
+    session, sources,
+};
+use crate::sessions::Sessions;
 use crate::settings::Settings;
 use crate::waiters::Waiters;
+use flyhook_store::sessions::SessionStore;
 
 /// A resource that carries its own pattern, so [`observe`] can label metrics and audit entries
 /// with it without matching the path against every route a second time.
@@ -123,6 +129,10 @@ impl Application {
             metrics.audit_dropped.clone(),
             shutdown.clone(),
         );
+        let sessions = web::Data::new(Sessions::new(
+            SessionStore::new(pool.clone()),
+            settings.ingress.console_session,
+        ));
         let store = DispatchStore::new(pool);
         let publisher = Publisher::start(
             deployment.broker.clone(),
@@ -141,6 +151,12 @@ impl Application {
                 .context("Flyte client")?;
         let services = web::Data::new(Services {
             control: Control::new(store.clone(), flyte.clone(), waiters),
+            console: Console::new(
+                store.clone(),
+                audit_store.clone(),
+                publisher.clone(),
+                deployment.topology(),
+            ),
             intake: Intake::new(
                 IdIssuer::new(&settings.id_secret),
                 publisher.clone(),
@@ -165,12 +181,38 @@ impl Application {
                 .app_data(audit_log.clone())
                 .app_data(metrics.clone())
                 .app_data(gatekeeper.clone())
+                .app_data(sessions.clone())
                 .service(resource("/health").route(web::get().to(health::health)))
                 .service(resource("/livez").route(web::get().to(health::livez)))
                 .service(resource("/readyz").route(web::get().to(health::readyz)))
                 .service(resource("/metrics").route(web::get().to(health::metrics)))
                 .service(resource("/openapi.json").route(web::get().to(openapi::serve)))
                 .service(resource("/audit").route(web::get().to(audit::list_audit)))
+                .service(resource("/overview").route(web::get().to(overview::overview)))
+                .service(resource("/sources").route(web::get().to(sources::list_sources)))
+                .service(
+                    resource("/dead-letters").route(web::get().to(dead_letters::list_dead_letters)),
+                )
+                .service(
+                    resource("/dead-letters/replay")
+                        .route(web::post().to(dead_letters::replay_dead_letters)),
+                )
+                .service(
+                    resource("/keys")
+                        .route(web::get().to(keys::list_keys))
+                        .route(web::post().to(keys::create_key)),
+                )
+                .service(resource("/keys/{name}/revoke").route(web::post().to(keys::revoke_key)))
+                .service(
+                    resource("/ui/session")
+                        .route(web::get().to(session::show))
+                        .route(web::post().to(session::sign_in))
+                        .route(web::delete().to(session::sign_out)),
+                )
+                .service(resource("/ui").route(web::get().to(console::to_page)))
+                .service(resource("/ui/").route(web::get().to(console::page)))
+                .service(resource("/ui/app.js").route(web::get().to(console::script)))
+                .service(resource("/ui/app.css").route(web::get().to(console::styles)))
                 .service(
                     resource("/run-task/{project}/{domain}/{name}/{version}")
                         .route(web::post().to(run_task::run_task)),
@@ -183,7 +225,15 @@ impl Application {
                 .service(resource("/github-webhook").route(web::post().to(hooks::github_webhook)))
                 .service(resource("/dispatches").route(web::get().to(dispatches::list_dispatches)))
                 .service(
+                    resource("/dispatches/replay")
+                        .route(web::post().to(dispatches::replay_matching)),
+                )
+                .service(
                     resource("/dispatches/{id}").route(web::get().to(dispatches::get_dispatch)),
+                )
+                .service(
+                    resource("/dispatches/{id}/history")
+                        .route(web::get().to(dispatches::dispatch_history)),
                 )
                 .service(
                     resource("/dispatches/{id}/cancel")

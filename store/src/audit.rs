@@ -2,7 +2,7 @@
 //! ingress writes it off the request path, in batches (`flyhook_ingress::audit`); operators read
 //! it with `GET /audit` or `flyhook audit`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -39,6 +39,22 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// Only entries older than this id: the cursor of the previous page.
     pub before_id: Option<i64>,
+}
+
+/// Requests refused for one reason (the problem `code`), over an hour and a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Refusals {
+    pub reason: String,
+    pub hour: i64,
+    pub day: i64,
+}
+
+/// Requests of one principal with one outcome, and the dispatches they named.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Outcomes {
+    pub outcome: String,
+    pub requests: i64,
+    pub dispatches: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +128,37 @@ impl AuditStore {
         .bind(filter.until)
         .bind(filter.before_id)
         .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Refused requests of the last day by reason, most frequent first, from the audit log.
+    pub async fn refusals(&self, now: DateTime<Utc>) -> Result<Vec<Refusals>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT outcome AS reason, count(*) FILTER (WHERE at >= $2) AS hour, count(*) AS day \
+             FROM audit_log WHERE at >= $1 AND status >= 400 \
+             GROUP BY outcome ORDER BY day DESC, outcome",
+        )
+        .bind(now - Duration::days(1))
+        .bind(now - Duration::hours(1))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// What `principal`'s requests since `since` came to, by outcome.
+    pub async fn outcomes(
+        &self,
+        principal: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Outcomes>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT outcome, count(*) AS requests, \
+                    coalesce(sum(cardinality(dispatch_ids)), 0)::bigint AS dispatches \
+             FROM audit_log WHERE principal = $1 AND at >= $2 \
+             GROUP BY outcome ORDER BY requests DESC, outcome",
+        )
+        .bind(principal)
+        .bind(since)
         .fetch_all(&self.pool)
         .await
     }

@@ -42,22 +42,30 @@ impl DispatchStore {
         let dispatches: Vec<&Dispatch> = requests.iter().map(|r| &r.dispatch).collect();
         let column =
             |f: fn(&Dispatch) -> String| dispatches.iter().map(|d| f(d)).collect::<Vec<_>>();
+        let optional_column = |f: fn(&Dispatch) -> Option<String>| {
+            dispatches.iter().map(|d| f(d)).collect::<Vec<_>>()
+        };
         let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
-                                     run_name, attempts, received_at, inputs, redeliveries) \
+                                     run_name, attempts, received_at, inputs, redeliveries, \
+                                     route, delivery_id, request_id) \
              SELECT id, 'starting', project, domain, task_name, task_version, api_key, run_name, 1, \
-                    received_at, inputs, redelivered::int \
+                    received_at, inputs, redelivered::int, route, delivery_id, request_id \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::text[], $8::timestamptz[], $9::jsonb[], $10::bool[]) \
+                         $7::text[], $8::timestamptz[], $9::jsonb[], $10::bool[], $11::text[], \
+                         $12::text[], $13::text[]) \
                   AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, \
-                       inputs, redelivered) \
+                       inputs, redelivered, route, delivery_id, request_id) \
              ORDER BY id \
              ON CONFLICT (id) DO UPDATE \
                 SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
                     redeliveries = dispatches.redeliveries + EXCLUDED.redeliveries, \
                     project = EXCLUDED.project, domain = EXCLUDED.domain, \
                     task_name = EXCLUDED.task_name, task_version = EXCLUDED.task_version, \
-                    api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs \
+                    api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs, \
+                    route = coalesce(EXCLUDED.route, dispatches.route), \
+                    delivery_id = coalesce(EXCLUDED.delivery_id, dispatches.delivery_id), \
+                    request_id = coalesce(EXCLUDED.request_id, dispatches.request_id) \
                 WHERE dispatches.status IN ('queued', 'starting') \
                   AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
              RETURNING id, attempts, redeliveries",
@@ -77,6 +85,14 @@ impl DispatchStore {
                 .collect::<Vec<_>>(),
         )
         .bind(requests.iter().map(|r| r.redelivered).collect::<Vec<_>>())
+        .bind(optional_column(|d| d.delivery.as_ref().map(|o| o.route.clone())))
+        // A delivery id can come from a provider's body: made storable, as errors are.
+        .bind(optional_column(|d| {
+            d.delivery
+                .as_ref()
+                .map(|o| storable_text(&o.delivery_id).into_owned())
+        }))
+        .bind(optional_column(|d| d.request_id.clone()))
         .fetch_all(&self.pool)
         .await?;
         let proceeding: std::collections::HashMap<String, (i32, i32)> = proceeding
@@ -186,8 +202,9 @@ impl DispatchStore {
     /// A delivery no route wanted. Recording it twice is harmless.
     pub async fn record_ignored(&self, ignored: &Ignored) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO dispatches (id, status, api_key, run_name, error, received_at, finished_at) \
-             VALUES ($1, 'ignored', $2, $3, $4, $5, now()) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO dispatches (id, status, api_key, run_name, error, received_at, finished_at, \
+                                     delivery_id, request_id) \
+             VALUES ($1, 'ignored', $2, $3, $4, $5, now(), $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(ignored.id.to_string())
         .bind(&ignored.source)
@@ -197,6 +214,8 @@ impl DispatchStore {
             ignored.delivery_id
         )))
         .bind(ignored.received_at)
+        .bind(storable_text(&ignored.delivery_id))
+        .bind(ignored.request_id.as_deref().map(storable_text))
         .execute(&self.pool)
         .await
         .map(drop)

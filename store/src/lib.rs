@@ -6,17 +6,22 @@
 //! - [`record`]: a dispatch as read back; [`claims`]: the worker's start path;
 //!   [`tracking`]: leases and run ends; [`control`]: await and cancel; [`listing`]: pages and
 //!   filters; [`replay`]: sending a dispatch again.
-//! - [`keys`]: API keys managed at run time; [`audit`]: the audit log.
+//! - [`history`]: one dispatch's status changes; [`overview`]: the fleet's figures by time.
+//! - [`keys`]: API keys managed at run time; [`audit`]: the audit log; [`sessions`]: the
+//!   console's sign-ins.
 //! - [`fault`]: an error told apart as an outage (hold and retry) or refused data.
 
 pub mod audit;
 pub mod claims;
 pub mod control;
 pub mod fault;
+pub mod history;
 pub mod keys;
 pub mod listing;
+pub mod overview;
 pub mod record;
 pub mod replay;
+pub mod sessions;
 pub mod tracking;
 
 use sqlx::PgPool;
@@ -81,6 +86,7 @@ mod test_support {
             retries: 0,
             request_id: None,
             replay: false,
+            delivery: None,
         }
     }
 

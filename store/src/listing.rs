@@ -2,9 +2,9 @@
 //! restricted key's scopes: `GET /dispatches` and the choice of `flyhook replay`.
 
 use chrono::{DateTime, Utc};
-use flyhook_contract::DispatchStatus;
 use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::{Scope, Scopes};
+use flyhook_contract::{DispatchId, DispatchStatus};
 
 use crate::DispatchStore;
 use crate::record::{COLUMNS, DispatchRecord};
@@ -18,6 +18,8 @@ pub struct ListFilter {
     pub task_name: Option<String>,
     /// Dispatches from one webhook source (recorded as sent by its [`Principal::Source`]).
     pub source: Option<String>,
+    /// Dispatches a source's route made.
+    pub route: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Only dispatches older than this (received_at, id): the cursor of the previous page.
@@ -38,16 +40,7 @@ impl DispatchStore {
             .as_ref()
             .map(|s| s.iter().map(|s| s.as_str()).collect());
         let (before_at, before_id) = filter.before.clone().unzip();
-        // A restricted key's scopes as three parallel columns; NULL parts match anything.
-        let within = filter.within.as_ref().filter(|s| !s.is_unrestricted());
-        let scope_column = |part: fn(&Scope) -> Option<&str>| {
-            within.map(|scopes| {
-                scopes
-                    .iter()
-                    .map(|scope| part(scope).map(str::to_string))
-                    .collect::<Vec<_>>()
-            })
-        };
+        let [projects, domains, task_names] = scope_columns(filter.within.as_ref());
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM dispatches \
              WHERE ($1::text[] IS NULL OR status = ANY($1)) \
@@ -58,11 +51,10 @@ impl DispatchStore {
                AND ($6::timestamptz IS NULL OR received_at < $6) \
                AND ($7::timestamptz IS NULL OR (received_at, id) < ($7, $8)) \
                AND ($10::text IS NULL OR api_key = $10) \
-               AND ($11::text[] IS NULL OR EXISTS ( \
-                    SELECT 1 FROM unnest($11::text[], $12::text[], $13::text[]) AS s(p, d, t) \
-                    WHERE project = s.p AND (s.d IS NULL OR domain = s.d) \
-                      AND (s.t IS NULL OR task_name = s.t))) \
-             ORDER BY received_at DESC, id DESC LIMIT $9"
+               AND ($14::text IS NULL OR route = $14) \
+               AND {within} \
+             ORDER BY received_at DESC, id DESC LIMIT $9",
+            within = within_scopes(11)
         )))
         .bind(statuses)
         .bind(&filter.project)
@@ -79,12 +71,83 @@ impl DispatchStore {
                 .clone()
                 .map(|name| Principal::Source(name).to_string()),
         )
-        .bind(scope_column(|s| s.parts().0))
-        .bind(scope_column(|s| s.parts().1))
-        .bind(scope_column(|s| s.parts().2))
+        .bind(projects)
+        .bind(domains)
+        .bind(task_names)
+        .bind(&filter.route)
         .fetch_all(&self.pool)
         .await
     }
+
+    /// The ids of every dispatch `filter` matches (its cursor is moved along), newest first,
+    /// up to `cap`: collected whole before anything acts on them, so dispatches a replay sends
+    /// back to `queued` cannot shift the pages under it.
+    pub async fn matching_ids(
+        &self,
+        mut filter: ListFilter,
+        cap: usize,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let mut ids = Vec::new();
+        while ids.len() < cap {
+            let page = self.list(&filter, 500.min(cap - ids.len()) as i64).await?;
+            let Some(last) = page.last() else { break };
+            filter.before = Some((last.received_at, last.id.clone()));
+            ids.extend(page.into_iter().map(|record| record.id));
+        }
+        Ok(ids)
+    }
+
+    /// The dispatches with one of `ids`, or with the provider delivery id `delivery_id`,
+    /// newest first: what the console's search box finds. Through the primary key and the
+    /// delivery index, however many dispatches there are; the caller checks scopes.
+    pub async fn find(
+        &self,
+        ids: &[DispatchId],
+        delivery_id: &str,
+    ) -> Result<Vec<DispatchRecord>, sqlx::Error> {
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM dispatches WHERE id = ANY($1) \
+             UNION SELECT {COLUMNS} FROM dispatches WHERE delivery_id = $2 \
+             ORDER BY received_at DESC, id DESC LIMIT 100"
+        )))
+        .bind(ids)
+        .bind(delivery_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+/// The condition "a task these scopes cover" over `project`, `domain` and `task_name`, with a
+/// restricted key's scopes bound as three parallel arrays from parameter `$first` on (see
+/// [`scope_columns`]; NULL parts match anything, and a NULL first array, an unrestricted key,
+/// matches every row).
+pub(crate) fn within_scopes(first: usize) -> String {
+    let (p, d, t) = (first, first + 1, first + 2);
+    format!(
+        "(${p}::text[] IS NULL OR EXISTS ( \
+           SELECT 1 FROM unnest(${p}::text[], ${d}::text[], ${t}::text[]) AS s(p, d, t) \
+           WHERE project = s.p AND (s.d IS NULL OR domain = s.d) \
+             AND (s.t IS NULL OR task_name = s.t)))"
+    )
+}
+
+/// `within`'s scopes as the three arrays [`within_scopes`] binds: project, domain, task name.
+pub(crate) fn scope_columns(within: Option<&Scopes>) -> [Option<Vec<Option<String>>>; 3] {
+    let within = within.filter(|s| !s.is_unrestricted());
+    let column = |part: fn(&Scope) -> Option<&str>| {
+        within.map(|scopes| {
+            scopes
+                .iter()
+                .map(|scope| part(scope).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+    };
+    [
+        column(|s| s.parts().0),
+        column(|s| s.parts().1),
+        column(|s| s.parts().2),
+    ]
 }
 
 #[cfg(test)]

@@ -33,6 +33,13 @@ pub struct DispatchRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+    /// Who sent it: an API key's name, or `source:<name>` for a provider webhook.
+    pub api_key: Option<String>,
+    /// A provider webhook's route and the provider's delivery id.
+    pub route: Option<String>,
+    pub delivery_id: Option<String>,
+    /// The request that brought it (absent for dispatches recorded by older versions).
+    pub request_id: Option<String>,
 }
 
 /// A status read from the database (sqlx converts through `String`).
@@ -55,7 +62,7 @@ pub(crate) fn parse_status(text: String) -> Result<DispatchStatus, sqlx::Error> 
 
 pub(crate) const COLUMNS: &str = "id, status, project, domain, task_name, task_version, run_name, run_url, \
                        attempts, error, error_kind, flyte_phase, outputs, received_at, started_at, \
-                       finished_at, updated_at";
+                       finished_at, updated_at, api_key, route, delivery_id, request_id";
 
 impl DispatchStore {
     /// The inputs a dispatch was recorded with, if it was.

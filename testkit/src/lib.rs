@@ -17,9 +17,11 @@
 //! - [`proxy`]: a TCP proxy whose connections a test cuts, pauses or refuses.
 //! - [`wait`]: polling until something holds.
 //! - [`client`]: [`Sender`], signed deliveries, and the answers they get.
+//! - [`browser`]: a headless Chromium over WebDriver, for the console's tests.
 
 pub mod binaries;
 pub mod broker;
+pub mod browser;
 pub mod client;
 pub mod cluster;
 pub mod database;

@@ -36,6 +36,7 @@ fn hello(settings: &Settings, inputs: Value) -> Dispatch {
         retries: 0,
         request_id: None,
         replay: false,
+        delivery: None,
     }
 }
 

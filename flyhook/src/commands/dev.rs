@@ -66,7 +66,7 @@ pub async fn run(shutdown: CancellationToken) -> anyhow::Result<()> {
     tasks.spawn(async move { app.run_until_stopped().await.context("ingress") });
 
     println!(
-        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n\nThe API: http://127.0.0.1:{port}/openapi.json. Metrics: http://127.0.0.1:{port}/metrics (ingress), http://127.0.0.1:{worker_ops_port}/metrics (worker).\n",
+        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n\nThe operator console: http://127.0.0.1:{port}/ui/ (sign in with the key above).\nThe API: http://127.0.0.1:{port}/openapi.json. Metrics: http://127.0.0.1:{port}/metrics (ingress), http://127.0.0.1:{worker_ops_port}/metrics (worker).\n",
         if connected {
             ""
         } else {

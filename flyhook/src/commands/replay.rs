@@ -22,6 +22,9 @@ pub struct Replay {
     /// A webhook source's name.
     #[arg(long)]
     source: Option<String>,
+    /// One of the source's routes.
+    #[arg(long)]
+    route: Option<String>,
     /// Only dispatches received at or after this RFC 3339 time.
     #[arg(long)]
     since: Option<chrono::DateTime<chrono::Utc>>,
@@ -50,6 +53,7 @@ impl Replay {
             domain: self.domain.clone(),
             task_name: self.task.clone(),
             source: self.source.clone(),
+            route: self.route.clone(),
             since: self.since,
             until: self.until,
             before: None,
@@ -59,19 +63,12 @@ impl Replay {
 
     pub async fn run(
         self,
-        mut filter: ListFilter,
+        filter: ListFilter,
         settings: &Settings,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let store = DispatchStore::new(super::connect(&settings.deployment).await?);
-        // Collect first, so replayed dispatches (back to `queued`) do not shift the pages.
-        let mut ids = Vec::new();
-        loop {
-            let page = store.list(&filter, 500).await?;
-            let Some(last) = page.last() else { break };
-            filter.before = Some((last.received_at, last.id.clone()));
-            ids.extend(page.into_iter().map(|record| record.id));
-        }
+        let ids = store.matching_ids(filter, usize::MAX).await?;
         println!("{} dispatch(es) match", ids.len());
         if self.dry_run || ids.is_empty() {
             return Ok(());

@@ -17,6 +17,31 @@ pub async fn read_json_object(
     payload: web::Payload,
     settings: &IngressSettings,
 ) -> Result<Map<String, Value>, ApiError> {
+    match read_json_value(req, payload, settings).await? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::NotAnObject),
+    }
+}
+
+/// Reads a JSON body of the shape `T` (a console action's request) within the limits; a body
+/// of another shape is a 422 saying what did not fit.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    settings: &IngressSettings,
+) -> Result<T, ApiError> {
+    let value = read_json_value(req, payload, settings).await?;
+    serde_json::from_value(value).map_err(|e| ApiError::InvalidField {
+        field: "body",
+        reason: e.to_string(),
+    })
+}
+
+async fn read_json_value(
+    req: &HttpRequest,
+    payload: web::Payload,
+    settings: &IngressSettings,
+) -> Result<Value, ApiError> {
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -27,11 +52,7 @@ pub async fn read_json_object(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = read_body(req, payload, settings).await?;
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::NotAnObject),
-        Err(e) => Err(ApiError::MalformedJson(e.to_string())),
-    }
+    serde_json::from_slice::<Value>(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 /// Reads the raw body: at most `max_body_bytes` (refused early on a declared length beyond

@@ -10,10 +10,12 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::intake::{Accepted, Intake};
+use crate::intake::{Accepted, BulkReplay, Intake};
 use crate::observe::note_dispatches;
 use crate::routes::Services;
+use crate::routes::body::read_json;
 use crate::routes::{page_limit, parsed_query, trim_page};
+use flyhook_store::history::DispatchEvent;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TaskView {
@@ -44,6 +46,14 @@ pub struct DispatchView {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
+    /// The webhook source a provider delivery came from.
+    source: Option<String>,
+    /// The source's route that made it.
+    route: Option<String>,
+    /// The provider's own id of the delivery.
+    delivery_id: Option<String>,
+    /// The request that brought it (`X-Request-Id`).
+    request_id: Option<String>,
 }
 
 impl DispatchView {
@@ -64,6 +74,10 @@ impl DispatchView {
             started_at: None,
             finished_at: None,
             updated_at: None,
+            source: None,
+            route: None,
+            delivery_id: None,
+            request_id: None,
         }
     }
 
@@ -104,6 +118,14 @@ impl DispatchView {
             started_at: r.started_at,
             finished_at: r.finished_at,
             updated_at: Some(r.updated_at),
+            source: r
+                .api_key
+                .as_deref()
+                .and_then(|sender| sender.strip_prefix("source:"))
+                .map(str::to_string),
+            route: r.route,
+            delivery_id: r.delivery_id,
+            request_id: r.request_id,
         }
     }
 }
@@ -230,6 +252,20 @@ pub async fn replay_dispatch(
     Ok(HttpResponse::Accepted().json(accepted))
 }
 
+/// `status=failed,dead_lettered` as statuses.
+fn parse_statuses(list: Option<&str>) -> Result<Option<Vec<DispatchStatus>>, ApiError> {
+    list.map(|list| {
+        list.split(',')
+            .map(|s| s.trim().parse::<DispatchStatus>())
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .transpose()
+    .map_err(|reason| ApiError::InvalidQuery {
+        field: "status",
+        reason,
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -241,10 +277,15 @@ pub struct ListQuery {
     task: Option<String>,
     /// A webhook source's name.
     source: Option<String>,
+    /// One of the source's routes.
+    route: Option<String>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     limit: Option<i64>,
     cursor: Option<String>,
+    /// Finds by dispatch id, run name (`wh-…`) or provider delivery id, whatever the other
+    /// filters say (at most 100, on one page).
+    q: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -294,18 +335,26 @@ pub async fn list_dispatches(
         intake, control, ..
     } = services.get_ref();
     let query = parsed_query(query)?;
-    let statuses = query
-        .status
-        .map(|list| {
-            list.split(',')
-                .map(|s| s.trim().parse::<DispatchStatus>())
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|reason| ApiError::InvalidQuery {
-            field: "status",
-            reason,
-        })?;
+    if let Some(text) = query.q.as_deref().filter(|q| !q.trim().is_empty()) {
+        let (records, unrecorded) = control.find(text, intake.issuer()).await?;
+        // An id nothing recorded yet tells no task: only a key with every scope sees it.
+        let unrecorded = unrecorded.filter(|_| caller.scopes.is_unrestricted());
+        let items = unrecorded
+            .map(|id| DispatchView::unrecorded(&id))
+            .into_iter()
+            .chain(
+                records
+                    .into_iter()
+                    .filter(|record| caller.may_see(record).is_ok())
+                    .map(|record| DispatchView::recorded(record, intake)),
+            )
+            .collect();
+        return Ok(HttpResponse::Ok().json(Page {
+            items,
+            next_cursor: None,
+        }));
+    }
+    let statuses = parse_statuses(query.status.as_deref())?;
     let limit = page_limit(query.limit, 50, MAX_PAGE)?;
     let before = query
         .cursor
@@ -323,6 +372,7 @@ pub async fn list_dispatches(
         domain: query.domain,
         task_name: query.task,
         source: query.source,
+        route: query.route,
         since: query.since,
         until: query.until,
         before,
@@ -335,4 +385,140 @@ pub async fn list_dispatches(
         .map(|r| DispatchView::recorded(r, intake))
         .collect();
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+}
+
+/// One dispatch's story: every status change, and what it was asked with.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct History {
+    /// Oldest first.
+    events: Vec<DispatchEvent>,
+    /// The task inputs as recorded (absent until a worker recorded them).
+    #[schema(value_type = Option<Object>)]
+    inputs: Option<Value>,
+}
+
+/// The timeline of a dispatch: each status change (and change of the run's Flyte phase) with
+/// its time, and the inputs it was recorded with.
+#[utoipa::path(
+    get,
+    path = "/dispatches/{id}/history",
+    tag = "dispatches",
+    params(("id" = String, Path, description = "The dispatch id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Its history (empty while nothing is recorded)", body = History),
+        (status = 404, description = "Not an id this deployment issued", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn dispatch_history(
+    path: web::Path<String>,
+    caller: Caller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, ApiError> {
+    let Services {
+        intake, control, ..
+    } = services.get_ref();
+    let id = issued_id(&path, intake)?;
+    let history = match control.get(&id).await? {
+        Some(record) => {
+            caller.may_see(&record)?;
+            History {
+                events: control.history(&id).await?,
+                inputs: control.inputs(&id).await?,
+            }
+        }
+        None => History {
+            events: Vec::new(),
+            inputs: None,
+        },
+    };
+    Ok(HttpResponse::Ok().json(history))
+}
+
+/// Which dispatches to replay: the filters of `GET /dispatches`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayMatching {
+    /// Comma-separated; only failed, dead_lettered, aborted and timed_out are replayable.
+    /// `failed,dead_lettered` when absent.
+    status: Option<String>,
+    project: Option<String>,
+    domain: Option<String>,
+    task: Option<String>,
+    source: Option<String>,
+    route: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    /// Count what would be replayed, and replay nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+const REPLAYABLE: [DispatchStatus; 4] = [
+    DispatchStatus::Failed,
+    DispatchStatus::DeadLettered,
+    DispatchStatus::Aborted,
+    DispatchStatus::TimedOut,
+];
+
+/// Replays every finished dispatch the filters match (within the key's scopes), each under its
+/// own id, as `POST /dispatches/{id}/replay` would; with `dry_run`, only counts them. At most
+/// 1000 at once.
+#[utoipa::path(
+    post,
+    path = "/dispatches/replay",
+    tag = "dispatches",
+    request_body(content = ReplayMatching, content_type = "application/json"),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Counted (dry run)", body = BulkReplay),
+        (status = 202, description = "Queued again", body = BulkReplay),
+        (status = 422, description = "A status that cannot be replayed, or more than 1000 match", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn replay_matching(
+    req: HttpRequest,
+    payload: web::Payload,
+    caller: Caller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, ApiError> {
+    let Services { intake, store, .. } = services.get_ref();
+    let body: ReplayMatching = read_json(&req, payload, &services.settings).await?;
+    let statuses = parse_statuses(Some(
+        body.status.as_deref().unwrap_or("failed,dead_lettered"),
+    ))?
+    .unwrap_or_default();
+    if let Some(status) = statuses.iter().find(|s| !REPLAYABLE.contains(s)) {
+        return Err(ApiError::InvalidField {
+            field: "status",
+            reason: format!("{status} dispatches cannot be replayed"),
+        });
+    }
+    let filter = ListFilter {
+        statuses: Some(statuses),
+        project: body.project,
+        domain: body.domain,
+        task_name: body.task,
+        source: body.source,
+        route: body.route,
+        since: body.since,
+        until: body.until,
+        before: None,
+        within: Some(caller.scopes.clone()),
+    };
+    let (done, queued) = intake
+        .replay_matching(
+            store,
+            filter,
+            body.dry_run,
+            &caller.scopes,
+            &caller.request_id,
+        )
+        .await?;
+    note_dispatches(&req, queued);
+    Ok(if body.dry_run {
+        HttpResponse::Ok().json(done)
+    } else {
+        HttpResponse::Accepted().json(done)
+    })
 }

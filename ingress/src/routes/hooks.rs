@@ -134,7 +134,14 @@ async fn handle(
     let request_id = RequestId::of(&req);
     match services
         .intake
-        .accept_delivery(&source, &dedup_key, &headers, &payload, &request_id)
+        .accept_delivery(
+            &source,
+            &dedup_key,
+            &delivery_id,
+            &headers,
+            &payload,
+            &request_id,
+        )
         .await?
     {
         Delivery::Routed(dispatches) => {

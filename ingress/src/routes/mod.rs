@@ -6,6 +6,7 @@ use flyhook_store::DispatchStore;
 use flyhook_store::audit::AuditStore;
 use prometheus_client::registry::Registry;
 
+use crate::console::Console;
 use crate::control::Control;
 use crate::error::ApiError;
 use crate::intake::Intake;
@@ -15,10 +16,16 @@ use crate::sources::Sources;
 
 pub mod audit;
 mod body;
+pub mod console;
+pub mod dead_letters;
 pub mod dispatches;
 pub mod health;
 pub mod hooks;
+pub mod keys;
+pub mod overview;
 pub mod run_task;
+pub mod session;
+pub mod sources;
 
 /// A query string as parsed by actix, its failure as a problem naming the query.
 pub fn parsed_query<T>(query: Result<web::Query<T>, actix_web::Error>) -> Result<T, ApiError> {
@@ -60,6 +67,7 @@ pub fn trim_page<T>(rows: &mut Vec<T>, limit: i64) -> Option<&T> {
 pub struct Services {
     pub intake: Intake,
     pub control: Control,
+    pub console: Console,
     pub store: DispatchStore,
     pub audit_store: AuditStore,
     pub publisher: Publisher,
