@@ -3,6 +3,7 @@
 //! every figure. Here: the list, the figures every load gives, and the medians; the scenarios,
 //! by family, in `scenarios/`.
 
+mod console;
 mod intake;
 mod lookups;
 mod overload;
@@ -27,7 +28,7 @@ pub type Figures = BTreeMap<String, f64>;
 /// One run of a scenario: its rows, labelled.
 pub type Rows = Vec<(String, Figures)>;
 
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "intake",
     "intake-5k",
     "hooks-5k",
@@ -42,6 +43,7 @@ pub const NAMES: [&str; 14] = [
     "overload",
     "seed",
     "scale-out",
+    "console",
 ];
 
 /// How long each measured load lasts, unless a scenario needs longer.
@@ -83,6 +85,7 @@ pub async fn run_once(name: &str, options: Options) -> anyhow::Result<Rows> {
         "overload" => overload::overload(options).await,
         "seed" => seed::seed(options).await,
         "scale-out" => scale_out::scale_out(options).await,
+        "console" => console::console(options, 100_000).await,
         other => anyhow::bail!("no scenario {other:?}; there are: {}", NAMES.join(", ")),
     }
 }

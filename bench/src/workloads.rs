@@ -162,3 +162,40 @@ impl<W: Workload> Workload for Keeping<W> {
         }
     }
 }
+
+/// `POST {base}/run-task/{task}` of hello.main with the names the stand-in ends differently:
+/// one in 12 fails, one in 100 times out, one in 200 stays running; the rest succeed. A store
+/// that looks like a working deployment's, for the console's reads.
+#[derive(Debug)]
+pub struct MixedHellos {
+    pub url: String,
+    pub key: String,
+}
+
+impl Workload for MixedHellos {
+    fn request(&self, client: &reqwest::Client, index: u64) -> reqwest::RequestBuilder {
+        let name = match index {
+            i if i % 12 == 0 => "fail".to_string(),
+            i if i % 100 == 1 => "timeout".to_string(),
+            i if i % 200 == 2 => "slow".to_string(),
+            i => format!("n{i}"),
+        };
+        client
+            .post(&self.url)
+            .bearer_auth(&self.key)
+            .json(&json!({ "name": name }))
+    }
+}
+
+/// `GET {url}` with a bearer key: one page of the console's data.
+#[derive(Debug)]
+pub struct Get {
+    pub url: String,
+    pub key: String,
+}
+
+impl Workload for Get {
+    fn request(&self, client: &reqwest::Client, _index: u64) -> reqwest::RequestBuilder {
+        client.get(&self.url).bearer_auth(&self.key)
+    }
+}

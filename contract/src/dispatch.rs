@@ -350,7 +350,12 @@ pub struct Ignored {
     pub id: DispatchId,
     /// `source:<name>`.
     pub source: String,
+    /// The key its dispatch id derives from (what the provider's signature covers).
     pub delivery_id: String,
+    /// The provider's own id of the delivery, as echoed in the answer (absent from older
+    /// ingresses): recorded, so the delivery can be found by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_delivery_id: Option<String>,
     pub received_at: DateTime<Utc>,
     /// The id of the request that brought it (absent from older ingresses).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,16 @@ pub enum Principal {
     Source(String),
 }
 
+impl Principal {
+    /// Reads the written form back (`source:github` is a source, anything else a key).
+    pub fn parse(text: &str) -> Principal {
+        match text.strip_prefix("source:") {
+            Some(source) => Principal::Source(source.to_string()),
+            None => Principal::Key(text.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -30,5 +40,8 @@ mod tests {
             Principal::Source("github".into()).to_string(),
             "source:github"
         );
+        for principal in [Principal::Key("ci".into()), Principal::Source("gh".into())] {
+            assert_eq!(Principal::parse(&principal.to_string()), principal);
+        }
     }
 }

@@ -71,6 +71,17 @@ fn unstorable_path(value: &Value, depth: usize) -> Option<(String, Why)> {
     }
 }
 
+/// The longest provider delivery id recorded (and indexed) with a dispatch. Real ones are
+/// GUIDs or short tokens; a longer one comes from a hostile or broken sender (some providers do
+/// not sign their id header), and recording it would overflow the index entry.
+pub const MAX_RECORDED_DELIVERY_ID: usize = 200;
+
+/// A provider's delivery id as recorded: storable, or not recorded at all when longer than
+/// [`MAX_RECORDED_DELIVERY_ID`] (the dispatch is still made; only finding it by that id fails).
+pub fn recordable_delivery_id(id: &str) -> Option<String> {
+    (id.len() <= MAX_RECORDED_DELIVERY_ID).then(|| storable_text(id).into_owned())
+}
+
 /// `text`, with every NUL replaced so PostgreSQL takes it.
 pub fn storable_text(text: &str) -> Cow<'_, str> {
     if text.contains('\0') {
@@ -98,6 +109,17 @@ pub fn storable_json(value: Value) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_delivery_ids_of_a_sane_length_are_recorded() {
+        assert_eq!(
+            recordable_delivery_id("a\0b").as_deref(),
+            Some("a\u{fffd}b")
+        );
+        let longest = "x".repeat(MAX_RECORDED_DELIVERY_ID);
+        assert_eq!(recordable_delivery_id(&longest), Some(longest.clone()));
+        assert_eq!(recordable_delivery_id(&format!("{longest}x")), None);
+    }
 
     fn object(value: Value) -> Map<String, Value> {
         value.as_object().cloned().unwrap()

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use flyhook_contract::broker::{Topology, ready_messages};
 use flyhook_contract::dead_letters::{self, DeadLetter, Replayed};
+use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::Scopes;
 use flyhook_store::DispatchStore;
 use flyhook_store::audit::{AuditEntry, AuditFilter, AuditStore, Refusals};
-use flyhook_store::overview::{Series, Tally};
+use flyhook_store::overview::{Activity, Series, Tally};
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -127,14 +128,9 @@ impl Console {
     pub async fn overview(&self, scopes: &Scopes) -> Result<Overview, ApiError> {
         let now = Utc::now();
         let unreachable = ApiError::store_unavailable;
-        let hour = self
+        let Activity { hour, day } = self
             .store
-            .activity(now, Duration::minutes(5), 12, scopes)
-            .await
-            .map_err(unreachable)?;
-        let day = self
-            .store
-            .activity(now, Duration::hours(1), 24, scopes)
+            .activity(now, scopes)
             .await
             .map_err(unreachable)?;
         let (starting, running) = self.store.in_flight(scopes).await.map_err(unreachable)?;
@@ -187,7 +183,7 @@ impl Console {
         let unreachable = || ApiError::unreachable("audit log");
         let mut views = Vec::new();
         for source in sources.all() {
-            let principal = format!("source:{}", source.name);
+            let principal = Principal::Source(source.name.clone()).to_string();
             let mut last_day = SourceDay::default();
             for outcome in self
                 .audit

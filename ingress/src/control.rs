@@ -166,23 +166,23 @@ impl Control {
 
     /// What the console's search box names: a dispatch id, a run name (read back to its
     /// dispatch id), or a provider's delivery id. The records found, newest first (at most
-    /// 100), and the id the text names if no worker has recorded it yet (it is `queued`).
+    /// 100), and the dispatch id the text is, if this deployment issued it and no worker has
+    /// recorded it yet (it is `queued`; a run name proves no issue, so it names none).
     pub async fn find(
         &self,
         text: &str,
         issuer: &IdIssuer,
     ) -> Result<(Vec<DispatchRecord>, Option<DispatchId>), ApiError> {
         let text = text.trim();
-        let named = DispatchId::parse(text)
-            .ok()
-            .filter(|id| issuer.verify(id))
-            .or_else(|| RunName::dispatch_uuid(text).map(|uuid| issuer.for_uuid(uuid)));
+        let issued = DispatchId::parse(text).ok().filter(|id| issuer.verify(id));
+        let named =
+            issued.or_else(|| RunName::dispatch_uuid(text).map(|uuid| issuer.for_uuid(uuid)));
         let records = self
             .store
             .find(named.as_slice(), text)
             .await
             .map_err(ApiError::store_unavailable)?;
-        let unrecorded = named.filter(|id| {
+        let unrecorded = issued.filter(|id| {
             let id = id.to_string();
             !records.iter().any(|record| record.id == id)
         });

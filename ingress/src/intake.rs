@@ -220,7 +220,8 @@ impl Intake {
         let message = DispatchMessage::IgnoredV1(Ignored {
             id,
             source: sender,
-            delivery_id: delivery_id.to_string(),
+            delivery_id: dedup_key.to_string(),
+            provider_delivery_id: Some(delivery_id.to_string()),
             received_at: Utc::now(),
             request_id: Some(request_id.to_string()),
         });

@@ -125,8 +125,18 @@ impl Sessions {
 
     /// Ends a session everywhere.
     pub async fn close(&self, session: &Session) -> Result<(), ApiError> {
+        self.close_digest(&session.digest).await
+    }
+
+    /// Ends the session a cookie's token names, if any (a browser signing in again leaves no
+    /// live session behind).
+    pub async fn close_token(&self, token: &str) -> Result<(), ApiError> {
+        self.close_digest(&digest(token)).await
+    }
+
+    async fn close_digest(&self, digest: &[u8; 32]) -> Result<(), ApiError> {
         self.store
-            .close(&session.digest)
+            .close(digest)
             .await
             .map_err(ApiError::unreachable("console sessions"))
     }
@@ -151,16 +161,21 @@ impl Session {
     }
 }
 
-/// The session token a request's cookie carries, if any.
+/// The session token a request's cookie carries, if it carries exactly one. Two cookies of
+/// that name mean one was planted (a sibling subdomain can set cookies for this host): neither
+/// is trusted, so a planted session cannot stand in for the operator's own.
 pub fn token_of(req: &HttpRequest) -> Option<String> {
-    req.headers()
+    let mut tokens = req
+        .headers()
         .get_all(COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
             (name == COOKIE_NAME && !value.is_empty()).then(|| value.to_string())
-        })
+        });
+    let token = tokens.next()?;
+    tokens.next().is_none().then_some(token)
 }
 
 /// The `Set-Cookie` value that keeps `token` for `max_age_secs` (0 clears it).
@@ -191,6 +206,10 @@ mod tests {
             .insert_header((COOKIE, "flyhook_sessionx=1; flyhook_session="))
             .to_http_request();
         assert_eq!(token_of(&without), None);
+        let planted = TestRequest::default()
+            .insert_header((COOKIE, "flyhook_session=planted; flyhook_session=mine"))
+            .to_http_request();
+        assert_eq!(token_of(&planted), None, "two sessions: neither trusted");
     }
 
     #[test]

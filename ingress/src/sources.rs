@@ -402,12 +402,12 @@ fn as_text(value: &Value) -> String {
 }
 
 impl Route {
-    /// Whether every condition holds for this delivery.
     /// The route's conditions in words (`header X-GitHub-Event equals "push"`), for listings.
     pub fn conditions(&self) -> Vec<String> {
         self.conditions.iter().map(ToString::to_string).collect()
     }
 
+    /// Whether every condition holds for this delivery.
     pub fn matches(&self, headers: &(impl Headers + ?Sized), payload: &Value) -> bool {
         self.conditions.iter().all(|c| {
             let found: Option<Value> = match &c.subject {

@@ -925,7 +925,7 @@ function renderDispatch(d, history, actions) {
           fact('Source', text(d.source)),
           fact('Route', text(d.route)),
           fact('Delivery id', d.delivery_id ? h('code', {}, d.delivery_id) : dash()),
-          fact('Attempts', String(num(history?.attempts ?? d.attempts))),
+          fact('Attempts', String(num(d.attempts))),
           fact('Received', timeEl(d.received_at)),
           fact('Started', timeEl(d.started_at)),
           fact('Finished', timeEl(d.finished_at)),
@@ -933,7 +933,9 @@ function renderDispatch(d, history, actions) {
       h('section', { class: 'card' }, h('h2', {}, 'Timeline'),
         h('ol', { id: 'timeline', class: 'timeline' }, events.map((event) => h('li', {},
           badge(event.status), ' ', event.flyte_phase ? [h('span', { class: 'phase' }, event.flyte_phase), ' '] : null,
-          timeEl(event.at)))),
+          timeEl(event.at),
+          Number.isFinite(event.attempts) && event.attempts > 0
+            ? h('span', { class: 'muted small' }, ` · attempt ${event.attempts}`) : null))),
         events.length ? null : h('p', { class: 'muted' }, 'No events recorded yet.'))),
     h('div', { class: 'grid-2' },
       h('section', { class: 'card' }, h('h2', {}, 'Inputs'), jsonBlock('inputs', history?.inputs)),
@@ -1069,16 +1071,24 @@ function sourceCard(source) {
       h('tbody', {}, recent.length ? recent.map((d) => h('tr', {},
         h('td', {}, timeEl(d.at)),
         h('td', { class: 'num' }, String(d.status ?? '—')),
-        h('td', {}, h('span', { class: `badge ${outcomeClass(d)}` }, d.outcome || '—')),
+        h('td', {}, ((o) => h('span', { class: `badge ${o.css}` }, o.label))(deliveryOutcome(d))),
         h('td', {}, d.request_id ? h('code', {}, d.request_id) : dash()),
         h('td', { class: 'id-list' }, (d.dispatch_ids || []).length ? d.dispatch_ids.map((id) => idLink(id)) : dash())))
         : emptyRow(5, 'No deliveries yet.')))));
 }
 
-/** Outcome colour: accepted green, ignored amber, refused red. */
-function outcomeClass(delivery) {
-  if (delivery.outcome === 'ignored') return 'status-ignored';
-  return num(delivery.status) >= 400 ? 'status-rejected' : 'status-succeeded';
+/**
+ * A delivery's outcome in words and colour: accepted (green); ignored (amber: a 200 that names
+ * the dispatch recorded `ignored`); a handshake (a 200 naming none); or refused with its code (red).
+ */
+function deliveryOutcome(delivery) {
+  if (num(delivery.status) >= 400) return { label: delivery.outcome || 'refused', css: 'status-rejected' };
+  if (delivery.outcome === 'ok') {
+    return (delivery.dispatch_ids || []).length
+      ? { label: 'ignored', css: 'status-ignored' }
+      : { label: 'handshake', css: 'status-queued' };
+  }
+  return { label: delivery.outcome || '—', css: 'status-succeeded' };
 }
 
 // ---- API keys ---------------------------------------------------------------------------------
@@ -1096,9 +1106,9 @@ async function keysPage(ctx) {
     h('div', { class: 'field-grid' },
       field('name', 'Name', { required: true, placeholder: 'ci' }),
       field('scopes', 'Scopes', { required: true, placeholder: 'flytesnacks/development' },
-        'Comma-separated project/domain pairs, or * for every scope.'),
-      field('rate_per_second', 'Rate per second', { type: 'number', min: '0', step: 'any' }, 'Optional.'),
-      field('rate_burst', 'Burst', { type: 'number', min: '0', step: '1' }, 'Optional.')),
+        'Comma-separated: project, project/domain or project/domain/task; * for every scope.'),
+      field('rate_per_second', 'Rate per second', { type: 'number', min: '1', step: '1' }, 'Optional; the default rate when empty.'),
+      field('rate_burst', 'Burst', { type: 'number', min: '1', step: '1' }, 'Optional; the rate when empty.')),
     h('div', { class: 'actions' }, submit));
 
   const load = async () => {

@@ -5,7 +5,7 @@
 
 use flyhook_contract::DispatchStatus;
 use flyhook_contract::dispatch::{Dispatch, DispatchId, Ignored};
-use flyhook_contract::storable::storable_text;
+use flyhook_contract::storable::{recordable_delivery_id, storable_text};
 use flyte_client::ActionPhase;
 use serde_json::Value;
 
@@ -33,6 +33,20 @@ pub enum Claim {
     Settled(DispatchStatus),
 }
 
+/// Where a dispatch came from, as recorded: its route, the provider's delivery id (unless too
+/// long to index) and the request that brought it.
+fn origin_columns(dispatch: &Dispatch) -> (Option<String>, Option<String>, Option<String>) {
+    let origin = dispatch.delivery.as_ref();
+    (
+        origin.map(|o| storable_text(&o.route).into_owned()),
+        origin.and_then(|o| recordable_delivery_id(&o.delivery_id)),
+        dispatch
+            .request_id
+            .as_deref()
+            .map(|id| storable_text(id).into_owned()),
+    )
+}
+
 impl DispatchStore {
     /// Claims dispatches for a start attempt, in one statement: each is recorded `starting`
     /// with its attempt count, unless another delivery already took it further (or recorded
@@ -42,9 +56,8 @@ impl DispatchStore {
         let dispatches: Vec<&Dispatch> = requests.iter().map(|r| &r.dispatch).collect();
         let column =
             |f: fn(&Dispatch) -> String| dispatches.iter().map(|d| f(d)).collect::<Vec<_>>();
-        let optional_column = |f: fn(&Dispatch) -> Option<String>| {
-            dispatches.iter().map(|d| f(d)).collect::<Vec<_>>()
-        };
+        let (routes, delivery_ids, request_ids): (Vec<_>, Vec<_>, Vec<_>) =
+            dispatches.iter().map(|d| origin_columns(d)).collect();
         let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, received_at, inputs, redeliveries, \
@@ -65,7 +78,7 @@ impl DispatchStore {
                     api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs, \
                     route = coalesce(EXCLUDED.route, dispatches.route), \
                     delivery_id = coalesce(EXCLUDED.delivery_id, dispatches.delivery_id), \
-                    request_id = coalesce(EXCLUDED.request_id, dispatches.request_id) \
+                    request_id = coalesce(dispatches.request_id, EXCLUDED.request_id) \
                 WHERE dispatches.status IN ('queued', 'starting') \
                   AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
              RETURNING id, attempts, redeliveries",
@@ -85,14 +98,9 @@ impl DispatchStore {
                 .collect::<Vec<_>>(),
         )
         .bind(requests.iter().map(|r| r.redelivered).collect::<Vec<_>>())
-        .bind(optional_column(|d| d.delivery.as_ref().map(|o| o.route.clone())))
-        // A delivery id can come from a provider's body: made storable, as errors are.
-        .bind(optional_column(|d| {
-            d.delivery
-                .as_ref()
-                .map(|o| storable_text(&o.delivery_id).into_owned())
-        }))
-        .bind(optional_column(|d| d.request_id.clone()))
+        .bind(routes)
+        .bind(delivery_ids)
+        .bind(request_ids)
         .fetch_all(&self.pool)
         .await?;
         let proceeding: std::collections::HashMap<String, (i32, i32)> = proceeding
@@ -117,10 +125,13 @@ impl DispatchStore {
     /// it was cancelled before any worker saw it, this delivery is the first to know its task:
     /// fill that in.
     async fn settled(&self, dispatch: &Dispatch) -> Result<DispatchStatus, sqlx::Error> {
+        let (route, delivery_id, request_id) = origin_columns(dispatch);
         let status: String = sqlx::query_scalar(
             "UPDATE dispatches SET project = COALESCE(project, $2), domain = COALESCE(domain, $3), \
                     task_name = COALESCE(task_name, $4), task_version = COALESCE(task_version, $5), \
-                    api_key = COALESCE(api_key, $6), inputs = COALESCE(inputs, $7) \
+                    api_key = COALESCE(api_key, $6), inputs = COALESCE(inputs, $7), \
+                    route = COALESCE(route, $8), delivery_id = COALESCE(delivery_id, $9), \
+                    request_id = COALESCE(request_id, $10) \
              WHERE id = $1 RETURNING status",
         )
         .bind(dispatch.id.to_string())
@@ -130,6 +141,9 @@ impl DispatchStore {
         .bind(dispatch.task.version())
         .bind(&dispatch.api_key)
         .bind(Value::Object(dispatch.inputs.clone()))
+        .bind(route)
+        .bind(delivery_id)
+        .bind(request_id)
         .fetch_one(&self.pool)
         .await?;
         parse_status(status)
@@ -142,10 +156,12 @@ impl DispatchStore {
         dispatch: &Dispatch,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
+        let (route, delivery_id, request_id) = origin_columns(dispatch);
         sqlx::query(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
-                                     run_name, attempts, error, received_at, finished_at) \
-             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now()) \
+                                     run_name, attempts, error, received_at, finished_at, route, \
+                                     delivery_id, request_id) \
+             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12) \
              ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $8, finished_at = now(), \
                     updated_at = now() \
                 WHERE dispatches.status IN ('queued', 'starting')",
@@ -159,6 +175,9 @@ impl DispatchStore {
         .bind(dispatch.id.run_name().as_ref())
         .bind(storable_text(reason))
         .bind(dispatch.received_at)
+        .bind(route)
+        .bind(delivery_id)
+        .bind(request_id)
         .execute(&self.pool)
         .await
         .map(drop)
@@ -214,7 +233,12 @@ impl DispatchStore {
             ignored.delivery_id
         )))
         .bind(ignored.received_at)
-        .bind(storable_text(&ignored.delivery_id))
+        .bind(
+            ignored
+                .provider_delivery_id
+                .as_deref()
+                .and_then(recordable_delivery_id),
+        )
         .bind(ignored.request_id.as_deref().map(storable_text))
         .execute(&self.pool)
         .await
@@ -300,6 +324,7 @@ impl DispatchStore {
 #[cfg(test)]
 mod tests {
     use flyhook_contract::DispatchStatus;
+    use flyhook_contract::dispatch::DeliveryOrigin;
     use serde_json::json;
     use sqlx::PgPool;
 
@@ -341,6 +366,50 @@ mod tests {
             Claim::Settled(DispatchStatus::Running),
             "a running dispatch never goes back to starting"
         );
+    }
+
+    #[sqlx::test(migrator = "crate::MIGRATOR")]
+    async fn a_delivery_is_found_by_its_id_unless_the_id_is_too_long_to_index(pool: PgPool) {
+        let store = DispatchStore::new(pool);
+        let origin = |delivery_id: String| DeliveryOrigin {
+            route: "deploy".into(),
+            delivery_id,
+        };
+        let mut sane = dispatch("acme", json!({"n": 1}));
+        sane.delivery = Some(origin("gh-delivery-1".into()));
+        sane.request_id = Some("req-1".into());
+        // An unsigned id header from a hostile sender: 30 KB that do not compress.
+        let mut hostile = dispatch("acme", json!({"n": 2}));
+        let noise: String = (0..30_000)
+            .map(|i| char::from(b'!' + (i * 7919 % 90) as u8))
+            .collect();
+        hostile.delivery = Some(origin(noise.clone()));
+
+        let requests: Vec<ClaimRequest> = [&sane, &hostile]
+            .map(|d| ClaimRequest {
+                dispatch: d.clone(),
+                redelivered: false,
+            })
+            .into();
+        let claims = store.claim_all(&requests).await.unwrap();
+        assert!(
+            claims.iter().all(|c| matches!(c, Claim::Proceed { .. })),
+            "{claims:?}"
+        );
+
+        let found = store.find(&[], "gh-delivery-1").await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, sane.id.to_string());
+        assert_eq!(
+            (found[0].route.as_deref(), found[0].request_id.as_deref()),
+            (Some("deploy"), Some("req-1"))
+        );
+        let kept = store.get(&hostile.id).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.route.as_deref(), kept.delivery_id),
+            (Some("deploy"), None)
+        );
+        assert!(store.find(&[], &noise).await.unwrap().is_empty());
     }
 
     #[sqlx::test(migrator = "crate::MIGRATOR")]

@@ -13,6 +13,8 @@ use crate::DispatchStore;
 pub struct DispatchEvent {
     pub status: String,
     pub flyte_phase: Option<String>,
+    /// The attempt it happened in (absent for changes recorded by older versions).
+    pub attempts: Option<i32>,
     pub at: DateTime<Utc>,
 }
 
@@ -24,7 +26,7 @@ impl DispatchStore {
     /// The dispatch's events, oldest first (at most [`MAX_EVENTS`], the first ones).
     pub async fn history(&self, id: &DispatchId) -> Result<Vec<DispatchEvent>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT status, flyte_phase, at FROM dispatch_events WHERE dispatch_id = $1 \
+            "SELECT status, flyte_phase, attempts, at FROM dispatch_events WHERE dispatch_id = $1 \
              ORDER BY at LIMIT $2",
         )
         .bind(id.to_string())
@@ -53,5 +55,6 @@ mod tests {
             events[1].flyte_phase.as_deref(),
             Some("ACTION_PHASE_RUNNING")
         );
+        assert_eq!((events[0].attempts, events[1].attempts), (Some(1), Some(1)));
     }
 }

@@ -99,11 +99,18 @@ impl KeyStore {
         .await?)
     }
 
-    /// Revokes a key; revoking a revoked key changes nothing.
+    /// Revokes a key, and ends its console sessions in the same statement (the ingresses
+    /// would refuse them within a reload anyway); revoking a revoked key changes nothing.
     pub async fn revoke(&self, name: &str) -> Result<KeyListing, KeyStoreError> {
         sqlx::query_as(
-            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1 \
-             RETURNING name, prefix, scopes, rate_per_second, rate_burst, created_at, revoked_at",
+            "WITH revoked AS ( \
+                UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1 \
+                RETURNING name, prefix, digest, scopes, rate_per_second, rate_burst, created_at, \
+                          revoked_at), \
+             ended AS (DELETE FROM console_sessions \
+                       WHERE key_digest IN (SELECT digest FROM revoked)) \
+             SELECT name, prefix, scopes, rate_per_second, rate_burst, created_at, revoked_at \
+             FROM revoked",
         )
         .bind(name)
         .fetch_optional(&self.pool)

@@ -62,59 +62,73 @@ struct BucketRow {
     dead_lettered: i64,
 }
 
+/// The last hour in 5-minute buckets and the last day in hourly ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    pub hour: Series,
+    pub day: Series,
+}
+
+const FIVE_MINUTES: i64 = 300;
+
+fn bucket(start: DateTime<Utc>, rows: &[BucketRow], width: Duration) -> Bucket {
+    let mut tally = Tally::default();
+    rows.iter()
+        .filter(|row| row.start >= start && row.start < start + width)
+        .for_each(|row| {
+            tally.add(&Tally {
+                accepted: row.accepted,
+                started: row.started,
+                failed: row.failed,
+                dead_lettered: row.dead_lettered,
+            })
+        });
+    Bucket { start, tally }
+}
+
 impl DispatchStore {
-    /// `count` buckets of `bucket` each, ending with the one `now` falls in, of the
-    /// dispatches within `scopes` (all when unrestricted). One pass over the `received_at`
-    /// index for the whole span.
+    /// The dispatches within `scopes` (all when unrestricted) received over the last day, by
+    /// what became of them: one pass over the `received_at` index in 5-minute buckets, which
+    /// make the hour's series and add up to the day's.
     pub async fn activity(
         &self,
         now: DateTime<Utc>,
-        bucket: Duration,
-        count: i32,
         scopes: &Scopes,
-    ) -> Result<Series, sqlx::Error> {
-        let last = now
-            .duration_trunc(bucket)
-            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-        let first = last - bucket * (count - 1);
-        let secs = bucket.num_seconds();
+    ) -> Result<Activity, sqlx::Error> {
+        let trunc = |width: Duration| {
+            now.duration_trunc(width)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))
+        };
+        let (five_minutes, hour) = (Duration::seconds(FIVE_MINUTES), Duration::hours(1));
+        let day_first = trunc(hour)? - hour * 23;
+        let hour_first = trunc(five_minutes)? - five_minutes * 11;
         let [projects, domains, task_names] = scope_columns(Some(scopes));
         let rows: Vec<BucketRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT to_timestamp(floor(extract(epoch FROM received_at) / $2) * $2) AS start, \
+            "SELECT to_timestamp(floor(extract(epoch FROM received_at) / {FIVE_MINUTES}) \
+                    * {FIVE_MINUTES}) AS start, \
                     count(*) AS accepted, count(started_at) AS started, \
                     count(*) FILTER (WHERE status = 'failed') AS failed, \
                     count(*) FILTER (WHERE status = 'dead_lettered') AS dead_lettered \
              FROM dispatches \
              WHERE received_at >= $1 AND status <> 'ignored' AND {within} \
              GROUP BY 1",
-            within = within_scopes(3)
+            within = within_scopes(2)
         )))
-        .bind(first)
-        .bind(secs as f64)
+        .bind(day_first)
         .bind(projects)
         .bind(domains)
         .bind(task_names)
         .fetch_all(&self.pool)
         .await?;
-        let buckets = (0..count)
-            .map(|i| {
-                let start = first + bucket * i;
-                let tally = rows
-                    .iter()
-                    .find(|row| row.start == start)
-                    .map(|row| Tally {
-                        accepted: row.accepted,
-                        started: row.started,
-                        failed: row.failed,
-                        dead_lettered: row.dead_lettered,
-                    })
-                    .unwrap_or_default();
-                Bucket { start, tally }
-            })
-            .collect();
-        Ok(Series {
-            bucket_secs: secs,
-            buckets,
+        let series = |first: DateTime<Utc>, width: Duration, count: i32| Series {
+            bucket_secs: width.num_seconds(),
+            buckets: (0..count)
+                .map(|i| bucket(first + width * i, &rows, width))
+                .collect(),
+        };
+        Ok(Activity {
+            hour: series(hour_first, five_minutes, 12),
+            day: series(day_first, hour, 24),
         })
     }
 
@@ -137,7 +151,7 @@ impl DispatchStore {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, Utc};
+    use chrono::Utc;
     use flyhook_contract::scopes::Scopes;
     use sqlx::PgPool;
 
@@ -158,26 +172,22 @@ mod tests {
             .unwrap();
 
         let now = Utc::now();
-        let all = store
-            .activity(now, Duration::minutes(5), 12, &Scopes::unrestricted())
-            .await
-            .unwrap();
-        assert_eq!(all.buckets.len(), 12);
-        assert!(all.buckets.windows(2).all(|w| w[0].start < w[1].start));
-        let total = all.total();
+        let all = store.activity(now, &Scopes::unrestricted()).await.unwrap();
+        assert_eq!((all.hour.buckets.len(), all.day.buckets.len()), (12, 24));
+        assert_eq!((all.hour.bucket_secs, all.day.bucket_secs), (300, 3600));
+        assert!(all.hour.buckets.windows(2).all(|w| w[0].start < w[1].start));
+        assert!(all.day.buckets.windows(2).all(|w| w[0].start < w[1].start));
+        let total = all.day.total();
         assert_eq!((total.accepted, total.started, total.failed), (4, 4, 1));
         assert_eq!(
-            all.buckets.last().unwrap().tally,
+            all.hour.total(),
             total,
-            "all in the last bucket"
+            "the hour's buckets hold the same dispatches"
         );
 
         let acme = Scopes::parse_all(&["acme"]).unwrap();
-        let mine = store
-            .activity(now, Duration::hours(1), 24, &acme)
-            .await
-            .unwrap();
-        assert_eq!(mine.total().accepted, 3);
+        let mine = store.activity(now, &acme).await.unwrap();
+        assert_eq!(mine.day.total().accepted, 3);
         assert_eq!(store.in_flight(&acme).await.unwrap(), (0, 2));
     }
 }

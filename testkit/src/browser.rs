@@ -28,6 +28,8 @@ pub const PAGE_WAIT: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Browser {
     driver: Child,
+    /// The driver's port.
+    port: u16,
     http: reqwest::Client,
     /// `http://127.0.0.1:<port>/session/<id>`.
     session: String,
@@ -57,6 +59,7 @@ impl Browser {
         let status = format!("{base}/status");
         let mut browser = Browser {
             driver,
+            port,
             http,
             session: String::new(),
         };
@@ -249,17 +252,28 @@ impl Browser {
     }
 
     /// Ends the browser session and the driver.
-    pub async fn quit(mut self) {
+    pub async fn quit(self) {
         let _ = self.call(reqwest::Method::DELETE, "", Value::Null).await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Dropping ends the driver.
     }
 }
 
 impl Drop for Browser {
+    /// A test that failed half way leaves neither the driver nor its browser behind: the
+    /// driver's `/shutdown` closes its browsers and exits it (asked over a plain socket, as a
+    /// drop cannot await), then the driver is killed in case it could not answer.
     fn drop(&mut self) {
-        // A test that failed half way leaves no driver (and its browser) behind.
+        let timeout = Duration::from_secs(5);
+        if let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            use std::io::{Read, Write};
+            let _ = socket.set_read_timeout(Some(timeout));
+            let _ = socket.write_all(
+                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let _ = socket.read(&mut [0u8; 256]);
+        }
         let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
 }
 

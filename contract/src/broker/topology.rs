@@ -490,6 +490,7 @@ mod tests {
                 id: issuer.issue(),
                 source: "source:s".into(),
                 delivery_id: "d".into(),
+                provider_delivery_id: None,
                 received_at: chrono::Utc::now(),
                 request_id: None,
             });

@@ -41,7 +41,7 @@ pub async fn styles() -> HttpResponse {
     asset("text/css; charset=utf-8", STYLES)
 }
 
-/// `/ui` without its slash: the page's relative links need it.
+/// `/ui` without its slash: the page lives at `/ui/`, where its hash routes begin.
 pub async fn to_page() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/ui/"))

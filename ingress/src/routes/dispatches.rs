@@ -3,6 +3,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use flyhook_contract::principal::Principal;
+use flyhook_contract::status::REPLAYABLE;
 use flyhook_contract::{DispatchId, DispatchStatus};
 use flyhook_store::{DispatchRecord, ListFilter};
 use serde::{Deserialize, Serialize};
@@ -118,11 +120,10 @@ impl DispatchView {
             started_at: r.started_at,
             finished_at: r.finished_at,
             updated_at: Some(r.updated_at),
-            source: r
-                .api_key
-                .as_deref()
-                .and_then(|sender| sender.strip_prefix("source:"))
-                .map(str::to_string),
+            source: match r.api_key.as_deref().map(Principal::parse) {
+                Some(Principal::Source(source)) => Some(source),
+                _ => None,
+            },
             route: r.route,
             delivery_id: r.delivery_id,
             request_id: r.request_id,
@@ -439,8 +440,8 @@ pub async fn dispatch_history(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayMatching {
-    /// Comma-separated; only failed, dead_lettered, aborted and timed_out are replayable.
-    /// `failed,dead_lettered` when absent.
+    /// Comma-separated; only failed, dead_lettered, aborted and timed_out are replayable, and
+    /// all four are taken when absent.
     status: Option<String>,
     project: Option<String>,
     domain: Option<String>,
@@ -453,13 +454,6 @@ pub struct ReplayMatching {
     #[serde(default)]
     dry_run: bool,
 }
-
-const REPLAYABLE: [DispatchStatus; 4] = [
-    DispatchStatus::Failed,
-    DispatchStatus::DeadLettered,
-    DispatchStatus::Aborted,
-    DispatchStatus::TimedOut,
-];
 
 /// Replays every finished dispatch the filters match (within the key's scopes), each under its
 /// own id, as `POST /dispatches/{id}/replay` would; with `dry_run`, only counts them. At most
@@ -484,10 +478,7 @@ pub async fn replay_matching(
 ) -> Result<HttpResponse, ApiError> {
     let Services { intake, store, .. } = services.get_ref();
     let body: ReplayMatching = read_json(&req, payload, &services.settings).await?;
-    let statuses = parse_statuses(Some(
-        body.status.as_deref().unwrap_or("failed,dead_lettered"),
-    ))?
-    .unwrap_or_default();
+    let statuses = parse_statuses(body.status.as_deref())?.unwrap_or_else(|| REPLAYABLE.to_vec());
     if let Some(status) = statuses.iter().find(|s| !REPLAYABLE.contains(s)) {
         return Err(ApiError::InvalidField {
             field: "status",

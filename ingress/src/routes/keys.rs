@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use flyhook_contract::keys::RateLimit;
+use flyhook_contract::keys::{KeyOwner, RateLimit};
 use flyhook_contract::scopes::Scopes;
 use flyhook_store::keys::{KeyListing, KeyStore, KeyStoreError};
 use secrecy::ExposeSecret;
@@ -28,6 +28,26 @@ pub struct KeyView {
     /// Made with `flyhook keys create` or `POST /keys` (revocable here); configured keys come
     /// from the environment or the configuration file.
     managed: bool,
+}
+
+/// A rate as the store's columns hold it (a rate beyond `i32` is shown as its largest value).
+fn column(rate: Option<RateLimit>, part: fn(RateLimit) -> u32) -> Option<i32> {
+    rate.map(|r| i32::try_from(part(r)).unwrap_or(i32::MAX))
+}
+
+impl From<KeyOwner> for KeyView {
+    fn from(owner: KeyOwner) -> KeyView {
+        KeyView {
+            scopes: owner.scopes.iter().map(ToString::to_string).collect(),
+            rate_per_second: column(owner.rate_limit, |r| r.per_second),
+            rate_burst: column(owner.rate_limit, |r| r.burst),
+            name: owner.name,
+            prefix: None,
+            created_at: None,
+            revoked_at: None,
+            managed: false,
+        }
+    }
 }
 
 impl From<KeyListing> for KeyView {
@@ -88,16 +108,7 @@ pub async fn list_keys(
     let mut items: Vec<KeyView> = gatekeeper
         .configured_owners()
         .into_iter()
-        .map(|owner| KeyView {
-            name: owner.name,
-            prefix: None,
-            scopes: owner.scopes.iter().map(ToString::to_string).collect(),
-            rate_per_second: owner.rate_limit.map(|r| r.per_second as i32),
-            rate_burst: owner.rate_limit.map(|r| r.burst as i32),
-            created_at: None,
-            revoked_at: None,
-            managed: false,
-        })
+        .map(KeyView::from)
         .collect();
     let managed = key_store(&services).list().await.map_err(store_error)?;
     items.extend(managed.into_iter().map(KeyView::from));
@@ -160,17 +171,24 @@ pub async fn create_key(
         field: "scopes",
         reason: e.to_string(),
     })?;
+    // The store keeps rates as PostgreSQL integers.
+    const MAX_RATE: u32 = i32::MAX as u32;
     let rate = match (new.rate_per_second, new.rate_burst) {
         (None, None) => None,
-        (Some(per_second @ 1..), burst) if burst != Some(0) => Some(RateLimit {
-            per_second,
-            burst: burst.unwrap_or(per_second),
-        }),
+        (Some(per_second @ 1..=MAX_RATE), burst)
+            if burst.is_none_or(|b| (1..=MAX_RATE).contains(&b)) =>
+        {
+            Some(RateLimit {
+                per_second,
+                burst: burst.unwrap_or(per_second),
+            })
+        }
         _ => {
             return Err(ApiError::InvalidField {
                 field: "rate_per_second",
-                reason: "a rate needs rate_per_second of at least 1, and a burst of at least 1"
-                    .into(),
+                reason: format!(
+                    "a rate needs rate_per_second from 1 to {MAX_RATE}, and a burst in the same range"
+                ),
             });
         }
     };

@@ -13,12 +13,22 @@ use crate::routes::Services;
 use crate::routes::body::read_json;
 use crate::sessions::{self, Session, Sessions};
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     /// An API key.
     key: String,
 }
+
+impl std::fmt::Debug for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignIn { key: [REDACTED] }")
+    }
+}
+
+/// A session's answer carries its CSRF token: no cache may keep it.
+const NOT_STORED: (actix_web::http::header::HeaderName, &str) =
+    (actix_web::http::header::CACHE_CONTROL, "no-store");
 
 /// A console session, as its page sees it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -67,12 +77,16 @@ pub async fn sign_in(
     let sign_in: SignIn = read_json(&req, payload, &services.settings).await?;
     let key = ApiKey::parse(sign_in.key.trim()).map_err(|_| ApiKeyError::Invalid)?;
     let caller = gatekeeper.admit_key(&req, &key)?;
+    if let Some(previous) = sessions::token_of(&req) {
+        sessions.close_token(&previous).await?;
+    }
     let opened = sessions.open(&key).await?;
     Ok(HttpResponse::Ok()
         .insert_header((
             SET_COOKIE,
             sessions::cookie(&req, &opened.token, sessions.lifetime_secs()),
         ))
+        .insert_header(NOT_STORED)
         .json(view(&caller, &opened.session)))
 }
 
@@ -92,7 +106,9 @@ pub async fn show(caller: Caller) -> Result<HttpResponse, ApiError> {
         .session
         .as_ref()
         .ok_or(ApiError::Unauthorized(ApiKeyError::Missing))?;
-    Ok(HttpResponse::Ok().json(view(&caller, session)))
+    Ok(HttpResponse::Ok()
+        .insert_header(NOT_STORED)
+        .json(view(&caller, session)))
 }
 
 /// Ends the session everywhere and clears the cookie (needs `X-CSRF-Token`).

@@ -47,26 +47,31 @@ async fn a_session_stands_for_its_key_acts_only_with_its_csrf_token_and_ends_wit
     let id = accepted["id"].as_str().unwrap().to_string();
     let (status, page) = with_session(http.get(format!("{base}/dispatches")), &session, None).await;
     assert_eq!(status, 200, "{page}");
-    let (status, found) = with_session(
-        http.get(format!(
-            "{base}/dispatches?q={}",
-            accepted["run_name"].as_str().unwrap()
-        )),
-        &session,
-        None,
-    )
-    .await;
+    let find = |q: &str| http.get(format!("{base}/dispatches?q={q}"));
+    let (status, found) = with_session(find(&id), &session, None).await;
     assert_eq!(status, 200);
-    assert_eq!(found["items"][0]["id"], id.as_str(), "found by run name");
-
+    assert_eq!(found["items"][0]["id"], id.as_str(), "found by id");
     assert_eq!(
         found["items"][0]["status"], "queued",
         "no worker has seen it yet"
+    );
+    let run_name = accepted["run_name"].as_str().unwrap();
+    let (_, found) = with_session(find(run_name), &session, None).await;
+    assert_eq!(
+        found["items"],
+        json!([]),
+        "a run name alone proves nothing yet"
     );
     let _worker = env.start_worker(&env.settings());
 
     // Acting needs the CSRF token: without it, or with another, nothing happens.
     sender.wait_for_status(&id, "running", WAIT).await;
+    let (_, found) = with_session(find(run_name), &session, None).await;
+    assert_eq!(
+        found["items"][0]["id"],
+        id.as_str(),
+        "found by run name once recorded"
+    );
     let cancel = format!("{base}/dispatches/{id}/cancel");
     for token in [None, Some("forged")] {
         let (status, problem) =
@@ -169,14 +174,14 @@ async fn a_session_stands_for_its_key_acts_only_with_its_csrf_token_and_ends_wit
 }
 
 #[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
-async fn the_console_pages_read_within_the_keys_scopes(pool: PgPool) {
+async fn the_console_reads_and_acts_only_within_the_keys_scopes(pool: PgPool) {
     let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     let ingress = env.start_ingress(env.settings()).await;
     let _worker = env.start_worker(&env.settings());
     let (http, base) = (&env.http, ingress.base.as_str());
     let sender = ingress.sender();
     let (_, hello) = sender.send_hello(json!({"name": "ann"})).await;
-    let hello = hello["id"].as_str().unwrap().to_string();
+    let (_, failed) = sender.send_hello(json!({"name": "fail"})).await;
     let (status, deploy) = sender
         .post(
             "/run-task/flytesnacks/development/deploy.main/v1",
@@ -184,18 +189,19 @@ async fn the_console_pages_read_within_the_keys_scopes(pool: PgPool) {
         )
         .await;
     assert_eq!(status, 202);
+    let id = |accepted: &Value| accepted["id"].as_str().unwrap().to_string();
+    let (hello, failed, deploy) = (id(&hello), id(&failed), id(&deploy));
     sender.wait_for_status(&hello, "succeeded", WAIT).await;
-    sender
-        .wait_for_status(deploy["id"].as_str().unwrap(), "succeeded", WAIT)
-        .await;
+    sender.wait_for_status(&failed, "failed", WAIT).await;
+    sender.wait_for_status(&deploy, "succeeded", WAIT).await;
 
     let (_, all) = sign_in(http, base, API_KEY).await;
     let all = all.unwrap();
     let key = create_key(
         http,
         base,
-        "hello-only",
-        &["flytesnacks/development/hello.main"],
+        "deploy-only",
+        &["flytesnacks/development/deploy.main"],
     )
     .await;
     let (_, mine) = sign_in(http, base, &key).await;
@@ -203,38 +209,87 @@ async fn the_console_pages_read_within_the_keys_scopes(pool: PgPool) {
     assert_eq!(mine.view["unrestricted"], false);
 
     let everything = overview(http, base, &all).await;
-    assert_eq!(everything["totals"]["day"]["accepted"], 2);
-    assert_eq!(everything["totals"]["hour"]["started"], 2);
+    let day = &everything["totals"]["day"];
+    assert_eq!(
+        (&day["accepted"], &day["started"], &day["failed"]),
+        (&json!(3), &json!(3), &json!(1))
+    );
+    assert_eq!(everything["totals"]["hour"], everything["totals"]["day"]);
     assert!(everything["queue"]["ready"].is_u64(), "{everything}");
     assert!(everything["rejections"].is_array());
     let restricted = overview(http, base, &mine).await;
-    assert_eq!(restricted["totals"]["day"]["accepted"], 1, "hello only");
+    let day = &restricted["totals"]["day"];
+    assert_eq!(
+        (&day["accepted"], &day["failed"]),
+        (&json!(1), &json!(0)),
+        "deploy only"
+    );
     assert!(restricted["queue"].is_null() && restricted["rejections"].is_null());
 
-    let (_, page) = with_session(http.get(format!("{base}/dispatches")), &mine, None).await;
-    let ids: Vec<&str> = page["items"]
+    // Listing, search and history: the deploy dispatch only.
+    let listed = |path: String, session: &Session| {
+        let request = http.get(format!("{base}{path}"));
+        let session = session.clone();
+        async move {
+            let (status, page) = with_session(request, &session, None).await;
+            assert_eq!(status, 200, "{page}");
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("/dispatches".into(), &mine).await, [deploy.as_str()]);
+    assert_eq!(listed("/dispatches".into(), &all).await.len(), 3);
+    let (_, record) = sender.dispatch(&hello).await;
+    for q in [hello.as_str(), record["run_name"].as_str().unwrap()] {
+        assert!(
+            listed(format!("/dispatches?q={q}"), &mine).await.is_empty(),
+            "{q}"
+        );
+        assert_eq!(
+            listed(format!("/dispatches?q={q}"), &all).await,
+            [hello.as_str()],
+            "{q}"
+        );
+    }
+    let history = |id: &str| http.get(format!("{base}/dispatches/{id}/history"));
+    let (status, problem) = with_session(history(&hello), &mine, None).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("out_of_scope"))
+    );
+    let (status, story) = with_session(history(&deploy), &mine, None).await;
+    assert_eq!(status, 200);
+    let steps: Vec<(&str, i64)> = story["events"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d["id"].as_str().unwrap())
+        .map(|e| {
+            (
+                e["status"].as_str().unwrap(),
+                e["attempts"].as_i64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(ids, [hello.as_str()]);
-    let (status, history) = with_session(
-        http.get(format!("{base}/dispatches/{hello}/history")),
+    assert_eq!(steps.first(), Some(&("starting", 1)), "{story}");
+    assert_eq!(steps.last(), Some(&("succeeded", 1)), "{story}");
+    assert_eq!(story["inputs"], json!({"commit": "abc"}));
+
+    // Acting: nothing outside the scopes, even with the CSRF token.
+    let (status, problem) = with_session(
+        http.post(format!("{base}/dispatches/{failed}/replay"))
+            .json(&json!({})),
         &mine,
-        None,
+        Some(&mine.csrf),
     )
     .await;
-    assert_eq!(status, 200);
-    let statuses: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses.first(), Some(&"starting"), "{history}");
-    assert_eq!(statuses.last(), Some(&"succeeded"), "{history}");
-    assert_eq!(history["inputs"], json!({"name": "ann"}));
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (403, Some("out_of_scope"))
+    );
     for page in ["/keys", "/audit", "/sources", "/dead-letters"] {
         let (status, problem) = with_session(http.get(format!("{base}{page}")), &mine, None).await;
         assert_eq!(
@@ -246,21 +301,18 @@ async fn the_console_pages_read_within_the_keys_scopes(pool: PgPool) {
         assert_eq!(status, 200, "{page}");
     }
     // The bulk replay counts only what the key may see and what can be replayed.
-    let (status, counted) = with_session(
-        http.post(format!("{base}/dispatches/replay"))
-            .json(&json!({"status": "failed,dead_lettered", "dry_run": true})),
-        &mine,
-        Some(&mine.csrf),
-    )
-    .await;
+    let replay = |body: Value| http.post(format!("{base}/dispatches/replay")).json(&body);
+    let dry_run = json!({"dry_run": true});
+    let (status, counted) = with_session(replay(dry_run.clone()), &mine, Some(&mine.csrf)).await;
     assert_eq!((status, counted["matched"].as_u64()), (200, Some(0)));
-    let (status, problem) = with_session(
-        http.post(format!("{base}/dispatches/replay"))
-            .json(&json!({"status": "succeeded", "dry_run": true})),
-        &all,
-        Some(&all.csrf),
-    )
-    .await;
+    let (status, counted) = with_session(replay(dry_run), &all, Some(&all.csrf)).await;
+    assert_eq!(
+        (status, counted["matched"].as_u64()),
+        (200, Some(1)),
+        "the failed hello"
+    );
+    let succeeded = json!({"status": "succeeded", "dry_run": true});
+    let (status, problem) = with_session(replay(succeeded), &all, Some(&all.csrf)).await;
     assert_eq!((status, problem["field"].as_str()), (422, Some("status")));
 
     env.finish().await;
