@@ -139,6 +139,21 @@ pub fn issued_id(text: &str, intake: &Intake) -> Result<DispatchId, ApiError> {
         .ok_or(ApiError::DispatchNotFound)
 }
 
+/// The dispatch `text` names, if this deployment issued it (else 404), and its record, if a
+/// worker made one that the caller's scopes cover (else 403).
+async fn visible_record(
+    text: &str,
+    caller: &Caller,
+    services: &Services,
+) -> Result<(DispatchId, Option<DispatchRecord>), ApiError> {
+    let id = issued_id(text, &services.intake)?;
+    let record = services.control.get(&id).await?;
+    if let Some(record) = &record {
+        caller.may_see(record)?;
+    }
+    Ok((id, record))
+}
+
 /// Looks a dispatch up. An id this deployment issued that no worker has recorded yet is
 /// `queued` with `recorded: false`.
 #[utoipa::path(
@@ -157,15 +172,9 @@ pub async fn get_dispatch(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    let Services {
-        intake, control, ..
-    } = services.get_ref();
-    let id = issued_id(&path, intake)?;
-    let view = match control.get(&id).await? {
-        Some(record) => {
-            caller.may_see(&record)?;
-            DispatchView::recorded(record, intake)
-        }
+    let (id, record) = visible_record(&path, &caller, &services).await?;
+    let view = match record {
+        Some(record) => DispatchView::recorded(record, &services.intake),
         None => DispatchView::unrecorded(&id),
     };
     Ok(HttpResponse::Ok().json(view))
@@ -416,19 +425,13 @@ pub async fn dispatch_history(
     caller: Caller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, ApiError> {
-    let Services {
-        intake, control, ..
-    } = services.get_ref();
-    let id = issued_id(&path, intake)?;
-    let history = match control.get(&id).await? {
-        Some(record) => {
-            caller.may_see(&record)?;
-            History {
-                events: control.history(&id).await?,
-                inputs: control.inputs(&id).await?,
-            }
-        }
-        None => History {
+    let control = &services.control;
+    let history = match visible_record(&path, &caller, &services).await? {
+        (id, Some(_)) => History {
+            events: control.history(&id).await?,
+            inputs: control.inputs(&id).await?,
+        },
+        (_, None) => History {
             events: Vec::new(),
             inputs: None,
         },

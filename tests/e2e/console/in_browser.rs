@@ -28,6 +28,18 @@ async fn open(browser: &Browser, base: &str, route: &str, page: &str) {
         .unwrap();
 }
 
+/// Waits until the dispatches table shows `id`, and checks it shows nothing else.
+async fn only_row(browser: &Browser, id: &str) {
+    browser
+        .wait_for(&format!("tr[data-id=\"{id}\"]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.count("table#dispatches tr[data-id]").await.unwrap(),
+        1
+    );
+}
+
 async fn shot(browser: &Browser, name: &str) {
     let file = browser.screenshot(name).await.unwrap();
     assert!(is_png(&file), "{}", file.display());
@@ -189,14 +201,7 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
         "dispatches",
     )
     .await;
-    browser
-        .wait_for(&format!("tr[data-id=\"{deploy}\"]"))
-        .await
-        .unwrap();
-    assert_eq!(
-        browser.count("table#dispatches tr[data-id]").await.unwrap(),
-        1
-    );
+    only_row(&browser, &deploy).await;
 
     // The overview counts them, and draws its charts.
     open(&browser, &base, "overview", "overview").await;
@@ -260,14 +265,7 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     assert_eq!(browser.count("a[data-nav=\"keys\"]").await.unwrap(), 0);
     assert_eq!(browser.count("a[data-nav=\"audit\"]").await.unwrap(), 0);
     open(&browser, &base, "dispatches", "dispatches").await;
-    browser
-        .wait_for(&format!("tr[data-id=\"{deploy}\"]"))
-        .await
-        .unwrap();
-    assert_eq!(
-        browser.count("table#dispatches tr[data-id]").await.unwrap(),
-        1
-    );
+    only_row(&browser, &deploy).await;
     shot(&browser, "restricted-dispatches").await;
     browser.goto(&format!("{base}/ui/#/keys")).await.unwrap();
     browser
