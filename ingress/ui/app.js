@@ -291,6 +291,30 @@ function clearNotice() {
   $('notice').replaceChildren();
 }
 
+/**
+ * A confirm step shown in `area` before a bulk action: a group `#<group>` holding the question,
+ * an optional note, and `#<buttons>-yes` / `#<buttons>-no`. Either button closes the step and
+ * gives focus back to `opener`; yes runs `action` first.
+ */
+function confirmStep({ area, opener, group, buttons, question, note = null, yesLabel, canConfirm, action }) {
+  const yes = h('button', { id: `${buttons}-yes`, type: 'button', class: 'danger', disabled: !canConfirm }, yesLabel);
+  const no = h('button', { id: `${buttons}-no`, type: 'button' }, 'Cancel');
+  const close = () => {
+    area.replaceChildren();
+    opener.focus();
+  };
+  no.addEventListener('click', close);
+  yes.addEventListener('click', () => withButton(yes, async () => {
+    await action();
+    close();
+  }));
+  area.replaceChildren(h('div', { id: group, class: 'confirm', role: 'group', 'aria-labelledby': `${group}-question` },
+    h('p', { id: `${group}-question` }, ...question),
+    note ? h('p', { class: 'muted small' }, note) : null,
+    h('div', { class: 'actions' }, yes, no)));
+  (canConfirm ? yes : no).focus();
+}
+
 // ---- Page lifecycle: each page gets a context that knows whether it is still on screen --------
 
 function leavePage() {
@@ -783,28 +807,20 @@ async function dispatchesPage(ctx, target) {
 
   // The confirm step replays exactly the filters that were counted.
   function showBulkConfirm(matched, filters) {
-    const yes = h('button', { id: 'bulk-confirm-yes', type: 'button', class: 'danger', disabled: matched === 0 }, 'Confirm');
-    const no = h('button', { id: 'bulk-confirm-no', type: 'button' }, 'Cancel');
-    const close = () => {
-      bulkArea.replaceChildren();
-      bulkButton.focus();
-    };
-    no.addEventListener('click', close);
-    yes.addEventListener('click', () => withButton(yes, async () => {
-      const result = await api('POST', '/dispatches/replay', { ...filters, dry_run: false });
-      if (!ctx.alive()) return;
-      close();
-      notify(`Replayed ${plural(num(result.replayed), 'dispatch', 'dispatches')} of ${num(result.matched)} matching.`);
-      await list.reload();
-    }));
-    bulkArea.replaceChildren(h('div', { id: 'bulk-confirm', class: 'confirm', role: 'group', 'aria-labelledby': 'bulk-question' },
-      h('p', { id: 'bulk-question' }, 'Replay ', h('strong', { id: 'bulk-count' }, String(matched)),
-        ` ${matched === 1 ? 'dispatch' : 'dispatches'}?`),
-      h('p', { class: 'muted small' }, matched === 0
+    confirmStep({
+      area: bulkArea, opener: bulkButton, group: 'bulk-confirm', buttons: 'bulk-confirm',
+      yesLabel: 'Confirm', canConfirm: matched > 0,
+      question: ['Replay ', h('strong', { id: 'bulk-count' }, String(matched)), ` ${matched === 1 ? 'dispatch' : 'dispatches'}?`],
+      note: matched === 0
         ? 'No replayable dispatch matches these filters.'
-        : 'Only failed, dead-lettered, aborted and timed-out dispatches matching the filters are counted.'),
-      h('div', { class: 'actions' }, yes, no)));
-    (matched === 0 ? no : yes).focus();
+        : 'Only failed, dead-lettered, aborted and timed-out dispatches matching the filters are counted.',
+      action: async () => {
+        const result = await api('POST', '/dispatches/replay', { ...filters, dry_run: false });
+        if (!ctx.alive()) return;
+        notify(`Replayed ${plural(num(result.replayed), 'dispatch', 'dispatches')} of ${num(result.matched)} matching.`);
+        await list.reload();
+      },
+    });
   }
 
   const { form, tableBox, liveNote, pager } = list.nodes;
@@ -979,25 +995,15 @@ async function deadLettersPage(ctx) {
     });
   }
 
-  replayAll.addEventListener('click', () => {
-    const yes = h('button', { id: 'replay-all-yes', type: 'button', class: 'danger' }, 'Replay all');
-    const no = h('button', { id: 'replay-all-no', type: 'button' }, 'Cancel');
-    const close = () => {
-      confirmArea.replaceChildren();
-      replayAll.focus();
-    };
-    no.addEventListener('click', close);
-    yes.addEventListener('click', () => withButton(yes, async () => {
-      const result = await api('POST', '/dead-letters/replay', { all: true });
-      close();
-      sent(result);
+  replayAll.addEventListener('click', () => confirmStep({
+    area: confirmArea, opener: replayAll, group: 'replay-all-confirm', buttons: 'replay-all',
+    yesLabel: 'Replay all', canConfirm: true,
+    question: [`Send all ${plural(ready, 'dead letter', 'dead letters')} back to the work queue?`],
+    action: async () => {
+      sent(await api('POST', '/dead-letters/replay', { all: true }));
       await load();
-    }));
-    confirmArea.replaceChildren(h('div', { id: 'replay-all-confirm', class: 'confirm', role: 'group', 'aria-labelledby': 'replay-all-question' },
-      h('p', { id: 'replay-all-question' }, `Send all ${plural(ready, 'dead letter', 'dead letters')} back to the work queue?`),
-      h('div', { class: 'actions' }, yes, no)));
-    yes.focus();
-  });
+    },
+  }));
   refresh.addEventListener('click', () => withButton(refresh, load));
 
   pageEl().replaceChildren(

@@ -59,7 +59,10 @@ async fn sign_in(browser: &Browser, base: &str, key: &str) {
 async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     let mut env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
     env.set_var("GH_SECRET", "gh-console-secret");
-    let settings = env.settings_with_file(&format!("{GITHUB_SOURCE}\n{FAST_TRACKING}"));
+    // One attempt before a dispatch is dead-lettered, so Flyte failing once makes a dead letter.
+    let settings = env.settings_with_file(&format!(
+        "[worker]\nmax_attempts = 1\n{GITHUB_SOURCE}\n{FAST_TRACKING}"
+    ));
     let ingress = env.start_ingress(settings.clone()).await;
     let _worker = env.start_worker(&settings);
     let sender = ingress.sender();
@@ -71,6 +74,12 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     browser.wait_for("form#sign-in").await.unwrap();
     shot(&browser, "sign-in").await;
     sign_in(&browser, &base, API_KEY).await;
+
+    // A dead letter: Flyte refuses the next run once.
+    env.set_sim_faults(json!([{"rpc": "RunService/CreateRun", "code": "unavailable", "count": 1}]))
+        .await;
+    let dead = hello(&sender, "dead").await;
+    sender.wait_for_status(&dead, "dead_lettered", WAIT).await;
 
     // A dispatch appears in the list and reaches `succeeded` there, without a reload.
     open(&browser, &base, "dispatches", "dispatches").await;
@@ -206,15 +215,23 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     // The overview counts them, and draws its charts.
     open(&browser, &base, "overview", "overview").await;
     browser
-        .wait_for_text("#overview-accepted-hour", "four accepted", |t| t == "4")
+        .wait_for_text("#overview-accepted-hour", "five accepted", |t| t == "5")
         .await
         .unwrap();
     browser.wait_for("svg#chart-hour").await.unwrap();
     browser.wait_for("svg#chart-day").await.unwrap();
     shot(&browser, "overview").await;
 
+    // The dead letter, replayed from its page after the confirm step: Flyte takes it now.
     open(&browser, &base, "dead-letters", "dead-letters").await;
+    browser
+        .wait_for(&format!("table#dead-letters tr[data-id=\"{dead}\"]"))
+        .await
+        .unwrap();
     shot(&browser, "dead-letters").await;
+    browser.click_on("button#replay-all").await.unwrap();
+    browser.click_on("button#replay-all-yes").await.unwrap();
+    sender.wait_for_status(&dead, "succeeded", WAIT).await;
     open(&browser, &base, "audit", "audit").await;
     browser
         .wait_for("table#audit tr[data-audit-id]")
