@@ -62,8 +62,13 @@ pub struct Accepted {
 /// What a bulk replay matched and did (`POST /dispatches/replay`).
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct BulkReplay {
-    /// Replayable dispatches the filter matched.
+    /// Replayable dispatches the filter matched (or the ids given).
     pub matched: usize,
+    /// On a dry run, the dispatches matched: send them back as `ids` to replay exactly these,
+    /// not whatever matches the filters by the time the replay is confirmed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub ids: Vec<DispatchId>,
     /// Queued again (none on a dry run).
     pub replayed: usize,
     /// Matched but not queued again (changed since, or the broker refused).
@@ -271,16 +276,12 @@ impl Intake {
         sent
     }
 
-    /// Replays every dispatch `filter` matches (or only counts them, on a `dry_run`), each as
-    /// [`Intake::replay`] would; returns what it did and the ids it queued.
-    pub async fn replay_matching(
+    /// The dispatches `filter` matches, for a bulk replay (at most [`MAX_BULK_REPLAY`]).
+    pub async fn matching(
         &self,
         store: &DispatchStore,
         filter: ListFilter,
-        dry_run: bool,
-        scopes: &Scopes,
-        request_id: &RequestId,
-    ) -> Result<(BulkReplay, Vec<DispatchId>), ApiError> {
+    ) -> Result<Vec<DispatchId>, ApiError> {
         let ids = store
             .matching_ids(filter, MAX_BULK_REPLAY + 1)
             .await
@@ -293,20 +294,28 @@ impl Intake {
                 ),
             });
         }
+        Ok(ids
+            .iter()
+            .filter_map(|id| DispatchId::parse(id).ok())
+            .collect())
+    }
+
+    /// Replays each of `ids` as [`Intake::replay`] would (one not replayable, or outside
+    /// `scopes`, is counted refused); returns what it did and the ids it queued.
+    pub async fn replay_each(
+        &self,
+        store: &DispatchStore,
+        ids: &[DispatchId],
+        scopes: &Scopes,
+        request_id: &RequestId,
+    ) -> Result<(BulkReplay, Vec<DispatchId>), ApiError> {
         let mut done = BulkReplay {
             matched: ids.len(),
             ..BulkReplay::default()
         };
         let mut queued = Vec::new();
-        if dry_run {
-            return Ok((done, queued));
-        }
         for (tried, id) in ids.iter().enumerate() {
-            let Ok(id) = DispatchId::parse(id) else {
-                done.refused += 1;
-                continue;
-            };
-            match self.replay(store, &id, false, scopes, request_id).await {
+            match self.replay(store, id, false, scopes, request_id).await {
                 Ok(accepted) => {
                     done.replayed += 1;
                     queued.push(accepted.id);

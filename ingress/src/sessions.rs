@@ -20,8 +20,23 @@ use subtle::ConstantTimeEq;
 use crate::error::ApiError;
 use crate::key_ring::{ApiKey, ApiKeyError};
 
-/// The cookie's name.
+/// The cookie's name over plain HTTP (development).
 pub const COOKIE_NAME: &str = "flyhook_session";
+/// The cookie's name over HTTPS. Browsers take a `__Host-` cookie only from this very host,
+/// `Secure`, `Path=/` and without `Domain`, so a sibling subdomain cannot plant one.
+const HTTPS_COOKIE_NAME: &str = "__Host-flyhook_session";
+
+fn over_https(req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
+}
+
+fn cookie_name(req: &HttpRequest) -> &'static str {
+    if over_https(req) {
+        HTTPS_COOKIE_NAME
+    } else {
+        COOKIE_NAME
+    }
+}
 /// The header unsafe requests of a session carry the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -161,18 +176,20 @@ impl Session {
     }
 }
 
-/// The session token a request's cookie carries, if it carries exactly one. Two cookies of
-/// that name mean one was planted (a sibling subdomain can set cookies for this host): neither
-/// is trusted, so a planted session cannot stand in for the operator's own.
+/// The session token a request's cookie carries, if it carries exactly one. Over plain HTTP,
+/// two cookies of that name mean one was planted (a sibling subdomain can set cookies for this
+/// host): neither is trusted, so a planted session cannot stand in for the operator's own. Over
+/// HTTPS the `__Host-` name keeps planted cookies out altogether.
 pub fn token_of(req: &HttpRequest) -> Option<String> {
+    let name = cookie_name(req);
     let mut tokens = req
         .headers()
         .get_all(COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE_NAME && !value.is_empty()).then(|| value.to_string())
+            let (cookie, value) = pair.trim().split_once('=')?;
+            (cookie == name && !value.is_empty()).then(|| value.to_string())
         });
     let token = tokens.next()?;
     tokens.next().is_none().then_some(token)
@@ -180,14 +197,9 @@ pub fn token_of(req: &HttpRequest) -> Option<String> {
 
 /// The `Set-Cookie` value that keeps `token` for `max_age_secs` (0 clears it).
 pub fn cookie(req: &HttpRequest, token: &str, max_age_secs: i64) -> String {
-    let secure = if req.connection_info().scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{COOKIE_NAME}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
-    )
+    let secure = if over_https(req) { "; Secure" } else { "" };
+    let name = cookie_name(req);
+    format!("{name}={token}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}")
 }
 
 #[cfg(test)]
@@ -221,7 +233,14 @@ mod tests {
         let tls = TestRequest::default()
             .insert_header(("X-Forwarded-Proto", "https"))
             .to_http_request();
-        assert!(cookie(&tls, "t", 60).ends_with("; Secure"));
+        let secure = cookie(&tls, "t", 60);
+        assert!(secure.starts_with("__Host-flyhook_session=t;") && secure.ends_with("; Secure"));
+        // Over HTTPS only the __Host- cookie counts: a plain one may have been planted.
+        let planted = TestRequest::default()
+            .insert_header(("X-Forwarded-Proto", "https"))
+            .insert_header((COOKIE, "flyhook_session=planted"))
+            .to_http_request();
+        assert_eq!(token_of(&planted), None);
     }
 
     #[test]

@@ -802,11 +802,12 @@ async function dispatchesPage(ctx, target) {
     const filters = {};
     for (const name of BULK_FILTERS) if (list.applied[name]) filters[name] = list.applied[name];
     const dryRun = await api('POST', '/dispatches/replay', { ...filters, dry_run: true });
-    if (ctx.alive()) showBulkConfirm(num(dryRun.matched), filters);
+    if (ctx.alive()) showBulkConfirm(num(dryRun.matched), dryRun.ids || []);
   }));
 
-  // The confirm step replays exactly the filters that were counted.
-  function showBulkConfirm(matched, filters) {
+  // The confirm step replays exactly the dispatches that were counted (by id), not whatever
+  // matches the filters by the time it is confirmed.
+  function showBulkConfirm(matched, ids) {
     confirmStep({
       area: bulkArea, opener: bulkButton, group: 'bulk-confirm', buttons: 'bulk-confirm',
       yesLabel: 'Confirm', canConfirm: matched > 0,
@@ -815,7 +816,7 @@ async function dispatchesPage(ctx, target) {
         ? 'No replayable dispatch matches these filters.'
         : 'Only failed, dead-lettered, aborted and timed-out dispatches matching the filters are counted.',
       action: async () => {
-        const result = await api('POST', '/dispatches/replay', { ...filters, dry_run: false });
+        const result = await api('POST', '/dispatches/replay', { ids });
         if (!ctx.alive()) return;
         notify(`Replayed ${plural(num(result.replayed), 'dispatch', 'dispatches')} of ${num(result.matched)} matching.`);
         await list.reload();
@@ -972,14 +973,16 @@ async function deadLettersPage(ctx) {
   const replayAll = h('button', { id: 'replay-all', type: 'button', class: 'danger' }, 'Replay all…');
   const refresh = h('button', { type: 'button', class: 'ghost' }, 'Refresh');
   let ready = 0;
+  let listed = []; // the ids on screen: "Replay all" sends exactly these
 
   const load = async () => {
     const data = await api('GET', '/dead-letters?limit=100');
     if (!ctx.alive()) return;
     const items = data.items || [];
     ready = num(data.ready);
+    listed = items.map((letter) => letter.id).filter(Boolean);
     summary.textContent = `${plural(ready, 'message', 'messages')} in the dead-letter queue; showing ${items.length}.`;
-    replayAll.disabled = ready === 0 && items.length === 0;
+    replayAll.disabled = listed.length === 0;
     replaceKeepFocus(tableBox, deadLetterTable(items, replayOne));
     clearError(true);
     pageReady(ctx, 'dead-letters');
@@ -997,10 +1000,11 @@ async function deadLettersPage(ctx) {
 
   replayAll.addEventListener('click', () => confirmStep({
     area: confirmArea, opener: replayAll, group: 'replay-all-confirm', buttons: 'replay-all',
-    yesLabel: 'Replay all', canConfirm: true,
-    question: [`Send all ${plural(ready, 'dead letter', 'dead letters')} back to the work queue?`],
+    yesLabel: 'Replay all', canConfirm: listed.length > 0,
+    question: [`Send the ${plural(listed.length, 'dead letter', 'dead letters')} listed here back to the work queue?`],
+    note: ready > listed.length ? `${ready - listed.length} more wait beyond this page; replay them after.` : null,
     action: async () => {
-      sent(await api('POST', '/dead-letters/replay', { all: true }));
+      sent(await api('POST', '/dead-letters/replay', { ids: [...listed] }));
       await load();
     },
   }));

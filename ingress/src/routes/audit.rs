@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::routes::Services;
-use crate::routes::{page_limit, parsed_query, trim_page};
+use crate::routes::{page_limit, parsed_query, refuse_nul, trim_page};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +64,13 @@ pub async fn list_audit(
 ) -> Result<HttpResponse, ApiError> {
     caller.must_be_unrestricted()?;
     let query = parsed_query(query)?;
+    refuse_nul(&[
+        ("principal", query.principal.as_deref()),
+        ("route", query.route.as_deref()),
+        ("outcome", query.outcome.as_deref()),
+        ("dispatch_id", query.dispatch_id.as_deref()),
+        ("request_id", query.request_id.as_deref()),
+    ])?;
     let limit = page_limit(query.limit, 100, MAX_PAGE)?;
     let filter = AuditFilter {
         principal: query.principal,

@@ -12,11 +12,11 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, Problem};
-use crate::intake::{Accepted, BulkReplay, Intake};
+use crate::intake::{Accepted, BulkReplay, Intake, MAX_BULK_REPLAY};
 use crate::observe::note_dispatches;
 use crate::routes::Services;
 use crate::routes::body::read_json;
-use crate::routes::{page_limit, parsed_query, trim_page};
+use crate::routes::{page_limit, parsed_query, refuse_nul, trim_page};
 use flyhook_store::history::DispatchEvent;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -345,6 +345,14 @@ pub async fn list_dispatches(
         intake, control, ..
     } = services.get_ref();
     let query = parsed_query(query)?;
+    refuse_nul(&[
+        ("project", query.project.as_deref()),
+        ("domain", query.domain.as_deref()),
+        ("task", query.task.as_deref()),
+        ("source", query.source.as_deref()),
+        ("route", query.route.as_deref()),
+        ("q", query.q.as_deref()),
+    ])?;
     if let Some(text) = query.q.as_deref().filter(|q| !q.trim().is_empty()) {
         let (records, unrecorded) = control.find(text, intake.issuer()).await?;
         // An id nothing recorded yet tells no task: only a key with every scope sees it.
@@ -453,14 +461,30 @@ pub struct ReplayMatching {
     route: Option<String>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
-    /// Count what would be replayed, and replay nothing.
+    /// Count what would be replayed, and replay nothing: the answer lists the `ids`.
     #[serde(default)]
     dry_run: bool,
+    /// Exactly these dispatches (the `ids` a dry run answered), instead of the filters: what
+    /// was counted is what is replayed, whatever failed since.
+    ids: Option<Vec<String>>,
+}
+
+impl ReplayMatching {
+    fn has_filters(&self) -> bool {
+        self.status.is_some()
+            || self.project.is_some()
+            || self.domain.is_some()
+            || self.task.is_some()
+            || self.source.is_some()
+            || self.route.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+    }
 }
 
 /// Replays every finished dispatch the filters match (within the key's scopes), each under its
-/// own id, as `POST /dispatches/{id}/replay` would; with `dry_run`, only counts them. At most
-/// 1000 at once.
+/// own id, as `POST /dispatches/{id}/replay` would; with `dry_run`, only counts them and lists
+/// their ids, which a confirmed replay then sends back as `ids`. At most 1000 at once.
 #[utoipa::path(
     post,
     path = "/dispatches/replay",
@@ -481,6 +505,30 @@ pub async fn replay_matching(
 ) -> Result<HttpResponse, ApiError> {
     let Services { intake, store, .. } = services.get_ref();
     let body: ReplayMatching = read_json(&req, payload, &services.settings).await?;
+    if let Some(ids) = &body.ids {
+        if body.has_filters() || body.dry_run || ids.len() > MAX_BULK_REPLAY {
+            return Err(ApiError::InvalidField {
+                field: "ids",
+                reason: format!("ids go alone (no filters, no dry run), at most {MAX_BULK_REPLAY}"),
+            });
+        }
+        let ids: Vec<DispatchId> = ids
+            .iter()
+            .map(|id| issued_id(id, intake))
+            .collect::<Result<_, _>>()?;
+        let (done, queued) = intake
+            .replay_each(store, &ids, &caller.scopes, &caller.request_id)
+            .await?;
+        note_dispatches(&req, queued);
+        return Ok(HttpResponse::Accepted().json(done));
+    }
+    refuse_nul(&[
+        ("project", body.project.as_deref()),
+        ("domain", body.domain.as_deref()),
+        ("task", body.task.as_deref()),
+        ("source", body.source.as_deref()),
+        ("route", body.route.as_deref()),
+    ])?;
     let statuses = parse_statuses(body.status.as_deref())?.unwrap_or_else(|| REPLAYABLE.to_vec());
     if let Some(status) = statuses.iter().find(|s| !REPLAYABLE.contains(s)) {
         return Err(ApiError::InvalidField {
@@ -500,19 +548,17 @@ pub async fn replay_matching(
         before: None,
         within: Some(caller.scopes.clone()),
     };
+    let matched = intake.matching(store, filter).await?;
+    if body.dry_run {
+        return Ok(HttpResponse::Ok().json(BulkReplay {
+            matched: matched.len(),
+            ids: matched,
+            ..BulkReplay::default()
+        }));
+    }
     let (done, queued) = intake
-        .replay_matching(
-            store,
-            filter,
-            body.dry_run,
-            &caller.scopes,
-            &caller.request_id,
-        )
+        .replay_each(store, &matched, &caller.scopes, &caller.request_id)
         .await?;
     note_dispatches(&req, queued);
-    Ok(if body.dry_run {
-        HttpResponse::Ok().json(done)
-    } else {
-        HttpResponse::Accepted().json(done)
-    })
+    Ok(HttpResponse::Accepted().json(done))
 }

@@ -37,6 +37,21 @@ pub fn parsed_query<T>(query: Result<web::Query<T>, actix_web::Error>) -> Result
         })
 }
 
+/// Refuses a text filter holding a NUL, which PostgreSQL cannot take as a parameter (it would
+/// be answered as an outage, 503, instead of the caller's mistake).
+pub fn refuse_nul(filters: &[(&'static str, Option<&str>)]) -> Result<(), ApiError> {
+    match filters
+        .iter()
+        .find(|(_, value)| value.is_some_and(|v| v.contains('\0')))
+    {
+        Some((field, _)) => Err(ApiError::InvalidQuery {
+            field,
+            reason: "must not contain NUL".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A page size from `?limit=`: `default` when absent, else within 1..=`max`.
 pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(default);

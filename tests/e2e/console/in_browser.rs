@@ -6,7 +6,7 @@
 
 use flyhook_testkit::browser::{Browser, is_png};
 use flyhook_testkit::env::FAST_TRACKING;
-use flyhook_testkit::{API_KEY, Sender, TestEnv, client};
+use flyhook_testkit::{API_KEY, Sender, TestEnv, client, eventually};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -24,6 +24,16 @@ async fn open(browser: &Browser, base: &str, route: &str, page: &str) {
     browser.goto(&format!("{base}/ui/#/{route}")).await.unwrap();
     browser
         .wait_for(&format!("main#page[data-page=\"{page}\"]"))
+        .await
+        .unwrap();
+}
+
+/// Opens a dispatch's page and waits until it shows that dispatch (the previous dispatch's
+/// page is a `dispatch` page too).
+async fn open_dispatch(browser: &Browser, base: &str, id: &str) {
+    open(browser, base, &format!("dispatch/{id}"), "dispatch").await;
+    browser
+        .wait_for_text("#dispatch-id", "the dispatch's id", |t| t == id)
         .await
         .unwrap();
 }
@@ -126,7 +136,7 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     // Cancel a slow one from its page.
     let slow = hello(&sender, "slow").await;
     sender.wait_for_status(&slow, "running", WAIT).await;
-    open(&browser, &base, &format!("dispatch/{slow}"), "dispatch").await;
+    open_dispatch(&browser, &base, &slow).await;
     browser.click_on("button#cancel").await.unwrap();
     browser
         .wait_for_text("#dispatch-status", "aborted", |t| t == "aborted")
@@ -137,7 +147,7 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     // Replay a failed one from its page: it goes round again under its own id.
     let failed = hello(&sender, "fail").await;
     sender.wait_for_status(&failed, "failed", WAIT).await;
-    open(&browser, &base, &format!("dispatch/{failed}"), "dispatch").await;
+    open_dispatch(&browser, &base, &failed).await;
     browser.click_on("button#replay").await.unwrap();
     browser.wait_for("a#replayed-link").await.unwrap();
     let history = replayed_history(&sender, &failed).await;
@@ -193,12 +203,18 @@ async fn an_operator_works_the_console_in_a_real_browser(pool: PgPool) {
     let (status, _) = client::answer(forged).await;
     assert_eq!(status, 401);
     sender.wait_for_status(&deploy, "succeeded", WAIT).await;
+    // The audit log is written in batches, off the request path: both requests first.
+    eventually(WAIT, "both deliveries in the audit log", || async {
+        let (_, page) = sender.get("/audit?principal=source:github").await;
+        (page["items"].as_array().map(Vec::len) == Some(2)).then_some(())
+    })
+    .await;
     open(&browser, &base, "sources", "sources").await;
     browser
         .wait_for_text(
             "section.source[data-source=\"github\"]",
             "both deliveries",
-            |t| t.contains("deploy") && t.contains("signature_mismatch"),
+            |t| t.contains("accepted") && t.contains("signature_mismatch"),
         )
         .await
         .unwrap();

@@ -167,6 +167,12 @@ async fn a_session_stands_for_its_key_acts_only_with_its_csrf_token_and_ends_wit
         over_tls.headers()["set-cookie"]
             .to_str()
             .unwrap()
+            .starts_with("__Host-flyhook_session=")
+    );
+    assert!(
+        over_tls.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
             .ends_with("; Secure")
     );
 
@@ -314,6 +320,36 @@ async fn the_console_reads_and_acts_only_within_the_keys_scopes(pool: PgPool) {
     let succeeded = json!({"status": "succeeded", "dry_run": true});
     let (status, problem) = with_session(replay(succeeded), &all, Some(&all.csrf)).await;
     assert_eq!((status, problem["field"].as_str()), (422, Some("status")));
+    // A NUL in a filter is the caller's mistake, not an outage.
+    let (status, problem) =
+        with_session(http.get(format!("{base}/dispatches?q=a%00b")), &all, None).await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("q")));
+    // A confirmed bulk replay takes exactly the ids its dry run counted.
+    let (status, counted) =
+        with_session(replay(json!({"dry_run": true})), &all, Some(&all.csrf)).await;
+    assert_eq!((status, &counted["ids"]), (200, &json!([failed.as_str()])));
+    let (status, done) = with_session(
+        replay(json!({"ids": counted["ids"]})),
+        &all,
+        Some(&all.csrf),
+    )
+    .await;
+    assert_eq!(
+        (status, done["replayed"].as_u64()),
+        (202, Some(1)),
+        "{done}"
+    );
+    let (status, problem) = with_session(
+        replay(json!({"ids": [failed.as_str()], "status": "failed"})),
+        &all,
+        Some(&all.csrf),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["field"].as_str()),
+        (422, Some("ids")),
+        "ids go alone"
+    );
 
     env.finish().await;
 }

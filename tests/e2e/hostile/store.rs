@@ -65,6 +65,7 @@ async fn store_errors_are_told_apart_by_sqlstate(pool: PgPool) {
         "SELECT 1 / 0",                // 22012
         "SELECT 'x'::int",             // 22P02
         "INSERT INTO dispatches (id, status, run_name, received_at) VALUES ('a', 'nope', 'r', now())", // 23514
+        "SELECT array_fill(1, ARRAY[200000000])", // 54000, a program limit
     ];
     for statement in refused {
         let e = sqlx::query(statement).execute(&pool).await.unwrap_err();
