@@ -277,15 +277,18 @@ impl FromRequest for Caller {
                 "Gatekeeper missing from app data"
             )))));
         };
-        let has_bearer = req
+        // A bearer request (the intake's hot path) never reads its cookies.
+        if req
             .headers()
-            .contains_key(actix_web::http::header::AUTHORIZATION);
+            .contains_key(actix_web::http::header::AUTHORIZATION)
+        {
+            return Either::Left(ready(gatekeeper.admit(req)));
+        }
         match (
-            has_bearer,
             sessions::token_of(req),
             req.app_data::<web::Data<Sessions>>(),
         ) {
-            (false, Some(token), Some(sessions)) => Either::Right(Box::pin(
+            (Some(token), Some(sessions)) => Either::Right(Box::pin(
                 gatekeeper
                     .clone()
                     .into_inner()

@@ -7,6 +7,7 @@
 //! every ingress) rather than this replica's Prometheus counters, which start at zero with
 //! each process and see only its own share of the traffic.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -164,23 +165,25 @@ impl Console {
         })
     }
 
-    /// Messages ready in the work queues and the dead-letter queue, on a channel of its own
-    /// (a passive declare of a missing queue closes its channel).
+    /// Messages ready in the work queues and the dead-letter queue.
     async fn queue_depth(&self) -> Option<QueueDepth> {
+        Some(QueueDepth {
+            ready: self.ready_in(self.topology.work_queues()).await?,
+            dead_letters: self.ready_in([self.topology.dead_queue()]).await?,
+        })
+    }
+
+    /// Messages ready in `queues`, summed, on a channel of its own (a passive declare of a
+    /// missing queue closes its channel); `None` while the broker cannot say.
+    async fn ready_in(&self, queues: impl IntoIterator<Item = String>) -> Option<u64> {
         let connection = self.publisher.connection()?;
         let channel = connection.create_channel().await.ok()?;
         let mut ready = 0u64;
-        for queue in self.topology.work_queues() {
+        for queue in queues {
             ready += u64::from(ready_messages(&channel, &queue).await.ok()?);
         }
-        let dead_letters = ready_messages(&channel, &self.topology.dead_queue())
-            .await
-            .ok()?;
         let _ = channel.close(200, "counted".into()).await;
-        Some(QueueDepth {
-            ready,
-            dead_letters: u64::from(dead_letters),
-        })
+        Some(ready)
     }
 
     /// Every configured source, its routes and its last day of deliveries.
@@ -252,17 +255,19 @@ impl Console {
         let listed = dead_letters::list(&connection, &self.topology, limit)
             .await
             .map_err(broker_failed)?;
-        let ready = self.queue_depth().await.map_or(0, |d| d.dead_letters);
-        let ready = ready.max(listed.len() as u64);
+        let ready = self.ready_in([self.topology.dead_queue()]).await;
+        let ready = ready.unwrap_or(0).max(listed.len() as u64);
         Ok((listed, ready))
     }
 
     /// Sends dead letters back to the work queue: those with one of `ids`, or all when `None`.
     pub async fn replay_dead_letters(&self, ids: Option<&[String]>) -> Result<Replayed, ApiError> {
         let connection = self.broker()?;
-        dead_letters::replay(&connection, &self.topology, |letter| match ids {
+        // A body may name thousands; each dead letter looks its id up once.
+        let chosen: Option<HashSet<&str>> = ids.map(|ids| ids.iter().map(String::as_str).collect());
+        dead_letters::replay(&connection, &self.topology, |letter| match &chosen {
             None => true,
-            Some(ids) => letter.id.as_ref().is_some_and(|id| ids.contains(id)),
+            Some(chosen) => letter.id.as_deref().is_some_and(|id| chosen.contains(id)),
         })
         .await
         .map_err(broker_failed)
