@@ -112,13 +112,16 @@ impl Control {
                 DispatchStatus::Running => {
                     let record = record.ok_or(ApiError::StoreUnavailable)?;
                     self.abort_in_flyte(&record, reason).await?;
-                    if self
+                    let recorded_by_us = self
                         .store
                         .record_aborted(id, &format!("cancelled: {reason}"))
                         .await
-                        .map_err(ApiError::store_unavailable)?
-                    {
-                        return self.recorded(id).await;
+                        .map_err(ApiError::store_unavailable)?;
+                    let now = self.recorded(id).await?;
+                    // A tracker may have seen the abort we asked for and recorded it first:
+                    // that is this cancel succeeding, not a conflict.
+                    if recorded_by_us || now.status.0 == DispatchStatus::Aborted {
+                        return Ok(now);
                     }
                 }
                 finished => return Err(ApiError::AlreadyFinished(finished)),

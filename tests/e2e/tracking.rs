@@ -168,6 +168,35 @@ async fn cancelling_works_in_every_state(pool: PgPool) {
     let (status, body) = sender.cancel(running_id).await;
     assert_eq!((status, &body["code"]), (409, &json!("already_finished")));
 
+    // Running, and the tracker records the abort before the cancel does (Flyte aborts the run
+    // but holds its answer): still this cancel's success.
+    let (_, raced) = sender.send_hello(json!({"name": "bob"})).await;
+    let raced_id = raced["id"].as_str().unwrap().to_string();
+    sender.wait_for_status(&raced_id, "running", WAIT).await;
+    env.set_sim_faults(json!([{"rpc": "RunService/AbortRun", "latency_after_ms": 5000}]))
+        .await;
+    let cancelling = tokio::spawn({
+        let sender = sender.clone();
+        let id = raced_id.clone();
+        async move { sender.cancel(&id).await }
+    });
+    eventually(WAIT, "the tracker to record the abort", || async {
+        let (_, body) = sender.dispatch(&raced_id).await;
+        (body["status"] == "aborted").then_some(())
+    })
+    .await;
+    assert!(
+        !cancelling.is_finished(),
+        "the tracker recorded the abort while the cancel waited for Flyte's answer"
+    );
+    let (status, body) = cancelling.await.unwrap();
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("aborted")),
+        "{body}"
+    );
+    env.set_sim_faults(json!([])).await;
+
     env.wait_for_ready_messages(0, WAIT).await;
     worker.stop().await; // settles what it holds: the cancelled dispatch's message was dropped
     assert_eq!(env.ready_messages().await, 0);
@@ -178,11 +207,11 @@ async fn cancelling_works_in_every_state(pool: PgPool) {
         "the worker filled in the task"
     );
     let runs = env.sim_runs().await;
-    assert_eq!(
-        runs.len(),
-        1,
-        "the cancelled-while-queued dispatch started no run"
+    assert!(
+        runs.iter().all(|run| run["name"] != queued["run_name"]),
+        "the cancelled-while-queued dispatch started no run: {runs:?}"
     );
+    assert_eq!(runs.len(), 2);
 
     let (status, _) = sender.cancel(&"0".repeat(40)).await;
     assert_eq!(status, 404);

@@ -25,6 +25,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::metrics::{QueueLabels, Readiness, WorkerMetrics};
 use crate::process::Processor;
@@ -134,8 +135,12 @@ impl Worker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .map(tokio::spawn);
-        let tracking = tokio::spawn(self.tracker.clone().run_until_stopped(shutdown.clone()));
+            .map(|server| AbortOnDropHandle::new(tokio::spawn(server)));
+        // Bound to this future: a worker dropped mid-run (a test's `kill -9`) leaves no
+        // tracker behind.
+        let tracking = AbortOnDropHandle::new(tokio::spawn(
+            self.tracker.clone().run_until_stopped(shutdown.clone()),
+        ));
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             match self.consume(&shutdown, &mut backoff).await {
