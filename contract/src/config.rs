@@ -58,3 +58,29 @@ pub fn non_blank(value: String, origin: &str, fix: &str) -> anyhow::Result<Secre
     );
     Ok(SecretString::from(value))
 }
+
+/// Where a secret is kept, as a TOML table: `{ env = "VAR" }` or `{ file = "/path" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    env: Option<String>,
+    file: Option<String>,
+}
+
+impl SecretSource {
+    /// The secret from its variable or file (a file's trailing newline dropped). Blank ones are
+    /// refused: a signature made with an empty key is one anyone can make. `fix` says what to
+    /// put there.
+    pub fn resolve(self, env: &impl Env, fix: &str) -> anyhow::Result<SecretString> {
+        match (self.env, self.file) {
+            (Some(var), None) => secret_var(env, &var, fix),
+            (None, Some(path)) => {
+                let text =
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+                let secret = text.trim_end_matches(['\n', '\r']).to_string();
+                non_blank(secret, &format!("file {path}"), fix)
+            }
+            _ => anyhow::bail!("a secret is {{ env = \"VAR\" }} or {{ file = \"/path\" }}"),
+        }
+    }
+}

@@ -24,7 +24,7 @@ pub struct DeadLetter {
     pub id: Option<String>,
     /// `dispatch`, `ignored`, `delivery` or `unreadable`.
     pub kind: &'static str,
-    /// `project/domain/name:version`, for a dispatch.
+    /// `project/domain/name:version` for a dispatch; the destination for a callback.
     pub task: Option<String>,
     /// Why RabbitMQ dead-lettered it: `rejected` (a worker gave up and recorded why),
     /// `delivery_limit`, `expired`, `maxlen`.
@@ -42,6 +42,11 @@ impl DeadLetter {
                 (Some(d.id.to_string()), "dispatch", Some(d.task.to_string()))
             }
             Ok(DispatchMessage::IgnoredV1(i)) => (Some(i.id.to_string()), "ignored", None),
+            Ok(DispatchMessage::CallbackV1(c)) => (
+                Some(c.dispatch.to_string()),
+                "callback",
+                Some(c.destination),
+            ),
             Ok(DispatchMessage::DeliveryV1(d)) => (
                 d.dispatches.first().map(|d| d.id.to_string()),
                 "delivery",
@@ -156,12 +161,17 @@ pub async fn replay(
     Ok(replayed)
 }
 
-/// A fresh start: retries counted from zero, and the worker told it may take it up again.
+/// A fresh start: retries (a callback's deliveries) counted from zero, and the worker told it
+/// may take a dispatch up again.
 fn mark_replay(message: &mut DispatchMessage) {
     let dispatches = match message {
         DispatchMessage::DispatchV1(d) => std::slice::from_mut(d),
         DispatchMessage::DeliveryV1(d) => d.dispatches.as_mut_slice(),
         DispatchMessage::IgnoredV1(_) => &mut [],
+        DispatchMessage::CallbackV1(c) => {
+            c.attempts = 0;
+            &mut []
+        }
     };
     for dispatch in dispatches {
         dispatch.replay = true;

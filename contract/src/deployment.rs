@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::broker::{BrokerNodes, MAX_PARTITIONS, Topology};
+use crate::callbacks::Destinations;
 use crate::config::Env;
 
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Deployment {
     pub max_queue_length: u32,
     pub queues: BrokerSection,
     pub flyte: FlyteConfig,
+    /// `[[callbacks]]`: the ingress picks them by name, the worker delivers to them.
+    pub callbacks: Destinations,
 }
 
 /// The `[broker]` section: how the queues are spread over a RabbitMQ cluster. Every process
@@ -102,6 +105,7 @@ impl Deployment {
             max_queue_length,
             queues,
             flyte: flyte_config(env, flyte)?,
+            callbacks: Destinations::default(),
         })
     }
 
@@ -113,6 +117,7 @@ impl Deployment {
             self.queues.partitions,
             self.queues.replicas,
         )
+        .with_callbacks(!self.callbacks.is_empty())
     }
 }
 

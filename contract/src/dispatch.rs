@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use crate::callbacks::Callback;
 use chrono::{DateTime, Utc};
 use flyte_client::RunName;
 use hmac::{Hmac, KeyInit, Mac};
@@ -261,6 +262,15 @@ pub(crate) fn check_identifier(
 }
 
 impl TaskRef {
+    /// `project/domain/name/version`, as configuration files write a task.
+    pub fn parse_path(text: &str) -> anyhow::Result<TaskRef> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let [project, domain, name, version] = parts[..] else {
+            anyhow::bail!("task must be project/domain/name/version, not {text:?}");
+        };
+        Ok(TaskRef::parse(project, domain, name, version)?)
+    }
+
     pub fn parse(
         project: &str,
         domain: &str,
@@ -314,6 +324,8 @@ pub enum DispatchMessage {
     /// confirms them together or not at all (a provider that does not retry cannot lose one
     /// route while another was queued). A worker splits it into one `DispatchV1` each.
     DeliveryV1(Delivery),
+    /// A signed event for a completion callback's destination, on the callback queue.
+    CallbackV1(Callback),
 }
 
 /// The dispatches of one provider delivery that matched several routes.
@@ -329,6 +341,7 @@ impl DispatchMessage {
             DispatchMessage::DispatchV1(d) => Some(d.id),
             DispatchMessage::IgnoredV1(i) => Some(i.id),
             DispatchMessage::DeliveryV1(d) => d.dispatches.first().map(|d| d.id),
+            DispatchMessage::CallbackV1(c) => Some(c.dispatch),
         }
     }
 
@@ -340,6 +353,7 @@ impl DispatchMessage {
             DispatchMessage::DeliveryV1(d) => {
                 d.dispatches.first().and_then(|d| d.request_id.as_deref())
             }
+            DispatchMessage::CallbackV1(_) => None,
         }
     }
 }
@@ -360,6 +374,9 @@ pub struct Ignored {
     /// The id of the request that brought it (absent from older ingresses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The completion callback's destination (the source's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<String>,
 }
 
 /// One dispatch, everything the worker needs without asking anyone.
@@ -389,6 +406,9 @@ pub struct Dispatch {
     /// the provider's own id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryOrigin>,
+    /// The destination told when it ends (`[[callbacks]]` name), chosen at intake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<String>,
 }
 
 /// The route a provider delivery took and the provider's delivery id (as echoed in the `202`).

@@ -6,6 +6,8 @@
 //!   task references and the queue message; [`status`]: where a dispatch is in its life.
 //! - [`broker`]: RabbitMQ connection and the exchange/queue topology; [`dead_letters`]: the
 //!   dead-letter queue listed and replayed from the broker.
+//! - [`callbacks`]: the destinations completion callbacks go to, and the message that
+//!   carries one event there.
 //! - [`principal`]: who sent a request, as recorded and filtered on.
 //! - [`scopes`] and [`keys`]: which tasks an API key covers, and what a key is.
 //! - [`storable`]: what the store cannot hold (NUL, deep nesting) and how it is kept out.
@@ -14,6 +16,7 @@
 //! - [`metrics`]: Prometheus exposition shared by the ingress and the worker.
 
 pub mod broker;
+pub mod callbacks;
 pub mod config;
 pub mod dead_letters;
 pub mod deployment;

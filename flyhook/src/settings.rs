@@ -5,17 +5,19 @@
 //!
 //! | section | owner |
 //! |---|---|
-//! | `[ingress]`, `[audit]`, `[[api_keys]]`, `[[sources]]`, `[hooks]` | `flyhook_ingress::settings` |
+//! | `[ingress]`, `[audit]`, `[[api_keys]]`, `[[sources]]`, `[hooks]`, `[[tasks]]` | `flyhook_ingress::settings` |
 //! | `[worker]`, `[worker.tracking]` | `flyhook_worker::settings` |
 //! | `[flyte]`, `[broker]` and the variables every process reads | `flyhook_contract::deployment` |
+//! | `[[callbacks]]` | `flyhook_contract::callbacks` |
 
 use std::path::Path;
 
 use anyhow::Context;
 use flyhook_contract::Deployment;
+use flyhook_contract::callbacks::{CallbackEntry, Destinations};
 use flyhook_contract::deployment::{BrokerSection, FlyteSection};
 use flyhook_ingress::settings::{
-    AuditSettings, HooksSection, IngressSettings, KeyEntry, KeyPolicy, Tables,
+    AuditSettings, HooksSection, IngressSettings, KeyEntry, KeyPolicy, Tables, TaskPolicyEntry,
 };
 use flyhook_ingress::sources::SourceEntry;
 use serde::Deserialize;
@@ -40,6 +42,8 @@ struct FileConfig {
     worker: flyhook_worker::Settings,
     flyte: FlyteSection,
     broker: BrokerSection,
+    callbacks: Vec<CallbackEntry>,
+    tasks: Vec<TaskPolicyEntry>,
 }
 
 impl Settings {
@@ -72,18 +76,22 @@ impl Settings {
             None => (FileConfig::default(), String::new()),
         };
         let max_queue_length = file.ingress.max_queue_length;
+        // Secrets are looked up unfiltered, so an empty one is refused as empty, not as unset.
+        let callbacks = Destinations::resolve(file.callbacks, &raw_env)?;
         let tables = Tables {
             ingress: file.ingress,
             audit: file.audit,
             api_keys: file.api_keys,
             sources: file.sources,
             hooks: file.hooks,
+            tasks: file.tasks,
         };
-        // Secrets are looked up unfiltered, so an empty one is refused as empty, not as unset.
         let file_name = config_path.unwrap_or_default();
-        let ingress =
-            flyhook_ingress::Settings::resolve(tables, &file_name, &text, &raw_env, key_policy)?;
-        let deployment = Deployment::load(&env, &file.flyte, file.broker, max_queue_length)?;
+        let ingress = flyhook_ingress::Settings::resolve(
+            tables, &callbacks, &file_name, &text, &raw_env, key_policy,
+        )?;
+        let mut deployment = Deployment::load(&env, &file.flyte, file.broker, max_queue_length)?;
+        deployment.callbacks = callbacks;
         Ok(Settings {
             deployment,
             ingress,

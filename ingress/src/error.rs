@@ -35,6 +35,9 @@ pub enum ApiError {
     OutOfScope,
     #[error("this needs an API key with every scope (*)")]
     Forbidden,
+    /// Unknown names are refused alike, so a key learns no destination it may not use.
+    #[error("this API key may not name that callback destination (Flyhook-Callback)")]
+    CallbackNotAllowed,
     #[error("a console action needs the session's X-CSRF-Token header")]
     CsrfRejected,
     #[error("no API key by that name is managed here")]
@@ -127,11 +130,12 @@ impl ApiError {
 
 impl ApiError {
     /// Every code [`ApiError::code`] returns.
-    pub const CODES: [&'static str; 34] = [
+    pub const CODES: [&'static str; 35] = [
         "missing_api_key",
         "invalid_api_key",
         "out_of_scope",
         "forbidden",
+        "callback_not_allowed",
         "csrf_token_invalid",
         "key_not_found",
         "key_name_taken",
@@ -169,6 +173,7 @@ impl ApiError {
         match self {
             ApiError::OutOfScope => "out_of_scope",
             ApiError::Forbidden => "forbidden",
+            ApiError::CallbackNotAllowed => "callback_not_allowed",
             ApiError::CsrfRejected => "csrf_token_invalid",
             ApiError::KeyNotFound => "key_not_found",
             ApiError::KeyNameTaken => "key_name_taken",
@@ -205,7 +210,7 @@ impl ApiError {
     pub fn rejection_reason(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) | ApiError::CsrfRejected => "auth",
-            ApiError::OutOfScope | ApiError::Forbidden => "scope",
+            ApiError::OutOfScope | ApiError::Forbidden | ApiError::CallbackNotAllowed => "scope",
             ApiError::SignatureRejected(_) | ApiError::UnknownSource => "signature",
             ApiError::RateLimited { .. } => "rate",
             ApiError::InvalidPath(_)
@@ -242,6 +247,7 @@ impl ApiError {
             ApiError::InvalidIdempotencyKey(_) | ApiError::IdempotencyKeyReused => {
                 Some("Idempotency-Key")
             }
+            ApiError::CallbackNotAllowed => Some("Flyhook-Callback"),
             ApiError::InvalidQuery { field, .. } | ApiError::InvalidField { field, .. } => {
                 Some(field)
             }
@@ -265,9 +271,10 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) | ApiError::SignatureRejected(_) => StatusCode::UNAUTHORIZED,
-            ApiError::OutOfScope | ApiError::Forbidden | ApiError::CsrfRejected => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::OutOfScope
+            | ApiError::Forbidden
+            | ApiError::CsrfRejected
+            | ApiError::CallbackNotAllowed => StatusCode::FORBIDDEN,
             ApiError::UnknownSource => StatusCode::NOT_FOUND,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DispatchNotFound | ApiError::KeyNotFound => StatusCode::NOT_FOUND,
@@ -347,6 +354,7 @@ mod tests {
             ApiError::Unauthorized(ApiKeyError::Invalid),
             ApiError::OutOfScope,
             ApiError::Forbidden,
+            ApiError::CallbackNotAllowed,
             ApiError::CsrfRejected,
             ApiError::KeyNotFound,
             ApiError::KeyNameTaken,

@@ -30,6 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
+use crate::callbacks::CallbackChoice;
 use crate::error::ApiError;
 use crate::observe::RequestId;
 use crate::publisher::{PublishError, Publisher};
@@ -90,6 +91,7 @@ pub struct Intake {
     publisher: Publisher,
     flyte: FlyteClient,
     store: DispatchStore,
+    callbacks: CallbackChoice,
     /// Until when idempotency lookups are skipped, because the store did not answer the last.
     lookups_paused_until: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Interfaces being fetched, so a burst of misses fetches each once.
@@ -103,7 +105,10 @@ fn check_storable(inputs: &Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-fn replay_parts(source: ReplaySource) -> Result<(TaskRef, Map<String, Value>, String), ApiError> {
+/// What a replay sends again: the task, its inputs, who sent it and its callback.
+type ReplayParts = (TaskRef, Map<String, Value>, String, Option<String>);
+
+fn replay_parts(source: ReplaySource) -> Result<ReplayParts, ApiError> {
     let task = TaskRef::parse(
         &source.project,
         &source.domain,
@@ -115,7 +120,7 @@ fn replay_parts(source: ReplaySource) -> Result<(TaskRef, Map<String, Value>, St
         Value::Object(map) => map,
         _ => return Err(ApiError::NotReplayable),
     };
-    Ok((task, inputs, source.api_key))
+    Ok((task, inputs, source.api_key, source.callback))
 }
 
 /// The Flyte id of a task reference, in the client's org.
@@ -129,12 +134,14 @@ impl Intake {
         publisher: Publisher,
         flyte: FlyteClient,
         store: DispatchStore,
+        callbacks: CallbackChoice,
     ) -> Intake {
         Intake {
             issuer,
             publisher,
             flyte,
             store,
+            callbacks,
             lookups_paused_until: Arc::default(),
             fetching: Arc::default(),
         }
@@ -148,14 +155,19 @@ impl Intake {
         &self.flyte
     }
 
+    /// `callback`: the destination the request named (`Flyhook-Callback`), if any.
     pub async fn accept(
         &self,
         caller: &Caller,
         task: TaskRef,
         inputs: Map<String, Value>,
         idempotency_key: Option<&str>,
+        callback: Option<&str>,
     ) -> Result<Accepted, ApiError> {
         check_storable(&inputs)?;
+        let callback = self
+            .callbacks
+            .for_request(&caller.key_name, &task, callback)?;
         self.check_inputs(&task, &inputs)?;
         let id = match idempotency_key {
             Some(key) => {
@@ -168,8 +180,10 @@ impl Intake {
             None => self.issuer.issue(),
         };
         let sender = &caller.key_name;
-        self.enqueue(self.prepare(id, task, inputs, sender, caller.request_id.as_str()))
-            .await
+        let (mut dispatch, accepted) =
+            self.prepare(id, task, inputs, sender, caller.request_id.as_str());
+        dispatch.callback = callback;
+        self.enqueue((dispatch, accepted)).await
     }
 
     /// Turns a verified provider delivery into one dispatch per matching route, published as
@@ -202,6 +216,7 @@ impl Intake {
                 route: route.name.clone(),
                 delivery_id: delivery_id.to_string(),
             });
+            dispatch.callback = route.callback.clone();
             messages.push(dispatch);
             routed.push(RoutedDispatch {
                 route: route.name.clone(),
@@ -229,6 +244,7 @@ impl Intake {
             provider_delivery_id: Some(delivery_id.to_string()),
             received_at: Utc::now(),
             request_id: Some(request_id.to_string()),
+            callback: source.callback.clone(),
         });
         self.publish(&message).await?;
         Ok(Delivery::Ignored(id))
@@ -249,15 +265,17 @@ impl Intake {
             .replay_source(id)
             .await
             .map_err(ApiError::store_unavailable)?;
-        let (task, inputs, sender) = replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
+        let (task, inputs, sender, callback) =
+            replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
         if !scopes.allows(&task) {
             return Err(ApiError::OutOfScope);
         }
         if new_run {
             let fresh = self.issuer.issue();
-            return self
-                .enqueue(self.prepare(fresh, task, inputs, &sender, request_id.as_str()))
-                .await;
+            let (mut dispatch, accepted) =
+                self.prepare(fresh, task, inputs, &sender, request_id.as_str());
+            dispatch.callback = callback;
+            return self.enqueue((dispatch, accepted)).await;
         }
         let source = store
             .requeue_for_replay(id)
@@ -265,7 +283,8 @@ impl Intake {
             .map_err(ApiError::store_unavailable)?
             .ok_or(ApiError::NotReplayable)?;
         let previous = source.previous_status.clone();
-        let (task, inputs, sender) = replay_parts(source)?;
+        // The record keeps its callback: the claim does not overwrite it with none.
+        let (task, inputs, sender, _) = replay_parts(source)?;
         let sent = self
             .enqueue(self.prepare(*id, task, inputs, &sender, request_id.as_str()))
             .await;
@@ -382,6 +401,7 @@ impl Intake {
             request_id: Some(request_id.to_string()),
             replay: false,
             delivery: None,
+            callback: None,
         };
         (dispatch, accepted)
     }

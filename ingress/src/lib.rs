@@ -12,6 +12,7 @@
 //! - [`auth`]: API keys (configured and managed), scopes and per-key rate limits; [`key_ring`]:
 //!   the keys in memory, by digest.
 //! - [`sources`]: configured webhook sources, their routes and input mappings.
+//! - [`callbacks`]: which completion callback destination a dispatch gets.
 //! - [`observe`]: request ids, access log, metrics and audit entries for every request.
 //! - [`audit`]: the audit log's batched writer and retention.
 //! - [`metrics`]: the ingress's Prometheus figures.
@@ -24,6 +25,7 @@
 
 mod audit;
 mod auth;
+mod callbacks;
 mod console;
 mod control;
 mod error;

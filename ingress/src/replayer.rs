@@ -57,6 +57,7 @@ impl Replayer {
             publisher.clone(),
             FlyteClient::new(deployment.flyte.clone())?,
             store.clone(),
+            settings.callbacks.clone(),
         );
         Ok(Replayer {
             intake,

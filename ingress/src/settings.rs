@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use flyhook_contract::callbacks::Destinations;
 use flyhook_contract::config::{
     Env, at_least_one, days_at_least_one, millis, secret_var, secs, secs_at_least_one,
 };
@@ -19,6 +20,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use crate::callbacks::CallbackChoice;
+pub use crate::callbacks::TaskPolicyEntry;
 use crate::key_ring::KeyRing;
 use crate::sources::{SourceEntry, Sources};
 
@@ -36,6 +39,8 @@ pub struct Settings {
     pub id_secret_is_explicit: bool,
     /// Provider webhook sources (`POST /hooks/{source}`).
     pub sources: Sources,
+    /// `[[callbacks]]` and the `[[tasks]]` policies that pick them.
+    pub callbacks: CallbackChoice,
 }
 
 /// The `[ingress]` section: bounds and timings of the HTTP intake.
@@ -149,6 +154,7 @@ pub struct Tables {
     pub api_keys: Vec<KeyEntry>,
     pub sources: Vec<Spanned<SourceEntry>>,
     pub hooks: HooksSection,
+    pub tasks: Vec<TaskPolicyEntry>,
 }
 
 /// The name the bootstrap key (`WEBHOOK_API_KEY`) is known by.
@@ -205,12 +211,21 @@ impl Settings {
     /// checked by `key_policy`, secrets read, sources compiled.
     pub fn resolve(
         tables: Tables,
+        destinations: &Destinations,
         file_name: &str,
         text: &str,
         env: &impl Env,
         key_policy: KeyPolicy,
     ) -> anyhow::Result<Settings> {
-        let sources = crate::sources::compile(tables.sources, tables.hooks.github_alias, text, env)
+        let sources = crate::sources::compile(
+            tables.sources,
+            tables.hooks.github_alias,
+            text,
+            env,
+            destinations,
+        )
+        .with_context(|| format!("in {file_name}"))?;
+        let callbacks = CallbackChoice::resolve(tables.tasks, destinations)
             .with_context(|| format!("in {file_name}"))?;
         // Where a secret is named by the file, an empty variable is refused as empty; these
         // well-known ones count as unset when empty, like every other variable.
@@ -267,6 +282,7 @@ impl Settings {
             id_secret_is_explicit: explicit_id_secret.is_some(),
             id_secret: explicit_id_secret.unwrap_or_else(|| derived_id_secret(key_digests)),
             sources,
+            callbacks,
         })
     }
 }

@@ -13,6 +13,8 @@
 //! task = "flytesnacks/development/deploy.main/v1"
 //! when = [{ header = "X-GitHub-Event", equals = "push" }, { pointer = "/ref", regex = "^refs/heads/" }]
 //! inputs = { commit = "/after", repository = { pointer = "/repository/full_name", default = "" } }
+//! callback = "ci-bot"      # a [[callbacks]] destination told when its runs end (a source's
+//!                          # `callback` serves its routes without one, and its ignored deliveries)
 //! ```
 //!
 //! Conditions test a header or a JSON Pointer into the payload with `equals`, `in`, `exists` or
@@ -32,7 +34,8 @@ use serde_json::{Map, Value};
 use toml::Spanned;
 
 use flyhook_contract::TaskRef;
-use flyhook_contract::config::{Env, non_blank, secret_var};
+use flyhook_contract::callbacks::Destinations;
+use flyhook_contract::config::{Env, SecretSource};
 use webhook_signatures::{GenericHmac, Headers, Scheme};
 
 /// One `[[sources]]` table as written; [`compile`] checks it.
@@ -42,18 +45,14 @@ pub struct SourceEntry {
     name: String,
     scheme: String,
     #[serde(default)]
-    secrets: Vec<SecretEntry>,
+    secrets: Vec<SecretSource>,
     tolerance_secs: Option<i64>,
     hmac: Option<GenericHmac>,
+    /// The `[[callbacks]]` destination of its routes that name none, and of its ignored
+    /// deliveries.
+    callback: Option<String>,
     #[serde(default)]
     routes: Vec<Spanned<RouteEntry>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecretEntry {
-    env: Option<String>,
-    file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +64,7 @@ struct RouteEntry {
     when: Vec<ConditionEntry>,
     #[serde(default)]
     inputs: BTreeMap<String, InputEntry>,
+    callback: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +106,8 @@ pub struct Source {
     pub secrets: Vec<SecretString>,
     pub tolerance_secs: i64,
     pub routes: Vec<Route>,
+    /// Where an ignored delivery's callback goes.
+    pub callback: Option<String>,
 }
 
 /// Sends matching deliveries to one task.
@@ -115,6 +117,8 @@ pub struct Route {
     pub task: TaskRef,
     conditions: Vec<Condition>,
     inputs: Vec<(String, InputSource)>,
+    /// The completion callback's destination: the route's, else the source's.
+    pub callback: Option<String>,
 }
 
 #[derive(Debug)]
@@ -205,13 +209,14 @@ pub(crate) fn compile(
     github_alias: Option<String>,
     text: &str,
     env: &impl Env,
+    destinations: &Destinations,
 ) -> anyhow::Result<Sources> {
     let mut sources = Sources::default();
     for entry in entries {
         let line = line_of(text, entry.span().start);
         let entry = entry.into_inner();
         let name = entry.name.clone();
-        let source = compile_source(entry, text, env)
+        let source = compile_source(entry, text, env, destinations)
             .with_context(|| format!("line {line}: source {name:?}"))?;
         if sources
             .by_name
@@ -246,7 +251,12 @@ pub(crate) fn compile(
     Ok(sources)
 }
 
-fn compile_source(entry: SourceEntry, text: &str, env: &impl Env) -> anyhow::Result<Source> {
+fn compile_source(
+    entry: SourceEntry,
+    text: &str,
+    env: &impl Env,
+    destinations: &Destinations,
+) -> anyhow::Result<Source> {
     anyhow::ensure!(
         !entry.name.is_empty()
             && entry
@@ -276,8 +286,11 @@ fn compile_source(entry: SourceEntry, text: &str, env: &impl Env) -> anyhow::Res
     let secrets = entry
         .secrets
         .into_iter()
-        .map(|s| resolve_secret(s, env).context("secret"))
+        .map(|s| s.resolve(env, SECRET_FIX).context("secret"))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(callback) = &entry.callback {
+        destinations.check_named(callback)?;
+    }
     let mut names = HashSet::new();
     let routes = entry
         .routes
@@ -292,7 +305,8 @@ fn compile_source(entry: SourceEntry, text: &str, env: &impl Env) -> anyhow::Res
                 route.name
             );
             let name = route.name.clone();
-            compile_route(route).with_context(|| format!("line {line}: route {name:?}"))
+            compile_route(route, entry.callback.as_deref(), destinations)
+                .with_context(|| format!("line {line}: route {name:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(Source {
@@ -302,26 +316,13 @@ fn compile_source(entry: SourceEntry, text: &str, env: &impl Env) -> anyhow::Res
         secrets,
         tolerance_secs: entry.tolerance_secs.unwrap_or(300),
         routes,
+        callback: entry.callback,
     })
 }
 
 /// What to do about a missing or blank source secret.
 const SECRET_FIX: &str =
     "put the signing secret (or token) the provider shows for this webhook there";
-
-/// A secret from its variable or file. Blank ones are refused: a signature made with an empty
-/// key is one anyone can make, and an empty GitLab token matches an empty header.
-fn resolve_secret(entry: SecretEntry, env: &impl Env) -> anyhow::Result<SecretString> {
-    match (entry.env, entry.file) {
-        (Some(var), None) => secret_var(env, &var, SECRET_FIX),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-            let secret = text.trim_end_matches(['\n', '\r']).to_string();
-            non_blank(secret, &format!("file {path}"), SECRET_FIX)
-        }
-        _ => bail!("a secret is {{ env = \"VAR\" }} or {{ file = \"/path\" }}"),
-    }
-}
 
 fn check_pointer(pointer: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
@@ -331,15 +332,18 @@ fn check_pointer(pointer: &str) -> anyhow::Result<String> {
     Ok(pointer.to_string())
 }
 
-fn compile_route(entry: RouteEntry) -> anyhow::Result<Route> {
-    let parts: Vec<&str> = entry.task.split('/').collect();
-    let [project, domain, name, version] = parts[..] else {
-        bail!(
-            "task must be project/domain/name/version, not {:?}",
-            entry.task
-        );
-    };
-    let task = TaskRef::parse(project, domain, name, version).context("task")?;
+fn compile_route(
+    entry: RouteEntry,
+    source_callback: Option<&str>,
+    destinations: &Destinations,
+) -> anyhow::Result<Route> {
+    let task = TaskRef::parse_path(&entry.task).context("task")?;
+    if let Some(callback) = &entry.callback {
+        destinations.check_named(callback)?;
+    }
+    let callback = entry
+        .callback
+        .or_else(|| source_callback.map(str::to_string));
     let conditions = entry
         .when
         .into_iter()
@@ -391,6 +395,7 @@ fn compile_route(entry: RouteEntry) -> anyhow::Result<Route> {
         task,
         conditions,
         inputs,
+        callback,
     })
 }
 
@@ -466,12 +471,18 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<Sources> {
         let file: File = toml::from_str(text)?;
-        compile(file.sources, None, text, &|name| match name {
-            "SECRET" => Some("s3cret".to_string()),
-            "EMPTY" => Some(String::new()),
-            "BLANK" => Some("  ".to_string()),
-            _ => None,
-        })
+        compile(
+            file.sources,
+            None,
+            text,
+            &|name| match name {
+                "SECRET" => Some("s3cret".to_string()),
+                "EMPTY" => Some(String::new()),
+                "BLANK" => Some("  ".to_string()),
+                _ => None,
+            },
+            &Destinations::default(),
+        )
     }
 
     const GITHUB: &str = r#"

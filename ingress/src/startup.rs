@@ -162,6 +162,7 @@ impl Application {
                 publisher.clone(),
                 flyte,
                 store.clone(),
+                settings.callbacks.clone(),
             ),
             store,
             audit_store,

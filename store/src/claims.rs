@@ -61,14 +61,14 @@ impl DispatchStore {
         let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, received_at, inputs, redeliveries, \
-                                     route, delivery_id, request_id) \
+                                     route, delivery_id, request_id, callback) \
              SELECT id, 'starting', project, domain, task_name, task_version, api_key, run_name, 1, \
-                    received_at, inputs, redelivered::int, route, delivery_id, request_id \
+                    received_at, inputs, redelivered::int, route, delivery_id, request_id, callback \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                          $7::text[], $8::timestamptz[], $9::jsonb[], $10::bool[], $11::text[], \
-                         $12::text[], $13::text[]) \
+                         $12::text[], $13::text[], $14::text[]) \
                   AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, \
-                       inputs, redelivered, route, delivery_id, request_id) \
+                       inputs, redelivered, route, delivery_id, request_id, callback) \
              ORDER BY id \
              ON CONFLICT (id) DO UPDATE \
                 SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
@@ -78,7 +78,8 @@ impl DispatchStore {
                     api_key = EXCLUDED.api_key, inputs = EXCLUDED.inputs, \
                     route = coalesce(dispatches.route, EXCLUDED.route), \
                     delivery_id = coalesce(dispatches.delivery_id, EXCLUDED.delivery_id), \
-                    request_id = coalesce(dispatches.request_id, EXCLUDED.request_id) \
+                    request_id = coalesce(dispatches.request_id, EXCLUDED.request_id), \
+                    callback = coalesce(EXCLUDED.callback, dispatches.callback) \
                 WHERE dispatches.status IN ('queued', 'starting') \
                   AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
              RETURNING id, attempts, redeliveries",
@@ -101,6 +102,12 @@ impl DispatchStore {
         .bind(routes)
         .bind(delivery_ids)
         .bind(request_ids)
+        .bind(
+            dispatches
+                .iter()
+                .map(|d| d.callback.clone())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&self.pool)
         .await?;
         let proceeding: std::collections::HashMap<String, (i32, i32)> = proceeding
@@ -131,7 +138,7 @@ impl DispatchStore {
                     task_name = COALESCE(task_name, $4), task_version = COALESCE(task_version, $5), \
                     api_key = COALESCE(api_key, $6), inputs = COALESCE(inputs, $7), \
                     route = COALESCE(route, $8), delivery_id = COALESCE(delivery_id, $9), \
-                    request_id = COALESCE(request_id, $10) \
+                    request_id = COALESCE(request_id, $10), callback = COALESCE(callback, $11) \
              WHERE id = $1 RETURNING status",
         )
         .bind(dispatch.id.to_string())
@@ -144,6 +151,7 @@ impl DispatchStore {
         .bind(route)
         .bind(delivery_id)
         .bind(request_id)
+        .bind(&dispatch.callback)
         .fetch_one(&self.pool)
         .await?;
         parse_status(status)
@@ -160,10 +168,10 @@ impl DispatchStore {
         sqlx::query(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, error, received_at, finished_at, route, \
-                                     delivery_id, request_id) \
-             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12) \
+                                     delivery_id, request_id, callback) \
+             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12, $13) \
              ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $8, finished_at = now(), \
-                    updated_at = now() \
+                    updated_at = now(), callback = coalesce(dispatches.callback, $13) \
                 WHERE dispatches.status IN ('queued', 'starting')",
         )
         .bind(dispatch.id.to_string())
@@ -178,6 +186,7 @@ impl DispatchStore {
         .bind(route)
         .bind(delivery_id)
         .bind(request_id)
+        .bind(&dispatch.callback)
         .execute(&self.pool)
         .await
         .map(drop)
@@ -222,8 +231,8 @@ impl DispatchStore {
     pub async fn record_ignored(&self, ignored: &Ignored) -> Result<(), sqlx::Error> {
         sqlx::query(
             "INSERT INTO dispatches (id, status, api_key, run_name, error, received_at, finished_at, \
-                                     delivery_id, request_id) \
-             VALUES ($1, 'ignored', $2, $3, $4, $5, now(), $6, $7) ON CONFLICT (id) DO NOTHING",
+                                     delivery_id, request_id, callback) \
+             VALUES ($1, 'ignored', $2, $3, $4, $5, now(), $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(ignored.id.to_string())
         .bind(&ignored.source)
@@ -240,6 +249,7 @@ impl DispatchStore {
                 .and_then(recordable_delivery_id),
         )
         .bind(ignored.request_id.as_deref().map(storable_text))
+        .bind(&ignored.callback)
         .execute(&self.pool)
         .await
         .map(drop)

@@ -6,12 +6,14 @@
 //! - [`record`]: a dispatch as read back; [`claims`]: the worker's start path;
 //!   [`tracking`]: leases and run ends; [`control`]: await and cancel; [`listing`]: pages and
 //!   filters; [`replay`]: sending a dispatch again.
+//! - [`callbacks`]: the callback outbox and each dispatch's callback state.
 //! - [`history`]: one dispatch's status changes; [`overview`]: the fleet's figures by time.
 //! - [`keys`]: API keys managed at run time; [`audit`]: the audit log; [`sessions`]: the
 //!   console's sign-ins.
 //! - [`fault`]: an error told apart as an outage (hold and retry) or refused data.
 
 pub mod audit;
+pub mod callbacks;
 pub mod claims;
 pub mod control;
 pub mod fault;
@@ -87,6 +89,7 @@ mod test_support {
             request_id: None,
             replay: false,
             delivery: None,
+            callback: None,
         }
     }
 

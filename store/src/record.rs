@@ -40,6 +40,14 @@ pub struct DispatchRecord {
     pub delivery_id: Option<String>,
     /// The request that brought it (absent for dispatches recorded by older versions).
     pub request_id: Option<String>,
+    /// The completion callback's destination, and how its last ending's event fared.
+    pub callback: Option<String>,
+    pub callback_state: Option<String>,
+    pub callback_attempts: i32,
+    pub callback_answer: Option<String>,
+    pub callback_at: Option<DateTime<Utc>>,
+    /// How many times it has ended (a replay ends it again).
+    pub endings: i32,
 }
 
 /// A status read from the database (sqlx converts through `String`).
@@ -62,7 +70,8 @@ pub(crate) fn parse_status(text: String) -> Result<DispatchStatus, sqlx::Error> 
 
 pub(crate) const COLUMNS: &str = "id, status, project, domain, task_name, task_version, run_name, run_url, \
                        attempts, error, error_kind, flyte_phase, outputs, received_at, started_at, \
-                       finished_at, updated_at, api_key, route, delivery_id, request_id";
+                       finished_at, updated_at, api_key, route, delivery_id, request_id, callback, \
+                       callback_state, callback_attempts, callback_answer, callback_at, endings";
 
 impl DispatchStore {
     /// The inputs a dispatch was recorded with, if it was.

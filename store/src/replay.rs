@@ -17,6 +17,8 @@ pub struct ReplaySource {
     pub inputs: Value,
     pub api_key: String,
     pub previous_status: String,
+    /// The completion callback's destination, kept by a replay.
+    pub callback: Option<String>,
 }
 
 impl DispatchStore {
@@ -41,7 +43,8 @@ impl DispatchStore {
         id: &DispatchId,
     ) -> Result<Option<ReplaySource>, sqlx::Error> {
         sqlx::query_as(
-            "SELECT project, domain, task_name, task_version, inputs, api_key, status AS previous_status \
+            "SELECT project, domain, task_name, task_version, inputs, api_key, status AS previous_status, \
+                    callback \
              FROM dispatches WHERE id = $1 AND project IS NOT NULL AND inputs IS NOT NULL \
                AND status NOT IN ('queued', 'starting', 'running')",
         )
@@ -65,7 +68,7 @@ impl DispatchStore {
              FROM old WHERE d.id = old.id AND old.status = ANY($2) \
                AND d.project IS NOT NULL AND d.inputs IS NOT NULL \
              RETURNING d.project, d.domain, d.task_name, d.task_version, d.inputs, d.api_key, \
-                       old.status AS previous_status",
+                       old.status AS previous_status, d.callback",
         )
         .bind(id.to_string())
         .bind(statuses)

@@ -15,6 +15,8 @@
 //! - [`binaries`]: the workspace's binaries, found through cargo, as child processes.
 //! - [`stack`]: [`Stack`], a deployment of `flyhook` processes, ended by [`Stack::stop`].
 //! - [`proxy`]: a TCP proxy whose connections a test cuts, pauses or refuses.
+//! - [`receiver`]: a completion callbacks' receiver that records what it gets and answers by
+//!   script.
 //! - [`wait`]: polling until something holds.
 //! - [`client`]: [`Sender`], signed deliveries, and the answers they get.
 //! - [`browser`]: a headless Chromium over WebDriver, for the console's tests.
@@ -28,6 +30,7 @@ pub mod database;
 pub mod env;
 pub mod in_process;
 pub mod proxy;
+pub mod receiver;
 pub mod services;
 pub mod sim;
 pub mod stack;
@@ -40,6 +43,7 @@ pub use database::Database;
 pub use env::TestEnv;
 pub use in_process::{Ingress, RunningWorker};
 pub use proxy::Proxy;
+pub use receiver::Receiver;
 pub use services::free_port;
 pub use sim::Sim;
 pub use stack::{Flyte, Stack, StackSpec};

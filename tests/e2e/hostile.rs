@@ -37,6 +37,7 @@ fn hello(settings: &Settings, inputs: Value) -> Dispatch {
         request_id: None,
         replay: false,
         delivery: None,
+        callback: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! End to end: the real ingress and worker, real RabbitMQ and PostgreSQL, flyte-sim for Flyte.
 
+mod callbacks;
 mod console;
 mod hooks;
 mod hostile;

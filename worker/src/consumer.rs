@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use anyhow::{Context, bail};
-use flyhook_contract::broker::{self, BrokerNodes, ConnectedNode, Topology};
+use flyhook_contract::broker::{self, BrokerNodes, ConfirmChannel, ConnectedNode, Topology};
 use flyhook_contract::deployment::Deployment;
 use flyhook_store::DispatchStore;
 use flyte_client::FlyteClient;
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use crate::callbacks::{self, Callbacks};
 use crate::metrics::{QueueLabels, Readiness, WorkerMetrics};
 use crate::process::Processor;
 use crate::settings::Settings;
@@ -34,11 +35,20 @@ use crate::settle::{Hold, Retrier, handle};
 use crate::store_gate::StoreGate;
 use crate::tracker::Tracker;
 
+/// A queue's deliveries, ending with `None` when the broker ends its consumer.
+type Deliveries = futures_util::stream::BoxStream<
+    'static,
+    Option<Result<lapin::message::Delivery, lapin::Error>>,
+>;
+
 /// How long shutdown waits for in-flight dispatches before closing (they are then redelivered).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Worker {
     processor: Arc<Processor>,
+    callbacks: Arc<Callbacks>,
+    /// For the callback relay's run URLs.
+    flyte: FlyteClient,
     gate: StoreGate,
     tracker: Tracker,
     nodes: BrokerNodes,
@@ -47,6 +57,8 @@ pub struct Worker {
     partitions: Vec<u16>,
     prefetch: u16,
     concurrency: usize,
+    /// Callback deliveries at once, apart from the dispatches' share.
+    callback_concurrency: usize,
     metrics: WorkerMetrics,
     /// The node consumed from, while attached to the work queues (for `/readyz`, `/metrics`).
     consuming: ConnectedNode,
@@ -103,6 +115,11 @@ impl Worker {
             ops_server: std::sync::Mutex::new(Some(ops_server)),
             ops_shutdown,
             tracker: Tracker::new(store.clone(), flyte.clone(), settings.tracking.clone()),
+            callbacks: Arc::new(
+                Callbacks::new(deployment.callbacks.clone(), store.clone(), metrics.clone())
+                    .context("callback client")?,
+            ),
+            flyte: flyte.clone(),
             processor: Arc::new(Processor::new(
                 store,
                 flyte,
@@ -115,6 +132,7 @@ impl Worker {
             partitions,
             prefetch: settings.prefetch,
             concurrency: settings.concurrency,
+            callback_concurrency: settings.callback_concurrency,
         })
     }
 
@@ -230,39 +248,63 @@ impl Worker {
         ));
 
         let retrier = Arc::new(Retrier::open(&connection, &self.topology).await?);
+        let (callback_channel, mut callback_deliveries) =
+            self.consume_callbacks(&connection, worker).await?;
+        if self.topology.has_callbacks() {
+            sampler.spawn(callbacks::relay(
+                self.processor.store().clone(),
+                self.flyte.clone(),
+                Arc::new(ConfirmChannel::open(&connection).await?),
+                self.topology.clone(),
+                shutdown.clone(),
+            ));
+        }
+        // Each kind of work has its own slots, and a kind whose slots are all taken is not
+        // read from: a slow callback receiver never holds up a dispatch, nor the reverse.
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        let callback_slots = Arc::new(Semaphore::new(self.callback_concurrency));
         let mut in_flight = JoinSet::new();
         let cancelled = loop {
-            tokio::select! {
+            let (delivery, slot) = tokio::select! {
                 _ = shutdown.cancelled() => break false,
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                next = deliveries.next() => match next {
-                    Some(Some(Ok(delivery))) => {
-                        let slot = slots.clone().acquire_owned().await?;
-                        let processor = self.processor.clone();
-                        let retrier = retrier.clone();
-                        let hold = Hold {
-                            gate: self.gate.clone(),
-                            shutdown: shutdown.clone(),
-                            held_now: self.metrics.held.clone(),
-                        };
-                        let in_progress = self.metrics.in_progress.clone();
-                        in_progress.inc();
-                        in_flight.spawn(async move {
-                            handle(&processor, &retrier, &hold, delivery).await;
-                            in_progress.dec();
-                            drop(slot);
-                        });
-                    }
-                    Some(Some(Err(e))) => bail!("consumer failed: {e}"),
-                    Some(None) | None => break true,
-                },
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+                next = deliveries.next(), if slots.available_permits() > 0 => (next, &slots),
+                next = callback_deliveries.next(), if callback_slots.available_permits() > 0 => {
+                    (next, &callback_slots)
+                }
+            };
+            match delivery {
+                Some(Some(Ok(delivery))) => {
+                    let slot = slot.clone().try_acquire_owned()?;
+                    let processor = self.processor.clone();
+                    let callbacks = self.callbacks.clone();
+                    let retrier = retrier.clone();
+                    let hold = Hold {
+                        gate: self.gate.clone(),
+                        shutdown: shutdown.clone(),
+                        held_now: self.metrics.held.clone(),
+                    };
+                    let in_progress = self.metrics.in_progress.clone();
+                    in_progress.inc();
+                    in_flight.spawn(async move {
+                        handle(&processor, &callbacks, &retrier, &hold, delivery).await;
+                        in_progress.dec();
+                        drop(slot);
+                    });
+                }
+                Some(Some(Err(e))) => bail!("consumer failed: {e}"),
+                Some(None) | None => break true,
             }
         };
 
         // Shutdown, or a consumer ended: take no more, finish what we hold, then close (the
         // rest is requeued).
         for tag in tags {
+            let _ = channel
+                .basic_cancel(tag.into(), BasicCancelOptions::default())
+                .await;
+        }
+        if let Some((channel, tag)) = callback_channel {
             let _ = channel
                 .basic_cancel(tag.into(), BasicCancelOptions::default())
                 .await;
@@ -284,6 +326,37 @@ impl Worker {
             bail!("the broker cancelled a consumer (its queue deleted?)");
         }
         Ok(())
+    }
+
+    /// The callback queue's deliveries, on a channel of their own with their own prefetch
+    /// (none, and a stream that never yields, when no callbacks are configured); the channel
+    /// and consumer tag, to cancel at shutdown.
+    async fn consume_callbacks(
+        &self,
+        connection: &lapin::Connection,
+        worker: u32,
+    ) -> anyhow::Result<(Option<(lapin::Channel, String)>, Deliveries)> {
+        if !self.topology.has_callbacks() {
+            return Ok((None, stream::pending().boxed()));
+        }
+        let queue = self.topology.callback_queue();
+        let channel = connection.create_channel().await?;
+        let prefetch = u16::try_from(self.callback_concurrency).unwrap_or(u16::MAX);
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?;
+        let tag = format!("flyhook-worker-{worker:08x}-{queue}");
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.clone().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("consuming {queue}"))?;
+        let deliveries = consumer.map(Some).chain(stream::once(ready(None))).boxed();
+        Ok((Some((channel, tag)), deliveries))
     }
 
     /// This worker's partitions' queues, and those of partitions beyond the configured count

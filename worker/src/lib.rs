@@ -6,6 +6,7 @@
 //! - [`settle`]: one delivery processed and settled with the broker (ack, retry, split,
 //!   dead letter).
 //! - [`process`]: `Processor`, one attempt at one dispatch, returning an `Outcome`.
+//! - [`callbacks`]: completion callbacks, from the outbox to the queue to the receiver.
 //! - [`tracker`]: `Tracker`, following started runs to their end, shared through leases.
 //! - [`batch`]: status writes of many dispatches in one statement.
 //! - [`store_gate`]: deliveries held while PostgreSQL is away, with one probe per worker.
@@ -13,6 +14,7 @@
 //! - [`metrics`]: the worker's Prometheus figures, served with its probes.
 
 mod batch;
+mod callbacks;
 mod consumer;
 mod metrics;
 mod process;

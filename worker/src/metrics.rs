@@ -25,6 +25,18 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallbackLabels {
+    pub destination: String,
+    /// delivered, retried, gave_up, gone.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
     pub queue: String,
 }
@@ -44,6 +56,10 @@ pub struct WorkerMetrics {
     pub queue_depth: Family<QueueLabels, Gauge>,
     /// From the ingress accepting a dispatch to its run being created.
     pub accept_to_run_started: Histogram,
+    /// Callback deliveries, by destination and outcome.
+    pub callbacks: Family<CallbackLabels, Counter>,
+    /// From a dispatch's end to its callback's delivery, by destination.
+    pub end_to_callback: Family<DestinationLabels, Histogram>,
     pub flyte: FlyteCallMetrics,
 }
 
@@ -56,6 +72,8 @@ impl WorkerMetrics {
             runs_in_flight: Gauge::default(),
             queue_depth: Family::default(),
             accept_to_run_started: latency_histogram(),
+            callbacks: Family::default(),
+            end_to_callback: Family::new_with_constructor(latency_histogram),
             flyte: FlyteCallMetrics::register(registry),
         };
         registry.register(
@@ -88,7 +106,36 @@ impl WorkerMetrics {
             "Time from the ingress accepting a dispatch to its Flyte run being created",
             metrics.accept_to_run_started.clone(),
         );
+        registry.register(
+            "flyhook_callbacks",
+            "Completion callback deliveries, by destination and outcome (delivered, retried, gave_up, gone)",
+            metrics.callbacks.clone(),
+        );
+        registry.register(
+            "flyhook_end_to_callback_seconds",
+            "Time from a dispatch's end to its callback's delivery, by destination",
+            metrics.end_to_callback.clone(),
+        );
         metrics
+    }
+
+    pub fn callback_delivered(&self, destination: &str, since_end: Duration) {
+        self.count_callback(destination, "delivered");
+        self.end_to_callback
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_string(),
+            })
+            .observe(since_end.as_secs_f64());
+    }
+
+    /// Counts one callback delivery by its outcome.
+    pub fn count_callback(&self, destination: &str, outcome: &'static str) {
+        self.callbacks
+            .get_or_create(&CallbackLabels {
+                destination: destination.to_string(),
+                outcome,
+            })
+            .inc();
     }
 
     pub fn count(&self, outcome: &'static str) {

@@ -19,6 +19,10 @@ pub struct Settings {
     /// Dispatches processed at once (cheap: tasks, not threads).
     #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
+    /// Completion callbacks delivered at once (and held from the callback queue), apart from
+    /// the dispatches: a receiver that is slow or down holds up callbacks only.
+    #[serde(deserialize_with = "at_least_one")]
+    pub callback_concurrency: usize,
     /// PostgreSQL connections this worker holds, whatever the concurrency: each connection is a
     /// PostgreSQL process, and a fleet must stay below `max_connections`. At least two (the
     /// tracker holds one while the consumer writes).
@@ -44,6 +48,7 @@ impl Default for Settings {
             listen: "127.0.0.1:9090".into(),
             prefetch: 512,
             concurrency: 256,
+            callback_concurrency: 32,
             database_connections: 8,
             max_attempts: 5,
             max_runs_per_second_per_project: None,

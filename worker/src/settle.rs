@@ -13,6 +13,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::callbacks::Callbacks;
 use crate::process::{Outcome, Processor};
 use crate::store_gate::StoreGate;
 
@@ -47,7 +48,7 @@ impl Retrier {
     }
 
     async fn publish(&self, message: &DispatchMessage, delay: Duration) -> anyhow::Result<()> {
-        let routing_key = Topology::retry_routing_key(delay);
+        let routing_key = Topology::retry_routing_key(message, delay);
         let published = self
             .channel
             .publish(&self.exchange, &routing_key, message)
@@ -76,7 +77,13 @@ const REQUEUE: BasicNackOptions = BasicNackOptions {
 };
 
 /// Processes one delivery and settles it with the broker.
-pub async fn handle(processor: &Processor, retrier: &Retrier, hold: &Hold, delivery: Delivery) {
+pub async fn handle(
+    processor: &Processor,
+    callbacks: &Callbacks,
+    retrier: &Retrier,
+    hold: &Hold,
+    delivery: Delivery,
+) {
     let message = match serde_json::from_slice::<DispatchMessage>(&delivery.data) {
         Ok(message) => message,
         Err(e) => return dead_letter_unreadable(processor, hold, delivery, e).await,
@@ -87,7 +94,7 @@ pub async fn handle(processor: &Processor, retrier: &Retrier, hold: &Hold, deliv
         dispatch = %message.id().map(|id| id.to_string()).unwrap_or_default(),
         request_id = message.request_id().unwrap_or("-")
     );
-    process_and_settle(processor, retrier, hold, delivery, message)
+    process_and_settle(processor, callbacks, retrier, hold, delivery, message)
         .instrument(span)
         .await
 }
@@ -149,6 +156,7 @@ where
 
 async fn process_and_settle(
     processor: &Processor,
+    callbacks: &Callbacks,
     retrier: &Retrier,
     hold: &Hold,
     delivery: Delivery,
@@ -172,6 +180,7 @@ async fn process_and_settle(
         DispatchMessage::IgnoredV1(ignored) => {
             holding(hold, |_| processor.record_ignored(ignored)).await
         }
+        DispatchMessage::CallbackV1(callback) => Some(callbacks.deliver(callback).await),
         DispatchMessage::DeliveryV1(_) => unreachable!("split above"),
     };
     // Stopping while held: back to the queue for the next worker.
@@ -184,11 +193,15 @@ async fn process_and_settle(
         Outcome::StoreUnavailable => unreachable!("holding() returns only other outcomes"),
         Outcome::RetryAfter(delay) => {
             let mut next = message;
-            if let DispatchMessage::DispatchV1(dispatch) = &mut next {
-                dispatch.retries += 1;
-                // Reopened once already: a later delivery must not reopen it again (it may
-                // have been cancelled meanwhile).
-                dispatch.replay = false;
+            match &mut next {
+                DispatchMessage::DispatchV1(dispatch) => {
+                    dispatch.retries += 1;
+                    // Reopened once already: a later delivery must not reopen it again (it
+                    // may have been cancelled meanwhile).
+                    dispatch.replay = false;
+                }
+                DispatchMessage::CallbackV1(callback) => callback.attempts += 1,
+                _ => {}
             }
             // The retry is safely in a delay queue before the original goes.
             match retrier.publish(&next, delay).await {

@@ -24,6 +24,14 @@
 //! worker --"retry-4s"--> {prefix}.retry (direct) --> {prefix}.retry.4s (TTL 4 s) --expired--> {prefix}.dispatch
 //! ```
 //!
+//! Completion callbacks (when `[[callbacks]]` are configured) have a queue and delay queues of
+//! their own, so a receiver that is slow or down holds up its callbacks and nothing else:
+//!
+//! ```text
+//! {prefix}.dispatch --"callback"--> {prefix}.callbacks
+//! worker --"callback-retry-4s"--> {prefix}.retry --> {prefix}.callback-retry.4s --expired--> {prefix}.dispatch --"callback"-->
+//! ```
+//!
 //! Every queue is a quorum queue: durable, replicated to `[broker] replicas` nodes (as many as
 //! the cluster has, up to that), its leader placed on the least loaded node
 //! (`x-queue-leader-locator: balanced`), every message replicated to a majority before it is
@@ -48,7 +56,11 @@ pub struct Topology {
     max_queue_length: u32,
     partitions: u16,
     replicas: u16,
+    callbacks: bool,
 }
+
+/// The routing key of the callback queue.
+pub const CALLBACK_KEY: &str = "callback";
 
 /// Deliveries after which the broker dead-letters a message that keeps failing (a poison
 /// message, or a worker that crashes on it). The worker gives up earlier on its own terms.
@@ -72,7 +84,26 @@ impl Topology {
             max_queue_length,
             partitions: partitions.clamp(1, MAX_PARTITIONS),
             replicas: replicas.max(1),
+            callbacks: false,
         }
+    }
+
+    /// With the callback queues (declared only where callbacks are configured).
+    pub fn with_callbacks(mut self, callbacks: bool) -> Topology {
+        self.callbacks = callbacks;
+        self
+    }
+
+    pub fn has_callbacks(&self) -> bool {
+        self.callbacks
+    }
+
+    pub fn callback_queue(&self) -> String {
+        format!("{}.callbacks", self.prefix)
+    }
+
+    fn callback_retry_queues(&self) -> impl Iterator<Item = String> + '_ {
+        (0..RETRY_TIERS).map(|tier| format!("{}.callback-retry.{}s", self.prefix, 1u64 << tier))
     }
 
     pub fn exchange(&self) -> String {
@@ -111,8 +142,12 @@ impl Topology {
         (id.spread() % u32::from(self.partitions)) as u16
     }
 
-    /// The routing key that takes `message` to its dispatch's partition.
+    /// The routing key that takes `message` to its dispatch's partition (a callback to the
+    /// callback queue).
     pub fn routing_key(&self, message: &DispatchMessage) -> String {
+        if let DispatchMessage::CallbackV1(_) = message {
+            return CALLBACK_KEY.to_string();
+        }
         let partition = message.id().map_or(0, |id| self.partition_of(&id));
         Topology::partition_key(partition)
     }
@@ -133,13 +168,16 @@ impl Topology {
         (0..RETRY_TIERS).map(|tier| format!("{}.retry.{}s", self.prefix, 1u64 << tier))
     }
 
-    /// The routing key of the delay queue that holds a message for at least `delay` (or for
-    /// the longest delay there is).
-    pub fn retry_routing_key(delay: std::time::Duration) -> String {
+    /// The routing key of the delay queue that holds `message` for at least `delay` (or for
+    /// the longest delay there is): a callback's own, or the dispatches'.
+    pub fn retry_routing_key(message: &DispatchMessage, delay: std::time::Duration) -> String {
         let tier = (0..RETRY_TIERS)
             .find(|tier| std::time::Duration::from_secs(1 << tier) >= delay)
             .unwrap_or(RETRY_TIERS - 1);
-        format!("retry-{}s", 1u64 << tier)
+        match message {
+            DispatchMessage::CallbackV1(_) => format!("callback-retry-{}s", 1u64 << tier),
+            _ => format!("retry-{}s", 1u64 << tier),
+        }
     }
 
     /// The work queues of partitions at and beyond the configured count that still exist (left
@@ -168,8 +206,9 @@ impl Topology {
     pub async fn delete(&self, channel: &Channel) -> anyhow::Result<()> {
         let queues = self
             .work_queues()
-            .chain([self.dead_queue()])
-            .chain(self.retry_queues());
+            .chain([self.dead_queue(), self.callback_queue()])
+            .chain(self.retry_queues())
+            .chain(self.callback_retry_queues());
         for queue in queues {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
@@ -228,35 +267,31 @@ impl Topology {
                 .await?;
         }
 
-        for (tier, queue) in self.retry_queues().enumerate() {
-            let mut args = quorum();
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000 << tier));
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(self.exchange().into()),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(ROUTING_KEY.into()),
-            );
-            // Expired messages move back with publisher-confirm semantics inside the broker.
-            args.insert(
-                "x-dead-letter-strategy".into(),
-                AMQPValue::LongString("at-least-once".into()),
-            );
-            args.insert(
-                "x-overflow".into(),
-                AMQPValue::LongString("reject-publish".into()),
-            );
+        declarer
+            .delay_queues(
+                self.retry_queues(),
+                &self.retry_exchange(),
+                "retry",
+                &self.exchange(),
+                ROUTING_KEY,
+            )
+            .await?;
+        if self.callbacks {
             declarer
-                .queue(&queue, args)
+                // Dead-lettered and bounded like a work queue.
+                .queue(&self.callback_queue(), self.work_queue_arguments())
                 .await
-                .with_context(|| format!("declaring the delay queue {queue}"))?;
+                .context("declaring the callback queue")?;
             declarer
-                .bind(
-                    &queue,
+                .bind(&self.callback_queue(), &self.exchange(), CALLBACK_KEY)
+                .await?;
+            declarer
+                .delay_queues(
+                    self.callback_retry_queues(),
                     &self.retry_exchange(),
-                    &format!("retry-{}s", 1u64 << tier),
+                    "callback-retry",
+                    &self.exchange(),
+                    CALLBACK_KEY,
                 )
                 .await?;
         }
@@ -371,6 +406,45 @@ impl Declarer<'_> {
         }
     }
 
+    /// One delay queue per tier, bound on `exchange` as `{key_prefix}-{N}s`, whose expired
+    /// messages go back to `back_to` with `back_key`.
+    async fn delay_queues(
+        &mut self,
+        queues: impl Iterator<Item = String>,
+        exchange: &str,
+        key_prefix: &str,
+        back_to: &str,
+        back_key: &str,
+    ) -> anyhow::Result<()> {
+        for (tier, queue) in queues.enumerate() {
+            let mut args = quorum();
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000 << tier));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(back_to.into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(back_key.into()),
+            );
+            // Expired messages move back with publisher-confirm semantics inside the broker.
+            args.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+            args.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+            self.queue(&queue, args)
+                .await
+                .with_context(|| format!("declaring the delay queue {queue}"))?;
+            self.bind(&queue, exchange, &format!("{key_prefix}-{}s", 1u64 << tier))
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn bind(&self, queue: &str, exchange: &str, key: &str) -> anyhow::Result<()> {
         self.channel
             .queue_bind(
@@ -465,6 +539,16 @@ mod tests {
 
     #[test]
     fn a_retry_waits_in_the_shortest_delay_queue_that_is_long_enough() {
+        let issuer = crate::IdIssuer::new(&"s".repeat(32).into());
+        let dispatch = DispatchMessage::IgnoredV1(crate::dispatch::Ignored {
+            id: issuer.issue(),
+            source: "source:s".into(),
+            delivery_id: "d".into(),
+            provider_delivery_id: None,
+            received_at: chrono::Utc::now(),
+            request_id: None,
+            callback: None,
+        });
         for (delay, key) in [
             (Duration::ZERO, "retry-1s"),
             (Duration::from_millis(900), "retry-1s"),
@@ -472,8 +556,29 @@ mod tests {
             (Duration::from_secs(30), "retry-32s"),
             (Duration::from_secs(3600), "retry-64s"),
         ] {
-            assert_eq!(Topology::retry_routing_key(delay), key, "{delay:?}");
+            assert_eq!(
+                Topology::retry_routing_key(&dispatch, delay),
+                key,
+                "{delay:?}"
+            );
         }
+        let callback = DispatchMessage::CallbackV1(crate::callbacks::Callback {
+            dispatch: issuer.issue(),
+            ending: 1,
+            destination: "bot".into(),
+            webhook_id: "msg_1".into(),
+            event: serde_json::json!({}),
+            ended_at: chrono::Utc::now(),
+            attempts: 0,
+        });
+        assert_eq!(
+            Topology::retry_routing_key(&callback, Duration::from_secs(3)),
+            "callback-retry-4s"
+        );
+        assert_eq!(
+            Topology::new("p", 10, 4, 3).routing_key(&callback),
+            CALLBACK_KEY
+        );
         let topology = Topology::new("p", 10, 1, 3);
         let queues: Vec<String> = topology.retry_queues().collect();
         assert_eq!(queues.first().map(String::as_str), Some("p.retry.1s"));
@@ -493,6 +598,7 @@ mod tests {
                 provider_delivery_id: None,
                 received_at: chrono::Utc::now(),
                 request_id: None,
+                callback: None,
             });
             let key = topology.routing_key(&message);
             assert_eq!(topology.routing_key(&message), key);

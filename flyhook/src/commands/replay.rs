@@ -1,4 +1,5 @@
-//! `flyhook replay`: finished dispatches sent again, chosen by the filters of `GET /dispatches`.
+//! `flyhook replay`: finished dispatches sent again, chosen by the filters of `GET /dispatches`;
+//! with `--callbacks`, their failed completion callbacks instead.
 
 use flyhook_contract::{DispatchId, DispatchStatus};
 use flyhook_ingress::Replayer;
@@ -9,9 +10,10 @@ use crate::Settings;
 
 #[derive(Debug, clap::Args)]
 pub struct Replay {
-    /// Comma-separated statuses to replay.
-    #[arg(long, default_value = "failed,dead_lettered")]
-    status: String,
+    /// Comma-separated statuses to replay (default: failed,dead_lettered; with --callbacks,
+    /// every end).
+    #[arg(long)]
+    status: Option<String>,
     #[arg(long)]
     project: Option<String>,
     #[arg(long)]
@@ -36,13 +38,24 @@ pub struct Replay {
     dry_run: bool,
     #[arg(long)]
     new_run: bool,
+    /// Send the failed completion callbacks of the matching dispatches again (same event, same
+    /// webhook-id), and replay no dispatch.
+    #[arg(long, conflicts_with = "new_run")]
+    callbacks: bool,
 }
 
 impl Replay {
     /// The dispatches to replay, checked before anything is connected.
     pub fn filter(&self) -> anyhow::Result<ListFilter> {
+        let default = if self.callbacks {
+            "succeeded,failed,aborted,timed_out,dead_lettered,ignored"
+        } else {
+            "failed,dead_lettered"
+        };
         let statuses = self
             .status
+            .as_deref()
+            .unwrap_or(default)
             .split(',')
             .map(|s| s.trim().parse())
             .collect::<Result<Vec<DispatchStatus>, _>>()
@@ -71,6 +84,22 @@ impl Replay {
         let ids = store.matching_ids(filter, usize::MAX).await?;
         println!("{} dispatch(es) match", ids.len());
         if self.dry_run || ids.is_empty() {
+            return Ok(());
+        }
+        if self.callbacks {
+            let ids = ids
+                .iter()
+                .map(|id| DispatchId::parse(id))
+                .collect::<Result<Vec<_>, _>>()?;
+            let resent = store.resend_callbacks(&ids).await?;
+            for id in &resent {
+                println!("{id}: callback queued again");
+            }
+            println!(
+                "callbacks sent again {}, not failed (or without a callback) {}",
+                resent.len(),
+                ids.len() - resent.len()
+            );
             return Ok(());
         }
         let replayer =

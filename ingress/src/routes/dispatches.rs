@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use flyhook_contract::callbacks::Callback;
 use flyhook_contract::principal::Principal;
 use flyhook_contract::status::REPLAYABLE;
 use flyhook_contract::{DispatchId, DispatchStatus};
@@ -25,6 +26,24 @@ struct TaskView {
     domain: String,
     name: String,
     version: String,
+}
+
+/// Where a dispatch's completion callback is.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CallbackView {
+    /// The `[[callbacks]]` destination.
+    destination: String,
+    /// `pending` (queued to send), `retrying`, `delivered` or `failed` (dead-lettered; sent
+    /// again by `flyhook replay --callbacks`); absent until the dispatch ends.
+    state: Option<String>,
+    /// Deliveries tried for its last ending.
+    attempts: i32,
+    /// The receiver's last answer, or why none came.
+    last_answer: Option<String>,
+    /// When it was last tried.
+    at: Option<DateTime<Utc>>,
+    /// The `webhook-id` of its last ending's event (receivers dedupe on it).
+    webhook_id: Option<String>,
 }
 
 /// A dispatch as senders see it.
@@ -56,6 +75,8 @@ pub struct DispatchView {
     delivery_id: Option<String>,
     /// The request that brought it (`X-Request-Id`).
     request_id: Option<String>,
+    /// The completion callback, if one was chosen.
+    callback: Option<CallbackView>,
 }
 
 impl DispatchView {
@@ -80,6 +101,7 @@ impl DispatchView {
             route: None,
             delivery_id: None,
             request_id: None,
+            callback: None,
         }
     }
 
@@ -105,7 +127,7 @@ impl DispatchView {
             }))
         });
         DispatchView {
-            id: r.id,
+            id: r.id.clone(),
             status: r.status.0,
             recorded: true,
             task,
@@ -127,6 +149,17 @@ impl DispatchView {
             route: r.route,
             delivery_id: r.delivery_id,
             request_id: r.request_id,
+            callback: r.callback.map(|destination| CallbackView {
+                destination,
+                webhook_id: DispatchId::parse(&r.id)
+                    .ok()
+                    .filter(|_| r.endings > 0)
+                    .map(|id| Callback::webhook_id(&id, r.endings)),
+                state: r.callback_state,
+                attempts: r.callback_attempts,
+                last_answer: r.callback_answer,
+                at: r.callback_at,
+            }),
         }
     }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use flyhook_contract::TaskRef;
+use flyhook_contract::callbacks::CALLBACK_HEADER;
 use serde::Deserialize;
 
 use crate::auth::Caller;
@@ -57,12 +58,13 @@ pub struct TaskPath {
     post,
     path = "/run-task/{project}/{domain}/{name}/{version}",
     tag = "intake",
-    params(TaskPath, WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    params(TaskPath, WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY), ("Flyhook-Callback" = Option<String>, Header, description = CALLBACK)),
     request_body(content = Object, content_type = "application/json", description = "The task's inputs, by name"),
     security(("api_key" = [])),
     responses(
         (status = 202, description = "Queued durably; follow it at status_url", body = Accepted),
         (status = 200, description = "With ?wait=: the run ended within the wait", body = DispatchView),
+        (status = 403, description = "The key's scopes do not cover the task, or it may not name that callback", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A path segment is invalid, or the inputs do not fit the task", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -83,12 +85,13 @@ pub async fn run_task(
     post,
     path = "/run-task-and-wait/{project}/{domain}/{name}/{version}",
     tag = "intake",
-    params(TaskPath, WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY)),
+    params(TaskPath, WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY), ("Flyhook-Callback" = Option<String>, Header, description = CALLBACK)),
     request_body(content = Object, content_type = "application/json", description = "The task's inputs, by name"),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The run ended within the wait", body = DispatchView),
         (status = 202, description = "Still going when the wait ran out; follow it at status_url", body = Accepted),
+        (status = 403, description = "The key's scopes do not cover the task, or it may not name that callback", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A path segment is invalid, or the inputs do not fit the task", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -126,9 +129,10 @@ async fn submit(
     caller.may_use(&task)?;
     let inputs = read_json_object(&req, payload, &services.settings).await?;
     let idempotency_key = idempotency_key(&req)?;
+    let callback = named_callback(&req)?;
     let mut accepted = services
         .intake
-        .accept(&caller, task, inputs, idempotency_key)
+        .accept(&caller, task, inputs, idempotency_key, callback)
         .await?;
     note_dispatches(&req, [accepted.id]);
     let Some(wait) = wait else {
@@ -164,4 +168,19 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
             "must be at most 255 characters",
         )),
     }
+}
+
+const CALLBACK: &str = "A [[callbacks]] destination told (signed, Standard Webhooks) when the dispatch ends, instead of the task's policy; the key must be one of its senders.";
+
+/// The destination `Flyhook-Callback` names, if the header is there. A value that is not
+/// text is no name any destination has.
+fn named_callback(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(CALLBACK_HEADER) else {
+        return Ok(None);
+    };
+    let name = value
+        .to_str()
+        .map_err(|_| ApiError::CallbackNotAllowed)?
+        .trim();
+    Ok(Some(name))
 }
