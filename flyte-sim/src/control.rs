@@ -49,6 +49,45 @@ pub(crate) async fn clear_faults(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
+/// Callbacks `/_sim/inbox` keeps.
+const INBOX: usize = 100;
+
+/// `POST /_sim/inbox`: a completion callbacks' receiver for development (`flyhook dev` sends
+/// its callbacks here): keeps the Standard Webhooks headers and the body, answers 204.
+pub(crate) async fn receive_callback(
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+    sim: web::Data<Sim>,
+) -> HttpResponse {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("webhook-"))
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.to_string(), value.into())
+        })
+        .collect();
+    let body: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned().into());
+    let mut inbox = lock(&sim.inbox);
+    if inbox.len() == INBOX {
+        inbox.pop_front();
+    }
+    inbox.push_back(serde_json::json!({
+        "received_at": chrono::Utc::now(),
+        "headers": headers,
+        "body": body,
+    }));
+    HttpResponse::NoContent().finish()
+}
+
+/// `GET /_sim/inbox`: the callbacks received, newest first.
+pub(crate) async fn show_inbox(sim: web::Data<Sim>) -> HttpResponse {
+    let inbox: Vec<_> = lock(&sim.inbox).iter().rev().cloned().collect();
+    HttpResponse::Ok().json(inbox)
+}
+
 /// `POST /_sim/tokens/revoke`: forgets every issued token, so tests can see a client refresh a
 /// token the server no longer accepts.
 pub(crate) async fn revoke_tokens(sim: web::Data<Sim>) -> HttpResponse {

@@ -62,6 +62,8 @@ impl Simulator {
                 .route("/_sim/faults", web::get().to(control::show_faults))
                 .route("/_sim/faults", web::put().to(control::set_faults))
                 .route("/_sim/faults", web::delete().to(control::clear_faults))
+                .route("/_sim/inbox", web::post().to(control::receive_callback))
+                .route("/_sim/inbox", web::get().to(control::show_inbox))
                 .route(
                     "/_sim/tokens/revoke",
                     web::post().to(control::revoke_tokens),

@@ -36,6 +36,8 @@ pub(crate) struct Sim {
     /// Issued OAuth2 tokens and when they expire.
     pub(crate) tokens: Mutex<HashMap<String, Instant>>,
     pub(crate) stats: Mutex<Stats>,
+    /// The last callbacks posted to `/_sim/inbox`, newest last.
+    pub(crate) inbox: Mutex<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl Sim {
@@ -46,6 +48,7 @@ impl Sim {
             runs: Mutex::default(),
             tokens: Mutex::default(),
             stats: Mutex::default(),
+            inbox: Mutex::default(),
         }
     }
 }
