@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::callbacks::Callback;
+use crate::flow::ConcurrencyKey;
 use chrono::{DateTime, Utc};
 use flyte_client::RunName;
 use hmac::{Hmac, KeyInit, Mac};
@@ -409,6 +410,9 @@ pub struct Dispatch {
     /// The destination told when it ends (`[[callbacks]]` name), chosen at intake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<String>,
+    /// The concurrency key it holds a slot under while in flight, from its policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyKey>,
 }
 
 /// The route a provider delivery took and the provider's delivery id (as echoed in the `202`).

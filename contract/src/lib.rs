@@ -8,6 +8,7 @@
 //!   dead-letter queue listed and replayed from the broker.
 //! - [`callbacks`]: the destinations completion callbacks go to, and the message that
 //!   carries one event there.
+//! - [`flow`]: concurrency keys, read by the ingress and enforced by the worker.
 //! - [`principal`]: who sent a request, as recorded and filtered on.
 //! - [`scopes`] and [`keys`]: which tasks an API key covers, and what a key is.
 //! - [`storable`]: what the store cannot hold (NUL, deep nesting) and how it is kept out.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod deployment;
 pub mod dispatch;
+pub mod flow;
 pub mod keys;
 pub mod metrics;
 pub mod principal;

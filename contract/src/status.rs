@@ -21,10 +21,12 @@ pub enum DispatchStatus {
     Ignored,
     Rejected,
     DeadLettered,
+    /// Its concurrency key was full and its policy says `when_full = "skip"`: no run.
+    Skipped,
 }
 
 impl DispatchStatus {
-    pub const ALL: [DispatchStatus; 10] = [
+    pub const ALL: [DispatchStatus; 11] = [
         DispatchStatus::Queued,
         DispatchStatus::Starting,
         DispatchStatus::Running,
@@ -35,6 +37,7 @@ impl DispatchStatus {
         DispatchStatus::Ignored,
         DispatchStatus::Rejected,
         DispatchStatus::DeadLettered,
+        DispatchStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl DispatchStatus {
             DispatchStatus::Ignored => "ignored",
             DispatchStatus::Rejected => "rejected",
             DispatchStatus::DeadLettered => "dead_lettered",
+            DispatchStatus::Skipped => "skipped",
         }
     }
 

@@ -97,6 +97,8 @@ pub(crate) struct RunView {
     pub(crate) raw_inputs: Inputs,
     pub(crate) create_calls: u32,
     pub(crate) created_at: DateTime<Utc>,
+    /// When it ended (or will end, by its configured length), if it has.
+    pub(crate) ended_at: Option<DateTime<Utc>>,
     pub(crate) labels: BTreeMap<String, String>,
 }
 
@@ -231,6 +233,7 @@ impl RunRecord {
             raw_inputs: self.inputs.clone(),
             create_calls: self.create_calls,
             created_at: self.created_at,
+            ended_at: self.status().end_time,
         }
     }
 }

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::sources::Source;
+use actix_web::http::header::HeaderMap;
 use chrono::Utc;
 use flyhook_contract::dispatch::{Delivery as DeliveryMessage, DeliveryOrigin, Dispatch, Ignored};
 use flyhook_contract::principal::Principal;
@@ -30,9 +31,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::callbacks::CallbackChoice;
 use crate::error::ApiError;
 use crate::observe::RequestId;
+use crate::policies::TaskPolicies;
 use crate::publisher::{PublishError, Publisher};
 
 /// What a provider delivery became.
@@ -91,7 +92,7 @@ pub struct Intake {
     publisher: Publisher,
     flyte: FlyteClient,
     store: DispatchStore,
-    callbacks: CallbackChoice,
+    policies: TaskPolicies,
     /// Until when idempotency lookups are skipped, because the store did not answer the last.
     lookups_paused_until: Arc<Mutex<Option<tokio::time::Instant>>>,
     /// Interfaces being fetched, so a burst of misses fetches each once.
@@ -134,14 +135,14 @@ impl Intake {
         publisher: Publisher,
         flyte: FlyteClient,
         store: DispatchStore,
-        callbacks: CallbackChoice,
+        policies: TaskPolicies,
     ) -> Intake {
         Intake {
             issuer,
             publisher,
             flyte,
             store,
-            callbacks,
+            policies,
             lookups_paused_until: Arc::default(),
             fetching: Arc::default(),
         }
@@ -155,7 +156,8 @@ impl Intake {
         &self.flyte
     }
 
-    /// `callback`: the destination the request named (`Flyhook-Callback`), if any.
+    /// `callback`: the destination the request named (`Flyhook-Callback`), if any; `headers`
+    /// the request's (for a concurrency key read from one).
     pub async fn accept(
         &self,
         caller: &Caller,
@@ -163,11 +165,13 @@ impl Intake {
         inputs: Map<String, Value>,
         idempotency_key: Option<&str>,
         callback: Option<&str>,
+        headers: &HeaderMap,
     ) -> Result<Accepted, ApiError> {
         check_storable(&inputs)?;
-        let callback = self
-            .callbacks
-            .for_request(&caller.key_name, &task, callback)?;
+        let callback = self.policies.callback(&caller.key_name, &task, callback)?;
+        let concurrency = self.policies.concurrency(&task, &inputs, |name| {
+            headers.get(name).and_then(|v| v.to_str().ok())
+        });
         self.check_inputs(&task, &inputs)?;
         let id = match idempotency_key {
             Some(key) => {
@@ -183,6 +187,7 @@ impl Intake {
         let (mut dispatch, accepted) =
             self.prepare(id, task, inputs, sender, caller.request_id.as_str());
         dispatch.callback = callback;
+        dispatch.concurrency = concurrency;
         self.enqueue((dispatch, accepted)).await
     }
 
@@ -217,6 +222,14 @@ impl Intake {
                 delivery_id: delivery_id.to_string(),
             });
             dispatch.callback = route.callback.clone();
+            dispatch.concurrency = route.concurrency.as_ref().map(|policy| {
+                policy.key_for(payload, |name| {
+                    headers
+                        .iter()
+                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.as_str())
+                })
+            });
             messages.push(dispatch);
             routed.push(RoutedDispatch {
                 route: route.name.clone(),
@@ -402,6 +415,7 @@ impl Intake {
             replay: false,
             delivery: None,
             callback: None,
+            concurrency: None,
         };
         (dispatch, accepted)
     }

@@ -12,7 +12,8 @@
 //! - [`auth`]: API keys (configured and managed), scopes and per-key rate limits; [`key_ring`]:
 //!   the keys in memory, by digest.
 //! - [`sources`]: configured webhook sources, their routes and input mappings.
-//! - [`callbacks`]: which completion callback destination a dispatch gets.
+//! - [`policies`]: what a `[[tasks]]` policy gives a dispatch: its callback destination and
+//!   its concurrency key.
 //! - [`observe`]: request ids, access log, metrics and audit entries for every request.
 //! - [`audit`]: the audit log's batched writer and retention.
 //! - [`metrics`]: the ingress's Prometheus figures.
@@ -25,7 +26,6 @@
 
 mod audit;
 mod auth;
-mod callbacks;
 mod console;
 mod control;
 mod error;
@@ -35,6 +35,7 @@ mod metrics;
 mod observe;
 mod openapi;
 mod pg_listen;
+mod policies;
 mod publisher;
 mod replayer;
 mod routes;

@@ -57,7 +57,7 @@ impl Replayer {
             publisher.clone(),
             FlyteClient::new(deployment.flyte.clone())?,
             store.clone(),
-            settings.callbacks.clone(),
+            settings.policies.clone(),
         );
         Ok(Replayer {
             intake,

@@ -20,9 +20,9 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
-use crate::callbacks::CallbackChoice;
-pub use crate::callbacks::TaskPolicyEntry;
 use crate::key_ring::KeyRing;
+use crate::policies::TaskPolicies;
+pub use crate::policies::TaskPolicyEntry;
 use crate::sources::{SourceEntry, Sources};
 
 /// Everything the ingress is built from, besides the deployment's shared facts.
@@ -39,8 +39,8 @@ pub struct Settings {
     pub id_secret_is_explicit: bool,
     /// Provider webhook sources (`POST /hooks/{source}`).
     pub sources: Sources,
-    /// `[[callbacks]]` and the `[[tasks]]` policies that pick them.
-    pub callbacks: CallbackChoice,
+    /// `[[tasks]]` policies, and the `[[callbacks]]` destinations requests may name.
+    pub policies: TaskPolicies,
 }
 
 /// The `[ingress]` section: bounds and timings of the HTTP intake.
@@ -225,7 +225,7 @@ impl Settings {
             destinations,
         )
         .with_context(|| format!("in {file_name}"))?;
-        let callbacks = CallbackChoice::resolve(tables.tasks, destinations)
+        let policies = TaskPolicies::resolve(tables.tasks, destinations)
             .with_context(|| format!("in {file_name}"))?;
         // Where a secret is named by the file, an empty variable is refused as empty; these
         // well-known ones count as unset when empty, like every other variable.
@@ -282,7 +282,7 @@ impl Settings {
             id_secret_is_explicit: explicit_id_secret.is_some(),
             id_secret: explicit_id_secret.unwrap_or_else(|| derived_id_secret(key_digests)),
             sources,
-            callbacks,
+            policies,
         })
     }
 }

@@ -15,6 +15,7 @@
 //! inputs = { commit = "/after", repository = { pointer = "/repository/full_name", default = "" } }
 //! callback = "ci-bot"      # a [[callbacks]] destination told when its runs end (a source's
 //!                          # `callback` serves its routes without one, and its ignored deliveries)
+//! concurrency = { key = "/repository/full_name", limit = 1, when_full = "queue" }
 //! ```
 //!
 //! Conditions test a header or a JSON Pointer into the payload with `equals`, `in`, `exists` or
@@ -36,6 +37,7 @@ use toml::Spanned;
 use flyhook_contract::TaskRef;
 use flyhook_contract::callbacks::Destinations;
 use flyhook_contract::config::{Env, SecretSource};
+use flyhook_contract::flow::{ConcurrencyEntry, ConcurrencyPolicy};
 use webhook_signatures::{GenericHmac, Headers, Scheme};
 
 /// One `[[sources]]` table as written; [`compile`] checks it.
@@ -65,6 +67,7 @@ struct RouteEntry {
     #[serde(default)]
     inputs: BTreeMap<String, InputEntry>,
     callback: Option<String>,
+    concurrency: Option<ConcurrencyEntry>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +122,8 @@ pub struct Route {
     inputs: Vec<(String, InputSource)>,
     /// The completion callback's destination: the route's, else the source's.
     pub callback: Option<String>,
+    /// At most so many runs in flight per key value.
+    pub concurrency: Option<ConcurrencyPolicy>,
 }
 
 #[derive(Debug)]
@@ -305,7 +310,7 @@ fn compile_source(
                 route.name
             );
             let name = route.name.clone();
-            compile_route(route, entry.callback.as_deref(), destinations)
+            compile_route(route, &entry.name, entry.callback.as_deref(), destinations)
                 .with_context(|| format!("line {line}: route {name:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -334,6 +339,7 @@ fn check_pointer(pointer: &str) -> anyhow::Result<String> {
 
 fn compile_route(
     entry: RouteEntry,
+    source: &str,
     source_callback: Option<&str>,
     destinations: &Destinations,
 ) -> anyhow::Result<Route> {
@@ -344,6 +350,11 @@ fn compile_route(
     let callback = entry
         .callback
         .or_else(|| source_callback.map(str::to_string));
+    let concurrency = entry
+        .concurrency
+        .map(|c| ConcurrencyPolicy::compile(c, format!("route:{source}/{}", entry.name)))
+        .transpose()
+        .context("concurrency")?;
     let conditions = entry
         .when
         .into_iter()
@@ -396,6 +407,7 @@ fn compile_route(
         conditions,
         inputs,
         callback,
+        concurrency,
     })
 }
 

@@ -162,7 +162,7 @@ impl Application {
                 publisher.clone(),
                 flyte,
                 store.clone(),
-                settings.callbacks.clone(),
+                settings.policies.clone(),
             ),
             store,
             audit_store,

@@ -8,9 +8,9 @@
 // ---- Constants --------------------------------------------------------------------------------
 
 const STATUSES = ['queued', 'starting', 'running', 'succeeded', 'failed', 'aborted', 'timed_out',
-  'ignored', 'rejected', 'dead_lettered'];
+  'ignored', 'rejected', 'dead_lettered', 'skipped'];
 const TERMINAL = new Set(['succeeded', 'failed', 'aborted', 'timed_out', 'ignored', 'rejected',
-  'dead_lettered']);
+  'dead_lettered', 'skipped']);
 const REPLAYABLE = new Set(['failed', 'dead_lettered', 'aborted', 'timed_out']);
 const CANCELLABLE = new Set(['queued', 'starting', 'running']);
 
@@ -943,6 +943,11 @@ function renderDispatch(d, history, actions) {
           fact('Route', text(d.route)),
           fact('Delivery id', d.delivery_id ? h('code', {}, d.delivery_id) : dash()),
           fact('Attempts', String(num(d.attempts))),
+          fact('Callback', d.callback
+            ? h('span', { id: 'dispatch-callback' }, `${d.callback.destination}: ${d.callback.state || 'when it ends'}`,
+              d.callback.attempts ? ` after ${num(d.callback.attempts)} attempt(s)` : '',
+              d.callback.last_answer ? h('span', { class: 'muted' }, ` (${d.callback.last_answer})`) : '')
+            : dash()),
           fact('Received', timeEl(d.received_at)),
           fact('Started', timeEl(d.started_at)),
           fact('Finished', timeEl(d.finished_at)),

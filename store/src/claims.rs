@@ -164,13 +164,35 @@ impl DispatchStore {
         dispatch: &Dispatch,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
+        self.record_ended_unstarted(dispatch, DispatchStatus::Failed, reason)
+            .await
+    }
+
+    /// A dispatch whose concurrency key was full, with a policy that skips: recorded `skipped`
+    /// (without its inputs) with the reason.
+    pub async fn record_skipped(
+        &self,
+        dispatch: &Dispatch,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        self.record_ended_unstarted(dispatch, DispatchStatus::Skipped, reason)
+            .await
+    }
+
+    /// Ends a dispatch no run was started for, whether or not a worker recorded it before.
+    async fn record_ended_unstarted(
+        &self,
+        dispatch: &Dispatch,
+        status: DispatchStatus,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
         let (route, delivery_id, request_id) = origin_columns(dispatch);
         sqlx::query(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, error, received_at, finished_at, route, \
                                      delivery_id, request_id, callback) \
-             VALUES ($1, 'failed', $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12, $13) \
-             ON CONFLICT (id) DO UPDATE SET status = 'failed', error = $8, finished_at = now(), \
+             VALUES ($1, $14, $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12, $13) \
+             ON CONFLICT (id) DO UPDATE SET status = $14, error = $8, finished_at = now(), \
                     updated_at = now(), callback = coalesce(dispatches.callback, $13) \
                 WHERE dispatches.status IN ('queued', 'starting')",
         )
@@ -187,6 +209,7 @@ impl DispatchStore {
         .bind(delivery_id)
         .bind(request_id)
         .bind(&dispatch.callback)
+        .bind(status.as_str())
         .execute(&self.pool)
         .await
         .map(drop)

@@ -6,7 +6,8 @@
 //! - [`record`]: a dispatch as read back; [`claims`]: the worker's start path;
 //!   [`tracking`]: leases and run ends; [`control`]: await and cancel; [`listing`]: pages and
 //!   filters; [`replay`]: sending a dispatch again.
-//! - [`callbacks`]: the callback outbox and each dispatch's callback state.
+//! - [`callbacks`]: the callback outbox and each dispatch's callback state; [`concurrency`]:
+//!   concurrency keys' slots and lines.
 //! - [`history`]: one dispatch's status changes; [`overview`]: the fleet's figures by time.
 //! - [`keys`]: API keys managed at run time; [`audit`]: the audit log; [`sessions`]: the
 //!   console's sign-ins.
@@ -15,6 +16,7 @@
 pub mod audit;
 pub mod callbacks;
 pub mod claims;
+pub mod concurrency;
 pub mod control;
 pub mod fault;
 pub mod history;
@@ -90,6 +92,7 @@ mod test_support {
             replay: false,
             delivery: None,
             callback: None,
+            concurrency: None,
         }
     }
 

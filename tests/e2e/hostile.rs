@@ -38,6 +38,7 @@ fn hello(settings: &Settings, inputs: Value) -> Dispatch {
         replay: false,
         delivery: None,
         callback: None,
+        concurrency: None,
     }
 }
 

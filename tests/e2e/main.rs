@@ -2,6 +2,7 @@
 
 mod callbacks;
 mod console;
+mod flow;
 mod hooks;
 mod hostile;
 mod intake;

@@ -33,6 +33,9 @@ pub enum Outcome {
     RetryAfter(Duration),
     /// Given up (recorded `failed` or `dead_lettered` with the reason): to the dead-letter queue.
     DeadLetter,
+    /// Its concurrency key is full: the same message comes back after this long and asks
+    /// again (nothing failed, so no retry is counted).
+    WaitTurn(Duration),
 }
 
 /// Why a run could not be started.
@@ -140,6 +143,10 @@ impl Processor {
         &self.metrics
     }
 
+    pub(crate) fn flyte(&self) -> &FlyteClient {
+        &self.flyte
+    }
+
     pub async fn record_ignored(&self, ignored: &Ignored) -> Outcome {
         match self.store.record_ignored(ignored).await {
             Ok(()) => {
@@ -153,7 +160,7 @@ impl Processor {
     /// What to do when a store call about `id` failed: hold on through an outage; data the
     /// store refuses is kept in the dead-letter queue (its texts are made storable before
     /// they are written, so this is a defect, and said loudly).
-    fn unrecorded(&self, id: &DispatchId, e: &sqlx::Error) -> Outcome {
+    pub(crate) fn unrecorded(&self, id: &DispatchId, e: &sqlx::Error) -> Outcome {
         match StoreFault::of(e) {
             StoreFault::Unavailable => {
                 tracing::warn!(dispatch = %id, error = %e, "status store unavailable; holding the delivery");
@@ -186,6 +193,12 @@ impl Processor {
             && let Err(e) = self.store.reopen_for_replay(&id).await
         {
             return self.unrecorded(&id, &e);
+        }
+        // A slot first: a dispatch waiting for one is not yet being attempted.
+        if let Some(key) = &dispatch.concurrency
+            && let Some(outcome) = crate::concurrency::admit(self, dispatch, key).await
+        {
+            return outcome;
         }
         let request = ClaimRequest {
             dispatch: dispatch.clone(),

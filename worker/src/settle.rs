@@ -191,6 +191,21 @@ async fn process_and_settle(
         Outcome::Done => delivery.ack(BasicAckOptions::default()).await,
         Outcome::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
         Outcome::StoreUnavailable => unreachable!("holding() returns only other outcomes"),
+        Outcome::WaitTurn(delay) => {
+            let mut next = message;
+            if let DispatchMessage::DispatchV1(dispatch) = &mut next {
+                // Reopened once already (see the retries below).
+                dispatch.replay = false;
+            }
+            match retrier.publish(&next, delay).await {
+                Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not put the dispatch back in line; requeueing");
+                    tokio::time::sleep(delay).await;
+                    delivery.nack(REQUEUE).await
+                }
+            }
+        }
         Outcome::RetryAfter(delay) => {
             let mut next = message;
             match &mut next {

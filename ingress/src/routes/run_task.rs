@@ -132,7 +132,14 @@ async fn submit(
     let callback = named_callback(&req)?;
     let mut accepted = services
         .intake
-        .accept(&caller, task, inputs, idempotency_key, callback)
+        .accept(
+            &caller,
+            task,
+            inputs,
+            idempotency_key,
+            callback,
+            req.headers(),
+        )
         .await?;
     note_dispatches(&req, [accepted.id]);
     let Some(wait) = wait else {
