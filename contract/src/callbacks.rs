@@ -10,7 +10,9 @@
 //! secret = { env = "CI_BOT_WHSEC" }   # a Standard Webhooks secret, whsec_<base64>
 //! senders = ["ci"]                    # API keys that may name it in Flyhook-Callback ("*": any)
 //! max_attempts = 10
-//! timeout_ms = 10000
+//! timeout_ms = 10000                  # at most 15000, so a worker's shutdown can wait for it
+//! max_in_flight = 8                   # deliveries at once per worker: one slow receiver
+//!                                     # cannot take every callback slot
 //! ```
 //! Senders never give a URL, only a name an operator configured: no request can make flyhook
 //! call an address of its choosing.
@@ -45,7 +47,16 @@ pub struct CallbackEntry {
     max_attempts: u32,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    #[serde(default = "default_in_flight")]
+    max_in_flight: usize,
 }
+
+fn default_in_flight() -> usize {
+    8
+}
+
+/// The longest one delivery may take: within the 20 s a stopping worker waits for what it holds.
+const MAX_TIMEOUT_MS: u64 = 15_000;
 
 fn default_attempts() -> u32 {
     10
@@ -68,6 +79,8 @@ pub struct Destination {
     pub max_attempts: u32,
     /// How long one delivery may take, connection included.
     pub timeout: Duration,
+    /// Deliveries to it at once, per worker (at least one).
+    pub max_in_flight: usize,
 }
 
 impl Destination {
@@ -107,6 +120,10 @@ impl Destinations {
         self.0.is_empty()
     }
 
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Destination>> {
+        self.0.values()
+    }
+
     /// Refuses a `callback = "…"` (of a route, a task policy) that names no destination.
     pub fn check_named(&self, name: &str) -> anyhow::Result<()> {
         ensure!(
@@ -127,12 +144,18 @@ fn compile(entry: CallbackEntry, env: &impl Env) -> anyhow::Result<Destination> 
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "a callback name may contain only letters, digits, '-' and '_'"
     );
-    let url = entry.url.trim();
+    let url = reqwest::Url::parse(entry.url.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+        .with_context(|| {
+            format!(
+                "url must be an http:// or https:// URL, not {:?}",
+                entry.url
+            )
+        })?;
     ensure!(
-        (url.starts_with("https://") || url.starts_with("http://"))
-            && !url.contains(char::is_whitespace),
-        "url must be an http:// or https:// URL, not {:?}",
-        entry.url
+        entry.timeout_ms <= MAX_TIMEOUT_MS,
+        "timeout_ms is at most {MAX_TIMEOUT_MS}"
     );
     let secret = entry.secret.resolve(env, SECRET_FIX).context("secret")?;
     ensure!(
@@ -146,6 +169,7 @@ fn compile(entry: CallbackEntry, env: &impl Env) -> anyhow::Result<Destination> 
         senders: entry.senders,
         max_attempts: entry.max_attempts.max(1),
         timeout: Duration::from_millis(entry.timeout_ms.max(1)),
+        max_in_flight: entry.max_in_flight.max(1),
     })
 }
 
@@ -220,6 +244,16 @@ mod tests {
                 &ONE.replace("https://bot.example/done", "file:///etc/passwd"),
                 vec![("BOT", "whsec_c2VjcmV0")],
                 "http",
+            ),
+            (
+                &ONE.replace("https://bot.example/done", "http://"),
+                vec![("BOT", "whsec_c2VjcmV0")],
+                "http",
+            ),
+            (
+                &format!("{ONE}timeout_ms = 60000\n"),
+                vec![("BOT", "whsec_c2VjcmV0")],
+                "at most",
             ),
             (
                 &ONE.replace("\"bot\"", "\"b/ot\""),

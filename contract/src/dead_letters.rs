@@ -22,7 +22,7 @@ use crate::dispatch::DispatchMessage;
 pub struct DeadLetter {
     /// The dispatch it carries (the first, for a fanned-out delivery); `None` if unreadable.
     pub id: Option<String>,
-    /// `dispatch`, `ignored`, `delivery` or `unreadable`.
+    /// `dispatch`, `ignored`, `delivery`, `callback` or `unreadable`.
     pub kind: &'static str,
     /// `project/domain/name:version` for a dispatch; the destination for a callback.
     pub task: Option<String>,

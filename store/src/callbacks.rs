@@ -62,13 +62,16 @@ impl CallbackState {
 }
 
 impl DispatchStore {
-    /// Takes up to `limit` of the oldest endings whose events are due, with their records.
+    /// Takes up to `limit` of the oldest endings whose events are due, each with the record
+    /// as that ending left it.
     pub async fn due_callbacks(&self, limit: i64) -> Result<DueCallbacks, sqlx::Error> {
         let mut transaction = self.pool.begin().await?;
         let due = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT o.ending, {} FROM callback_outbox o JOIN dispatches d ON d.id = o.dispatch_id \
-             ORDER BY o.created_at LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
-            prefixed(COLUMNS, "d.")
+            "WITH due AS (SELECT ending, snapshot, created_at FROM callback_outbox \
+                          ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             SELECT due.ending, {COLUMNS} \
+             FROM due, jsonb_populate_record(NULL::dispatches, due.snapshot) \
+             ORDER BY due.created_at"
         )))
         .bind(limit)
         .fetch_all(&mut *transaction)
@@ -76,7 +79,24 @@ impl DispatchStore {
         Ok(DueCallbacks { transaction, due })
     }
 
-    /// Records one delivery of ending `ending`'s callback (a later ending's is left alone).
+    /// Whether ending `ending`'s callback was delivered already.
+    pub async fn callback_delivered(
+        &self,
+        id: &DispatchId,
+        ending: i32,
+    ) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM dispatches WHERE id = $1 AND endings = $2 \
+                                                       AND callback_state = 'delivered')",
+        )
+        .bind(id.to_string())
+        .bind(ending)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Records one delivery of ending `ending`'s callback (a later ending's is left alone, and
+    /// so is one delivered already: another copy of the event failing changes nothing).
     pub async fn record_callback(
         &self,
         id: &DispatchId,
@@ -88,7 +108,7 @@ impl DispatchStore {
         sqlx::query(
             "UPDATE dispatches SET callback_state = $3, callback_attempts = $4, \
                     callback_answer = $5, callback_at = now() \
-             WHERE id = $1 AND endings = $2",
+             WHERE id = $1 AND endings = $2 AND callback_state IS DISTINCT FROM 'delivered'",
         )
         .bind(id.to_string())
         .bind(ending)
@@ -100,27 +120,34 @@ impl DispatchStore {
         .map(drop)
     }
 
-    /// Sends the failed callbacks of these ended dispatches again (`flyhook replay
-    /// --callbacks`): each becomes pending, so the trigger puts its last ending back in the
-    /// outbox, under the same `webhook-id`. Returns the ids whose callback is sent again.
+    /// Sends the callbacks of these ended dispatches again (`flyhook replay --callbacks`): those
+    /// that failed, and those still pending or retrying a quarter of an hour after the end (a
+    /// lost state write, a message the broker gave up on). Each becomes pending, so the trigger
+    /// puts its last ending back in the outbox, under the same `webhook-id`. Returns the ids
+    /// whose callback is sent again.
     pub async fn resend_callbacks(&self, ids: &[DispatchId]) -> Result<Vec<String>, sqlx::Error> {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        // The trigger queues a state that changes to pending; one pending already is queued
+        // here (its outbox row, if it still has one, is kept).
         sqlx::query_scalar(
-            "UPDATE dispatches SET callback_state = 'pending', callback_attempts = 0 \
-             WHERE id = ANY($1) AND callback IS NOT NULL AND callback_state = 'failed' \
-             RETURNING id",
+            "WITH resent AS ( \
+                UPDATE dispatches d SET callback_state = 'pending', callback_attempts = 0, \
+                    callback_at = now() \
+                WHERE id = ANY($1) AND callback IS NOT NULL AND endings > 0 \
+                  AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered', \
+                                 'ignored', 'skipped') \
+                  AND (callback_state = 'failed' \
+                       OR (callback_state IN ('pending', 'retrying') \
+                           AND coalesce(callback_at, finished_at, updated_at) \
+                               < now() - interval '15 minutes')) \
+                RETURNING d.id, d.endings, to_jsonb(d) - 'inputs' AS snapshot), \
+             queued AS ( \
+                INSERT INTO callback_outbox (dispatch_id, ending, snapshot) \
+                SELECT id, endings, snapshot FROM resent ON CONFLICT DO NOTHING) \
+             SELECT id FROM resent",
         )
         .bind(ids)
         .fetch_all(&self.pool)
         .await
     }
-}
-
-/// `a, b` as `d.a, d.b`.
-fn prefixed(columns: &str, prefix: &str) -> String {
-    columns
-        .split(',')
-        .map(|column| format!("{prefix}{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

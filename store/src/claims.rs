@@ -79,7 +79,7 @@ impl DispatchStore {
                     route = coalesce(dispatches.route, EXCLUDED.route), \
                     delivery_id = coalesce(dispatches.delivery_id, EXCLUDED.delivery_id), \
                     request_id = coalesce(dispatches.request_id, EXCLUDED.request_id), \
-                    callback = coalesce(EXCLUDED.callback, dispatches.callback) \
+                    callback = coalesce(dispatches.callback, EXCLUDED.callback) \
                 WHERE dispatches.status IN ('queued', 'starting') \
                   AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
              RETURNING id, attempts, redeliveries",

@@ -76,18 +76,23 @@ impl DispatchStore {
         .await
     }
 
-    /// Undoes [`DispatchStore::requeue_for_replay`] when the message could not be re-sent.
+    /// Undoes [`DispatchStore::requeue_for_replay`] when the message could not be re-sent:
+    /// no new ending (so no second callback), only the status it had.
     pub async fn undo_requeue(
         &self,
         id: &DispatchId,
         previous_status: &str,
     ) -> Result<(), sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('flyhook.restoring', 'on', true)")
+            .execute(&mut *transaction)
+            .await?;
         sqlx::query("UPDATE dispatches SET status = $2, updated_at = now() WHERE id = $1 AND status = 'queued'")
             .bind(id.to_string())
             .bind(previous_status)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use flyhook_contract::DispatchId;
 use flyhook_store::DispatchStore;
+use flyhook_testkit::receiver::Received;
 use flyhook_testkit::{HELLO_TASK, Receiver, TestEnv, eventually, free_port};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -36,8 +37,8 @@ fn config(url: &str, max_attempts: u32) -> String {
     )
 }
 
-/// Checks a request as a receiver would, with the official library.
-fn verify(secret: &str, received: &flyhook_testkit::receiver::Received) {
+/// What the official Standard Webhooks library says of a request, as a receiver would ask.
+fn verified(secret: &str, received: &Received) -> Result<(), standardwebhooks::WebhookError> {
     let mut headers = http::HeaderMap::new();
     for (name, value) in &received.headers {
         headers.append(
@@ -48,6 +49,10 @@ fn verify(secret: &str, received: &flyhook_testkit::receiver::Received) {
     standardwebhooks::Webhook::new(secret)
         .unwrap()
         .verify(&received.body, &headers)
+}
+
+fn verify(secret: &str, received: &Received) {
+    verified(secret, received)
         .expect("the official Standard Webhooks library verifies the callback");
 }
 
@@ -113,26 +118,12 @@ async fn a_run_that_ends_is_called_back_signed_through_failures_once_per_ending(
     assert_eq!(event["data"]["task"]["name"], "hello.main");
     assert_eq!(event["data"]["error"], record["error"], "{event}");
     assert!(event["data"]["outputs"].is_null(), "{event}");
+    assert_eq!(event["data"]["ending"], 1);
     assert!(event["data"]["finished_at"].is_string(), "{event}");
-    // A signature made with another secret is refused by the same library.
-    let tampered = {
-        let mut r = received[2].clone();
-        r.body.extend_from_slice(b" ");
-        r
-    };
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in &tampered.headers {
-        headers.append(
-            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            http::HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    assert!(
-        standardwebhooks::Webhook::new(&secret)
-            .unwrap()
-            .verify(&tampered.body, &headers)
-            .is_err()
-    );
+    // A body changed on the way is refused by the same library.
+    let mut tampered = received[2].clone();
+    tampered.body.extend_from_slice(b" ");
+    assert!(verified(&secret, &tampered).is_err());
 
     // Replayed, it ends again: a second event under a new id; the first is not sent again.
     let (status, _) = sender
@@ -296,5 +287,60 @@ async fn a_receiver_that_answers_410_is_recorded_and_not_retried(pool: PgPool) {
     let event = received[1].json();
     assert_eq!(event["type"], "dispatch.succeeded");
     assert_eq!(event["data"]["outputs"]["o0"], "hello bob", "{event}");
+    assert_eq!(event["data"]["outputs_truncated"], false);
+    assert_eq!(env.dead_letters().await, 0, "a 410 is not kept for replay");
+    env.finish().await;
+}
+
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
+async fn a_receiver_that_hangs_holds_up_its_own_callbacks_only(pool: PgPool) {
+    let mut env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    secret(&mut env);
+    // Takes connections and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let receiver = Receiver::start(&[], 200);
+    let config = format!(
+        "{}[[callbacks]]\nname = \"hangs\"\nurl = \"http://{}/\"\nsecret = {{ env = \"BOT_WHSEC\" }}\n\
+         senders = [\"default\"]\ntimeout_ms = 8000\nmax_in_flight = 1\n\
+         [worker]\ncallback_concurrency = 2\n",
+        config(&receiver.url, 10),
+        hanging.local_addr().unwrap()
+    );
+    let settings = env.settings_with_file(&config);
+    let sender = env.start_ingress(settings.clone()).await.sender();
+    env.start_worker(&settings);
+
+    let mut stuck = Vec::new();
+    for name in ["a", "b", "c"] {
+        let response = sender
+            .run_task(HELLO_TASK)
+            .header("flyhook-callback", "hangs")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        let accepted: Value = response.json().await.unwrap();
+        stuck.push(accepted["id"].as_str().unwrap().to_string());
+    }
+    for id in &stuck {
+        sender.wait_for_status(id, "succeeded", WAIT).await;
+    }
+    // Its three events take one slot of two at most: the other destination's goes at once,
+    // long before the hanging receiver's first delivery times out.
+    let (_, other) = sender.send_hello(json!({"name": "d"})).await;
+    let other = other["id"].as_str().unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the other destination's callback",
+        || async {
+            let (_, body) = sender.dispatch(other).await;
+            (body["callback"]["state"] == "delivered").then_some(())
+        },
+    )
+    .await;
+    for id in &stuck {
+        let (_, body) = sender.dispatch(id).await;
+        assert_ne!(body["callback"]["state"], "delivered", "{body}");
+    }
     env.finish().await;
 }

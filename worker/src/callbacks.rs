@@ -1,15 +1,18 @@
 //! Completion callbacks, from the outbox to the receiver. When a dispatch ends with a
-//! destination, a trigger puts the ending in `callback_outbox` in the same transaction;
-//! [`relay`] builds the event and queues it (confirmed) on the callback queue, then empties
-//! the row; [`Callbacks::deliver`] signs it per Standard Webhooks and POSTs it. A failure goes
-//! back through the callback delay queues with a growing pause, up to the destination's
-//! `max_attempts`, then to the dead-letter queue; each try is recorded on the dispatch.
+//! destination, a trigger puts the ending (and the row as it left it) in `callback_outbox` in
+//! the same transaction; [`Callbacks::relay`] builds the event and queues it (confirmed) on
+//! the callback queue, then empties the row; [`Callbacks::deliver`] signs it per Standard
+//! Webhooks and POSTs it. A failure goes back through the callback delay queues with a growing
+//! pause, up to the destination's `max_attempts`, then to the dead-letter queue; each try is
+//! recorded on the dispatch. A destination takes at most its `max_in_flight` of a worker's
+//! callback slots: the rest of its events come back a second later, so other destinations
+//! keep flowing past a receiver that hangs.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use flyhook_contract::broker::topology::CALLBACK_KEY;
 use flyhook_contract::broker::{ConfirmChannel, Published, Topology};
 use flyhook_contract::callbacks::{Callback, Destination, Destinations};
 use flyhook_contract::{DispatchId, DispatchMessage};
@@ -17,18 +20,22 @@ use flyhook_store::callbacks::{CallbackState, DueCallback};
 use flyhook_store::{DispatchRecord, DispatchStore};
 use flyte_client::FlyteClient;
 use serde_json::{Value, json};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use webhook_signatures::Scheme;
 
 use crate::metrics::WorkerMetrics;
 use crate::process::Outcome;
 
-/// Delivers callback events; one per worker.
+/// Relays and delivers callback events; one per worker.
 #[derive(Debug)]
 pub struct Callbacks {
     destinations: Destinations,
+    /// Each destination's share of the callback slots.
+    in_flight: HashMap<String, Arc<Semaphore>>,
     http: reqwest::Client,
     store: DispatchStore,
+    flyte: FlyteClient,
     metrics: WorkerMetrics,
 }
 
@@ -39,8 +46,13 @@ impl Callbacks {
     pub fn new(
         destinations: Destinations,
         store: DispatchStore,
+        flyte: FlyteClient,
         metrics: WorkerMetrics,
     ) -> anyhow::Result<Callbacks> {
+        let in_flight = destinations
+            .all()
+            .map(|d| (d.name.clone(), Arc::new(Semaphore::new(d.max_in_flight))))
+            .collect();
         let http = reqwest::Client::builder()
             // A receiver's redirect is not followed: the operator named this URL, not another.
             .redirect(reqwest::redirect::Policy::none())
@@ -48,15 +60,18 @@ impl Callbacks {
             .build()?;
         Ok(Callbacks {
             destinations,
+            in_flight,
             http,
             store,
+            flyte,
             metrics,
         })
     }
 
-    /// One delivery of `callback`: recorded on its dispatch, then settled. 2xx is done; 410
-    /// (the receiver says it is gone) is recorded and dead-lettered at once, and disables
-    /// nothing; anything else is retried until the destination's `max_attempts`.
+    /// One delivery of `callback`, recorded on its dispatch. 2xx is done; 410 (the receiver
+    /// says it is gone) is recorded and not retried, and disables nothing; anything else is
+    /// retried until the destination's `max_attempts`. A copy of an event already delivered
+    /// (the relay or a resend sent it twice) is dropped.
     pub async fn deliver(&self, callback: &Callback) -> Outcome {
         let Some(destination) = self.destinations.get(&callback.destination) else {
             let answer = format!(
@@ -64,7 +79,7 @@ impl Callbacks {
                 callback.destination
             );
             return self
-                .settle(
+                .record(
                     callback,
                     CallbackState::Failed,
                     &answer,
@@ -72,6 +87,20 @@ impl Callbacks {
                 )
                 .await;
         };
+        let Some(_slot) = self
+            .in_flight
+            .get(&destination.name)
+            .and_then(|slots| slots.clone().try_acquire_owned().ok())
+        else {
+            return Outcome::WaitTurn(WAIT_FOR_DESTINATION);
+        };
+        if let Ok(true) = self
+            .store
+            .callback_delivered(&callback.dispatch, callback.ending)
+            .await
+        {
+            return Outcome::Done;
+        }
         let attempts = callback.attempts + 1;
         let started = std::time::Instant::now();
         let result = self.post(destination, callback).await;
@@ -84,20 +113,15 @@ impl Callbacks {
                 self.metrics.callback_delivered(labels, latency);
                 let answer = format!("{status}");
                 tracing::info!(dispatch = %callback.dispatch, destination = %labels, attempts, took = ?started.elapsed(), "callback delivered");
-                self.settle(callback, CallbackState::Delivered, &answer, Outcome::Done)
+                self.record(callback, CallbackState::Delivered, &answer, Outcome::Done)
                     .await
             }
             Ok(status) if status == reqwest::StatusCode::GONE => {
                 self.metrics.count_callback(labels, "gone");
                 let answer = format!("{status}: the receiver says it is gone; not retried");
                 tracing::warn!(dispatch = %callback.dispatch, destination = %labels, "callback receiver answered 410");
-                self.settle(
-                    callback,
-                    CallbackState::Failed,
-                    &answer,
-                    Outcome::DeadLetter,
-                )
-                .await
+                self.record(callback, CallbackState::Failed, &answer, Outcome::Done)
+                    .await
             }
             failed => {
                 let answer = match failed {
@@ -108,7 +132,7 @@ impl Callbacks {
                 if attempts >= destination.max_attempts {
                     self.metrics.count_callback(labels, "gave_up");
                     let answer = format!("gave up after {attempts} attempts; last: {answer}");
-                    self.settle(
+                    self.record(
                         callback,
                         CallbackState::Failed,
                         &answer,
@@ -118,7 +142,7 @@ impl Callbacks {
                 } else {
                     self.metrics.count_callback(labels, "retried");
                     let pause = pause_after(attempts);
-                    self.settle(
+                    self.record(
                         callback,
                         CallbackState::Retrying,
                         &answer,
@@ -156,30 +180,137 @@ impl Callbacks {
         Ok(response.status())
     }
 
-    /// Records this delivery against its ending, and settles with `outcome` whether or not
-    /// that could be recorded: holding a delivered callback until the store is back would
-    /// only POST it again (the record catches up with the next ending or resend).
-    async fn settle(
+    /// Records this delivery against its ending (trying a few times), then goes on with
+    /// `outcome` whether or not that could be recorded: holding a delivered callback until the
+    /// store is back would only POST it again. A state left behind shows as `pending` or
+    /// `retrying` long after the end, which `flyhook replay --callbacks` sends again.
+    async fn record(
         &self,
         callback: &Callback,
         state: CallbackState,
         answer: &str,
         outcome: Outcome,
     ) -> Outcome {
-        let recorded = self
-            .store
-            .record_callback(
-                &callback.dispatch,
-                callback.ending,
-                state,
-                (callback.attempts + 1) as i32,
-                &truncated(answer),
-            )
-            .await;
-        if let Err(e) = recorded {
-            tracing::warn!(dispatch = %callback.dispatch, error = %e, state = state.as_str(), "could not record the callback's state");
+        let answer = truncated(answer);
+        for pause in [100, 400, 1600].map(Duration::from_millis) {
+            let recorded = self
+                .store
+                .record_callback(
+                    &callback.dispatch,
+                    callback.ending,
+                    state,
+                    (callback.attempts + 1) as i32,
+                    &answer,
+                )
+                .await;
+            match recorded {
+                Ok(()) => return outcome,
+                Err(e) => {
+                    tracing::warn!(dispatch = %callback.dispatch, error = %e, state = state.as_str(), "could not record the callback's state");
+                    tokio::time::sleep(pause).await;
+                }
+            }
         }
         outcome
+    }
+
+    /// Moves due endings from the outbox to the callback queue until `shutdown`: each event
+    /// confirmed by the broker before its row goes. Every worker runs one, callbacks
+    /// configured or not (an ending whose destination it does not know is recorded failed);
+    /// `SKIP LOCKED` keeps them apart.
+    pub async fn relay(
+        &self,
+        channel: ConfirmChannel,
+        topology: Topology,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let moved =
+                tokio::time::timeout(RELAY_BOUND, self.relay_once(&channel, &topology)).await;
+            let busy = match moved {
+                Ok(Ok(moved)) => moved == RELAY_BATCH as usize,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %format!("{e:#}"), "could not move callbacks to the queue");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("moving callbacks to the queue took too long; trying again");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RELAY_EVERY) => {}
+            }
+        }
+    }
+
+    /// One look: the endings it took off the outbox.
+    async fn relay_once(
+        &self,
+        channel: &ConfirmChannel,
+        topology: &Topology,
+    ) -> anyhow::Result<usize> {
+        let taken = self.store.due_callbacks(RELAY_BATCH).await?;
+        if taken.due.is_empty() {
+            return Ok(0);
+        }
+        let mut done = Vec::with_capacity(taken.due.len());
+        let mut refused = None;
+        for due in &taken.due {
+            let message = self.message(due);
+            if let DispatchMessage::CallbackV1(callback) = &message
+                && self.destinations.get(&callback.destination).is_none()
+            {
+                let answer = format!("destination {:?} is not configured", callback.destination);
+                self.record(callback, CallbackState::Failed, &answer, Outcome::Done)
+                    .await;
+                done.push((due.record.id.clone(), due.ending));
+                continue;
+            }
+            match channel
+                .publish(
+                    &topology.exchange(),
+                    &topology.routing_key(&message),
+                    &message,
+                )
+                .await
+            {
+                Ok(Published::Stored) => done.push((due.record.id.clone(), due.ending)),
+                // Full or unroutable: the rest waits in the outbox for the next look.
+                Ok(other) => {
+                    refused = Some(format!("{other:?}"));
+                    break;
+                }
+                Err(e) => {
+                    refused = Some(format!("{e:#}"));
+                    break;
+                }
+            }
+        }
+        let moved = done.len();
+        taken.done(&done).await?;
+        if let Some(refused) = refused {
+            anyhow::bail!("the broker did not take a callback ({refused}); {moved} moved");
+        }
+        Ok(moved)
+    }
+
+    fn message(&self, due: &DueCallback) -> DispatchMessage {
+        let record = &due.record;
+        let dispatch = DispatchId::parse(&record.id).expect("the store holds dispatch ids");
+        DispatchMessage::CallbackV1(Callback {
+            dispatch,
+            ending: due.ending,
+            destination: record.callback.clone().unwrap_or_default(),
+            webhook_id: Callback::webhook_id(&dispatch, due.ending),
+            event: event(record, due.ending, &self.flyte),
+            ended_at: record.finished_at.unwrap_or(record.updated_at),
+            attempts: 0,
+        })
     }
 }
 
@@ -223,8 +354,8 @@ fn truncated(text: &str) -> String {
 }
 
 /// The event a destination is sent: Standard Webhooks' `{type, timestamp, data}`, `data` the
-/// dispatch as `GET /dispatches/{id}` shows its end.
-pub fn event(record: &DispatchRecord, flyte: &FlyteClient) -> Value {
+/// dispatch as `GET /dispatches/{id}` showed its `ending`-th end.
+fn event(record: &DispatchRecord, ending: i32, flyte: &FlyteClient) -> Value {
     let task = match (
         &record.project,
         &record.domain,
@@ -245,6 +376,11 @@ pub fn event(record: &DispatchRecord, flyte: &FlyteClient) -> Value {
         }))
     });
     let status = record.status.0;
+    let outputs_truncated = record
+        .outputs
+        .as_ref()
+        .is_some_and(|outputs| outputs.to_string().len() > MAX_OUTPUTS_BYTES);
+    let outputs = record.outputs.as_ref().filter(|_| !outputs_truncated);
     json!({
         "type": format!("dispatch.{status}"),
         "timestamp": record.finished_at.unwrap_or(record.updated_at),
@@ -257,7 +393,9 @@ pub fn event(record: &DispatchRecord, flyte: &FlyteClient) -> Value {
             "request_id": record.request_id,
             "run_name": record.run_name,
             "url": url,
-            "outputs": record.outputs,
+            "outputs": outputs,
+            "outputs_truncated": outputs_truncated,
+            "ending": ending,
             "error": record.error,
             "error_kind": record.error_kind,
             "attempts": record.attempts,
@@ -272,88 +410,10 @@ pub fn event(record: &DispatchRecord, flyte: &FlyteClient) -> Value {
 const RELAY_BATCH: i64 = 100;
 /// How often an idle relay looks at the outbox.
 const RELAY_EVERY: Duration = Duration::from_millis(200);
-
-/// Moves due endings from the outbox to the callback queue until `shutdown`: each event
-/// confirmed by the broker before its row goes. Every worker runs one; `SKIP LOCKED` keeps
-/// them apart.
-pub async fn relay(
-    store: DispatchStore,
-    flyte: FlyteClient,
-    channel: Arc<ConfirmChannel>,
-    topology: Topology,
-    shutdown: CancellationToken,
-) {
-    let exchange = topology.exchange();
-    loop {
-        let moved = relay_once(&store, &flyte, &channel, &exchange).await;
-        let busy = match moved {
-            Ok(moved) => moved == RELAY_BATCH as usize,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "could not move callbacks to the queue");
-                false
-            }
-        };
-        if busy {
-            continue;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RELAY_EVERY) => {}
-        }
-    }
-}
-
-/// One look: the endings it queued.
-async fn relay_once(
-    store: &DispatchStore,
-    flyte: &FlyteClient,
-    channel: &ConfirmChannel,
-    exchange: &str,
-) -> anyhow::Result<usize> {
-    let taken = store.due_callbacks(RELAY_BATCH).await?;
-    if taken.due.is_empty() {
-        return Ok(0);
-    }
-    let mut queued = Vec::with_capacity(taken.due.len());
-    let mut refused = None;
-    for due in &taken.due {
-        let Some(message) = message(due, flyte) else {
-            // Its destination was cleared meanwhile: nothing to send.
-            queued.push((due.record.id.clone(), due.ending));
-            continue;
-        };
-        match channel.publish(exchange, CALLBACK_KEY, &message).await {
-            Ok(Published::Stored) => queued.push((due.record.id.clone(), due.ending)),
-            // Full or unroutable: the rest waits in the outbox for the next look.
-            Ok(other) => {
-                refused = Some(format!("{other:?}"));
-                break;
-            }
-            Err(e) => {
-                refused = Some(format!("{e:#}"));
-                break;
-            }
-        }
-    }
-    let moved = queued.len();
-    taken.done(&queued).await?;
-    if let Some(refused) = refused {
-        anyhow::bail!("the broker did not take a callback ({refused}); {moved} moved");
-    }
-    Ok(moved)
-}
-
-fn message(due: &DueCallback, flyte: &FlyteClient) -> Option<DispatchMessage> {
-    let record = &due.record;
-    let destination = record.callback.clone()?;
-    let dispatch = DispatchId::parse(&record.id).ok()?;
-    Some(DispatchMessage::CallbackV1(Callback {
-        dispatch,
-        ending: due.ending,
-        destination,
-        webhook_id: Callback::webhook_id(&dispatch, due.ending),
-        event: event(record, flyte),
-        ended_at: record.finished_at.unwrap_or(record.updated_at),
-        attempts: 0,
-    }))
-}
+/// The longest one look may hold its rows (and a database connection).
+const RELAY_BOUND: Duration = Duration::from_secs(30);
+/// How long an event whose destination has no free slot waits before it is tried again.
+const WAIT_FOR_DESTINATION: Duration = Duration::from_secs(1);
+/// Outputs larger than this are left out of the event (`outputs_truncated`): the receiver
+/// reads them from `GET /dispatches/{id}`.
+const MAX_OUTPUTS_BYTES: usize = 256 * 1024;

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::callbacks::{self, Callbacks};
+use crate::callbacks::Callbacks;
 use crate::metrics::{QueueLabels, Readiness, WorkerMetrics};
 use crate::process::Processor;
 use crate::settings::Settings;
@@ -47,8 +47,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Worker {
     processor: Arc<Processor>,
     callbacks: Arc<Callbacks>,
-    /// For the callback relay's run URLs.
-    flyte: FlyteClient,
     gate: StoreGate,
     tracker: Tracker,
     nodes: BrokerNodes,
@@ -116,10 +114,14 @@ impl Worker {
             ops_shutdown,
             tracker: Tracker::new(store.clone(), flyte.clone(), settings.tracking.clone()),
             callbacks: Arc::new(
-                Callbacks::new(deployment.callbacks.clone(), store.clone(), metrics.clone())
-                    .context("callback client")?,
+                Callbacks::new(
+                    deployment.callbacks.clone(),
+                    store.clone(),
+                    flyte.clone(),
+                    metrics.clone(),
+                )
+                .context("callback client")?,
             ),
-            flyte: flyte.clone(),
             processor: Arc::new(Processor::new(
                 store,
                 flyte,
@@ -242,6 +244,11 @@ impl Worker {
                 .iter()
                 .cloned()
                 .chain([self.topology.dead_queue()])
+                .chain(
+                    self.topology
+                        .has_callbacks()
+                        .then(|| self.topology.callback_queue()),
+                )
                 .collect(),
             self.processor.store().clone(),
             self.metrics.clone(),
@@ -250,15 +257,12 @@ impl Worker {
         let retrier = Arc::new(Retrier::open(&connection, &self.topology).await?);
         let (callback_channel, mut callback_deliveries) =
             self.consume_callbacks(&connection, worker).await?;
-        if self.topology.has_callbacks() {
-            sampler.spawn(callbacks::relay(
-                self.processor.store().clone(),
-                self.flyte.clone(),
-                Arc::new(ConfirmChannel::open(&connection).await?),
-                self.topology.clone(),
-                shutdown.clone(),
-            ));
-        }
+        sampler.spawn({
+            let (callbacks, topology) = (self.callbacks.clone(), self.topology.clone());
+            let channel = ConfirmChannel::open(&connection).await?;
+            let shutdown = shutdown.clone();
+            async move { callbacks.relay(channel, topology, shutdown).await }
+        });
         // Each kind of work has its own slots, and a kind whose slots are all taken is not
         // read from: a slow callback receiver never holds up a dispatch, nor the reverse.
         let slots = Arc::new(Semaphore::new(self.concurrency));

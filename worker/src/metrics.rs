@@ -44,7 +44,8 @@ pub struct QueueLabels {
 #[derive(Debug, Clone)]
 pub struct WorkerMetrics {
     /// Deliveries by what became of them: started, already_handled, retried, failed,
-    /// dead_lettered, poisoned, refused, ignored, unreadable, split.
+    /// dead_lettered, poisoned, refused, ignored, unreadable, split, waiting_for_slot,
+    /// skipped, superseded.
     pub dispatches: Family<OutcomeLabels, Counter>,
     /// Deliveries being processed by this worker now.
     pub in_progress: Gauge,

@@ -141,7 +141,14 @@ impl ConfirmChannel {
         message: &DispatchMessage,
     ) -> anyhow::Result<Published> {
         let channel = self.channel();
-        let published = publish_confirmed(&channel, exchange, routing_key, message).await?;
+        // A channel the broker closed (say over a message it would not take) is renewed too.
+        let published = match publish_confirmed(&channel, exchange, routing_key, message).await {
+            Ok(published) => published,
+            Err(e) => {
+                self.renew(&channel).await;
+                return Err(e);
+            }
+        };
         if published == Published::Refused {
             self.renew(&channel).await;
         }

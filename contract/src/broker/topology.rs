@@ -29,7 +29,8 @@
 //!
 //! ```text
 //! {prefix}.dispatch --"callback"--> {prefix}.callbacks
-//! worker --"callback-retry-4s"--> {prefix}.retry --> {prefix}.callback-retry.4s --expired--> {prefix}.dispatch --"callback"-->
+//! worker --"callback-retry-4s"--> {prefix}.retry --> {prefix}.callback-retry.4s
+//!                                    --expired--> {prefix}.dispatch --"callback"--> {prefix}.callbacks
 //! ```
 //!
 //! Every queue is a quorum queue: durable, replicated to `[broker] replicas` nodes (as many as

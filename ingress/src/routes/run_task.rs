@@ -179,8 +179,8 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
 
 const CALLBACK: &str = "A [[callbacks]] destination told (signed, Standard Webhooks) when the dispatch ends, instead of the task's policy; the key must be one of its senders.";
 
-/// The destination `Flyhook-Callback` names, if the header is there. A value that is not
-/// text is no name any destination has.
+/// The destination `Flyhook-Callback` names, if the header is there and not empty. A value
+/// that is not text is no name any destination has.
 fn named_callback(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     let Some(value) = req.headers().get(CALLBACK_HEADER) else {
         return Ok(None);
@@ -189,5 +189,5 @@ fn named_callback(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
         .to_str()
         .map_err(|_| ApiError::CallbackNotAllowed)?
         .trim();
-    Ok(Some(name))
+    Ok((!name.is_empty()).then_some(name))
 }
