@@ -4,6 +4,7 @@
 //! by family, in `scenarios/`.
 
 mod console;
+mod flow;
 mod intake;
 mod lookups;
 mod overload;
@@ -28,7 +29,7 @@ pub type Figures = BTreeMap<String, f64>;
 /// One run of a scenario: its rows, labelled.
 pub type Rows = Vec<(String, Figures)>;
 
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "intake",
     "intake-5k",
     "hooks-5k",
@@ -44,6 +45,7 @@ pub const NAMES: [&str; 15] = [
     "seed",
     "scale-out",
     "console",
+    "flow",
 ];
 
 /// How long each measured load lasts, unless a scenario needs longer.
@@ -86,6 +88,7 @@ pub async fn run_once(name: &str, options: Options) -> anyhow::Result<Rows> {
         "seed" => seed::seed(options).await,
         "scale-out" => scale_out::scale_out(options).await,
         "console" => console::console(options, 100_000).await,
+        "flow" => flow::flow(options, 800.0).await,
         other => anyhow::bail!("no scenario {other:?}; there are: {}", NAMES.join(", ")),
     }
 }

@@ -22,6 +22,8 @@ pub struct Spec {
     pub config: String,
     /// `AMQP_URL` (a cluster's nodes); the machine's broker when absent.
     pub amqp_url: Option<String>,
+    /// Variables beside the deployment's own (a callback destination's secret).
+    pub vars: Vec<(String, String)>,
 }
 
 /// The configuration every run shares: no rate limit in the way (the load is the point), a
@@ -70,6 +72,7 @@ pub async fn start(spec: &Spec) -> anyhow::Result<Stack> {
                 .iter()
                 .map(|url| ("AMQP_URL".into(), url.clone())),
         )
+        .chain(spec.vars.iter().cloned())
         .collect(),
         show_logs: true,
     })

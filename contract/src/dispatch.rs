@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::callbacks::Callback;
-use crate::flow::ConcurrencyKey;
+use crate::flow::{ConcurrencyKey, DebounceKey};
 use chrono::{DateTime, Utc};
 use flyte_client::RunName;
 use hmac::{Hmac, KeyInit, Mac};
@@ -318,6 +318,10 @@ impl fmt::Display for TaskRef {
 /// ingress and an older worker can tell they disagree instead of misreading each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one message at a time, decoded and dropped: boxing would only add an allocation"
+)]
 pub enum DispatchMessage {
     DispatchV1(Dispatch),
     IgnoredV1(Ignored),
@@ -413,6 +417,9 @@ pub struct Dispatch {
     /// The concurrency key it holds a slot under while in flight, from its policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencyKey>,
+    /// The burst it belongs to: one run per burst, from its policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<DebounceKey>,
 }
 
 /// The route a provider delivery took and the provider's delivery id (as echoed in the `202`).

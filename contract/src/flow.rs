@@ -1,15 +1,22 @@
-//! Concurrency keys: at most `limit` runs in flight per key value, fleet-wide. The ingress
-//! reads the key's value from a delivery (its route's policy) or a request (its task's
-//! `[[tasks]]` policy) and puts it in the dispatch's message; the worker enforces it before it
-//! starts the run. Shared because both must read one policy the same way.
+//! Flow control per key: debounce (a burst with one key becomes one run) and concurrency keys
+//! (at most `limit` runs in flight per key value, fleet-wide). The ingress reads the key's
+//! value from a delivery (its route's policy) or a request (its task's `[[tasks]]` policy) and
+//! puts it in the dispatch's message; the worker enforces it before it starts the run. Shared
+//! because both must read one policy the same way.
 //!
 //! ```toml
+//! debounce = { key = "/pull_request/number", window = "30s", max_wait = "5m", keep = "last" }
 //! concurrency = { key = "/repository/full_name", limit = 1, when_full = "queue" }
 //! ```
 //! `key` is a JSON Pointer into the payload (the task inputs, for `POST /run-task`) or, when it
 //! does not start with `/`, a header's name. A delivery without that value shares the key `""`.
-//! `when_full`: `queue` (wait in arrival order), `skip` (recorded `skipped`) or
-//! `cancel_previous` (the oldest run in flight is aborted, and this one takes its place).
+//! Debounce: deliveries of one key less than `window` apart make one run, started `window`
+//! after the last (or `max_wait` after the first), with the `first` or `last` one's payload;
+//! the others end `coalesced`. Concurrency, `when_full`: `queue` (wait in arrival order),
+//! `skip` (recorded `skipped`) or `cancel_previous` (the oldest run in flight is aborted, and
+//! this one takes its place).
+
+use std::time::Duration;
 
 use anyhow::ensure;
 use serde::{Deserialize, Serialize};
@@ -48,16 +55,47 @@ fn queue() -> WhenFull {
 /// `task:project/domain/name/version`), so two policies never share slots.
 #[derive(Debug, Clone)]
 pub struct ConcurrencyPolicy {
-    scope: String,
-    key: KeySource,
+    key: PolicyKey,
     limit: u32,
     when_full: WhenFull,
+}
+
+/// Where a policy is configured, and where its key's value is read.
+#[derive(Debug, Clone)]
+struct PolicyKey {
+    scope: String,
+    source: KeySource,
 }
 
 #[derive(Debug, Clone)]
 enum KeySource {
     Pointer(String),
     Header(String),
+}
+
+impl PolicyKey {
+    fn parse(key: String, scope: String) -> anyhow::Result<PolicyKey> {
+        ensure!(!key.is_empty(), "key must name a JSON Pointer or a header");
+        let source = if key.starts_with('/') {
+            KeySource::Pointer(key)
+        } else {
+            KeySource::Header(key.to_ascii_lowercase())
+        };
+        Ok(PolicyKey { scope, source })
+    }
+
+    /// The key's value in one delivery: `header` looks up a header by its lowercase name.
+    fn value<'h>(&self, payload: &Value, header: impl Fn(&str) -> Option<&'h str>) -> String {
+        let value = match &self.source {
+            KeySource::Pointer(pointer) => match payload.pointer(pointer) {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            },
+            KeySource::Header(name) => header(name).unwrap_or_default().to_string(),
+        };
+        storable_value(value)
+    }
 }
 
 /// The key a dispatch holds a slot under, carried in its message.
@@ -80,18 +118,8 @@ impl ConcurrencyPolicy {
             entry.limit >= 1,
             "concurrency limit must be at least 1 (to stop a task, remove its route)"
         );
-        ensure!(
-            !entry.key.is_empty(),
-            "concurrency key must name a JSON Pointer or a header"
-        );
-        let key = if entry.key.starts_with('/') {
-            KeySource::Pointer(entry.key)
-        } else {
-            KeySource::Header(entry.key.to_ascii_lowercase())
-        };
         Ok(ConcurrencyPolicy {
-            scope,
-            key,
+            key: PolicyKey::parse(entry.key, scope)?,
             limit: entry.limit,
             when_full: entry.when_full,
         })
@@ -103,19 +131,96 @@ impl ConcurrencyPolicy {
         payload: &Value,
         header: impl Fn(&str) -> Option<&'h str>,
     ) -> ConcurrencyKey {
-        let value = match &self.key {
-            KeySource::Pointer(pointer) => match payload.pointer(pointer) {
-                Some(Value::String(text)) => text.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            },
-            KeySource::Header(name) => header(name).unwrap_or_default().to_string(),
-        };
         ConcurrencyKey {
-            scope: self.scope.clone(),
-            value: storable_value(value),
+            scope: self.key.scope.clone(),
+            value: self.key.value(payload, header),
             limit: self.limit,
             when_full: self.when_full,
+        }
+    }
+}
+
+/// Which delivery of a burst runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    First,
+    Last,
+}
+
+/// One `debounce = {…}` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebounceEntry {
+    key: String,
+    /// `30s`, `500ms`, `2m`.
+    window: String,
+    /// Absent: ten windows.
+    max_wait: Option<String>,
+    #[serde(default = "last")]
+    keep: Keep,
+}
+
+fn last() -> Keep {
+    Keep::Last
+}
+
+/// A checked debounce policy.
+#[derive(Debug, Clone)]
+pub struct DebouncePolicy {
+    key: PolicyKey,
+    window: Duration,
+    max_wait: Duration,
+    keep: Keep,
+}
+
+/// The burst a dispatch belongs to, carried in its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebounceKey {
+    pub scope: String,
+    pub value: String,
+    pub window_ms: u64,
+    pub max_wait_ms: u64,
+    pub keep: Keep,
+}
+
+/// The longest window or wait: a burst's deliveries wait in the broker meanwhile.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(24 * 3600);
+
+impl DebouncePolicy {
+    pub fn compile(entry: DebounceEntry, scope: String) -> anyhow::Result<DebouncePolicy> {
+        let duration = |text: &str| {
+            flyte_client::parse_duration(text).map_err(|e| anyhow::anyhow!("{text:?}: {e}"))
+        };
+        let window = duration(&entry.window)?;
+        let max_wait = match &entry.max_wait {
+            Some(text) => duration(text)?,
+            None => window * 10,
+        };
+        ensure!(
+            !window.is_zero() && window <= max_wait && max_wait <= MAX_DEBOUNCE,
+            "debounce needs 0 < window <= max_wait <= 24h"
+        );
+        Ok(DebouncePolicy {
+            key: PolicyKey::parse(entry.key, scope)?,
+            window,
+            max_wait,
+            keep: entry.keep,
+        })
+    }
+
+    /// The burst of one delivery: `header` looks up a header by its lowercase name.
+    pub fn key_for<'h>(
+        &self,
+        payload: &Value,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> DebounceKey {
+        DebounceKey {
+            scope: self.key.scope.clone(),
+            value: self.key.value(payload, header),
+            window_ms: self.window.as_millis() as u64,
+            max_wait_ms: self.max_wait.as_millis() as u64,
+            keep: self.keep,
         }
     }
 }
@@ -169,6 +274,30 @@ mod tests {
                 when_full: WhenFull::Skip
             }
         );
+        let debounce = |window: &str, max_wait: Option<&str>| {
+            let entry = DebounceEntry {
+                key: "/pr".into(),
+                window: window.into(),
+                max_wait: max_wait.map(Into::into),
+                keep: Keep::First,
+            };
+            DebouncePolicy::compile(entry, "task:t".into())
+        };
+        let key = debounce("30s", None)
+            .unwrap()
+            .key_for(&json!({"pr": 7}), no_headers);
+        assert_eq!(
+            (key.value.as_str(), key.window_ms, key.max_wait_ms),
+            ("7", 30_000, 300_000)
+        );
+        for (window, max_wait) in [
+            ("0s", None),
+            ("1m", Some("30s")),
+            ("1s", Some("25h")),
+            ("soon", None),
+        ] {
+            assert!(debounce(window, max_wait).is_err(), "{window} {max_wait:?}");
+        }
         let zero = ConcurrencyEntry {
             key: "/a".into(),
             limit: 0,

@@ -23,10 +23,12 @@ pub enum DispatchStatus {
     DeadLettered,
     /// Its concurrency key was full and its policy says `when_full = "skip"`: no run.
     Skipped,
+    /// One of a debounced burst whose run another dispatch of the burst started.
+    Coalesced,
 }
 
 impl DispatchStatus {
-    pub const ALL: [DispatchStatus; 11] = [
+    pub const ALL: [DispatchStatus; 12] = [
         DispatchStatus::Queued,
         DispatchStatus::Starting,
         DispatchStatus::Running,
@@ -38,6 +40,7 @@ impl DispatchStatus {
         DispatchStatus::Rejected,
         DispatchStatus::DeadLettered,
         DispatchStatus::Skipped,
+        DispatchStatus::Coalesced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl DispatchStatus {
             DispatchStatus::Rejected => "rejected",
             DispatchStatus::DeadLettered => "dead_lettered",
             DispatchStatus::Skipped => "skipped",
+            DispatchStatus::Coalesced => "coalesced",
         }
     }
 

@@ -169,7 +169,7 @@ impl Intake {
     ) -> Result<Accepted, ApiError> {
         check_storable(&inputs)?;
         let callback = self.policies.callback(&caller.key_name, &task, callback)?;
-        let concurrency = self.policies.concurrency(&task, &inputs, |name| {
+        let (debounce, concurrency) = self.policies.flow_keys(&task, &inputs, |name| {
             headers.get(name).and_then(|v| v.to_str().ok())
         });
         self.check_inputs(&task, &inputs)?;
@@ -187,6 +187,7 @@ impl Intake {
         let (mut dispatch, accepted) =
             self.prepare(id, task, inputs, sender, caller.request_id.as_str());
         dispatch.callback = callback;
+        dispatch.debounce = debounce;
         dispatch.concurrency = concurrency;
         self.enqueue((dispatch, accepted)).await
     }
@@ -222,14 +223,17 @@ impl Intake {
                 delivery_id: delivery_id.to_string(),
             });
             dispatch.callback = route.callback.clone();
-            dispatch.concurrency = route.concurrency.as_ref().map(|policy| {
-                policy.key_for(payload, |name| {
-                    headers
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| v.as_str())
-                })
-            });
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.as_str())
+            };
+            dispatch.debounce = route.debounce.as_ref().map(|p| p.key_for(payload, header));
+            dispatch.concurrency = route
+                .concurrency
+                .as_ref()
+                .map(|p| p.key_for(payload, header));
             messages.push(dispatch);
             routed.push(RoutedDispatch {
                 route: route.name.clone(),
@@ -416,6 +420,7 @@ impl Intake {
             delivery: None,
             callback: None,
             concurrency: None,
+            debounce: None,
         };
         (dispatch, accepted)
     }

@@ -1,12 +1,14 @@
 //! What a `POST /run-task` dispatch carries from its task's `[[tasks]]` policy, decided at
 //! intake and put in its message: the completion callback's destination (the request's
 //! `Flyhook-Callback`, when its key is one of the destination's `senders`, else the policy's)
-//! and its concurrency key. A provider webhook's dispatch takes both from its route instead.
+//! and its debounce and concurrency keys. A provider webhook's dispatch takes them from its
+//! route instead.
 //!
 //! ```toml
 //! [[tasks]]
 //! task = "flytesnacks/development/ci.main/v1"
 //! callback = "ci-bot"
+//! debounce = { key = "/pr", window = "30s", max_wait = "5m", keep = "last" }
 //! concurrency = { key = "/repository", limit = 1, when_full = "queue" }
 //! ```
 
@@ -15,7 +17,9 @@ use std::collections::HashMap;
 use anyhow::{Context, bail};
 use flyhook_contract::TaskRef;
 use flyhook_contract::callbacks::Destinations;
-use flyhook_contract::flow::{ConcurrencyEntry, ConcurrencyKey, ConcurrencyPolicy};
+use flyhook_contract::flow::{
+    ConcurrencyEntry, ConcurrencyKey, ConcurrencyPolicy, DebounceEntry, DebounceKey, DebouncePolicy,
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -29,6 +33,8 @@ pub struct TaskPolicyEntry {
     task: String,
     /// The `[[callbacks]]` destination told when its dispatches end.
     callback: Option<String>,
+    /// One run per burst of a key value.
+    debounce: Option<DebounceEntry>,
     /// At most `limit` runs in flight per key value.
     concurrency: Option<ConcurrencyEntry>,
 }
@@ -36,6 +42,7 @@ pub struct TaskPolicyEntry {
 #[derive(Debug, Default)]
 struct TaskPolicy {
     callback: Option<String>,
+    debounce: Option<DebouncePolicy>,
     concurrency: Option<ConcurrencyPolicy>,
 }
 
@@ -60,13 +67,20 @@ impl TaskPolicies {
             if let Some(callback) = &entry.callback {
                 destinations.check_named(callback).with_context(context)?;
             }
+            let scope = format!("task:{}", entry.task);
+            let debounce = entry
+                .debounce
+                .map(|d| DebouncePolicy::compile(d, scope.clone()))
+                .transpose()
+                .with_context(context)?;
             let concurrency = entry
                 .concurrency
-                .map(|c| ConcurrencyPolicy::compile(c, format!("task:{}", entry.task)))
+                .map(|c| ConcurrencyPolicy::compile(c, scope))
                 .transpose()
                 .with_context(context)?;
             let policy = TaskPolicy {
                 callback: entry.callback,
+                debounce,
                 concurrency,
             };
             if by_task.insert(task.to_string(), policy).is_some() {
@@ -101,15 +115,31 @@ impl TaskPolicies {
         }
     }
 
-    /// The concurrency key of a dispatch of `task` with `inputs`, from the request's headers.
-    pub fn concurrency<'h>(
+    /// The debounce and concurrency keys of a dispatch of `task` with `inputs`, from the
+    /// request's headers.
+    pub fn flow_keys<'h>(
         &self,
         task: &TaskRef,
         inputs: &Map<String, Value>,
-        header: impl Fn(&str) -> Option<&'h str>,
-    ) -> Option<ConcurrencyKey> {
-        let policy = self.by_task.get(&task.to_string())?.concurrency.as_ref()?;
-        // The policy reads the inputs as the payload they came as.
-        Some(policy.key_for(&Value::Object(inputs.clone()), header))
+        header: impl Fn(&str) -> Option<&'h str> + Copy,
+    ) -> (Option<DebounceKey>, Option<ConcurrencyKey>) {
+        let Some(policy) = self.by_task.get(&task.to_string()) else {
+            return (None, None);
+        };
+        if policy.debounce.is_none() && policy.concurrency.is_none() {
+            return (None, None);
+        }
+        // The policies read the inputs as the payload they came as.
+        let payload = Value::Object(inputs.clone());
+        (
+            policy
+                .debounce
+                .as_ref()
+                .map(|p| p.key_for(&payload, header)),
+            policy
+                .concurrency
+                .as_ref()
+                .map(|p| p.key_for(&payload, header)),
+        )
     }
 }

@@ -15,6 +15,7 @@
 //! inputs = { commit = "/after", repository = { pointer = "/repository/full_name", default = "" } }
 //! callback = "ci-bot"      # a [[callbacks]] destination told when its runs end (a source's
 //!                          # `callback` serves its routes without one, and its ignored deliveries)
+//! debounce = { key = "/pull_request/number", window = "30s", max_wait = "5m", keep = "last" }
 //! concurrency = { key = "/repository/full_name", limit = 1, when_full = "queue" }
 //! ```
 //!
@@ -37,7 +38,7 @@ use toml::Spanned;
 use flyhook_contract::TaskRef;
 use flyhook_contract::callbacks::Destinations;
 use flyhook_contract::config::{Env, SecretSource};
-use flyhook_contract::flow::{ConcurrencyEntry, ConcurrencyPolicy};
+use flyhook_contract::flow::{ConcurrencyEntry, ConcurrencyPolicy, DebounceEntry, DebouncePolicy};
 use webhook_signatures::{GenericHmac, Headers, Scheme};
 
 /// One `[[sources]]` table as written; [`compile`] checks it.
@@ -67,6 +68,7 @@ struct RouteEntry {
     #[serde(default)]
     inputs: BTreeMap<String, InputEntry>,
     callback: Option<String>,
+    debounce: Option<DebounceEntry>,
     concurrency: Option<ConcurrencyEntry>,
 }
 
@@ -122,6 +124,8 @@ pub struct Route {
     inputs: Vec<(String, InputSource)>,
     /// The completion callback's destination: the route's, else the source's.
     pub callback: Option<String>,
+    /// One run per burst of a key value.
+    pub debounce: Option<DebouncePolicy>,
     /// At most so many runs in flight per key value.
     pub concurrency: Option<ConcurrencyPolicy>,
 }
@@ -350,9 +354,15 @@ fn compile_route(
     let callback = entry
         .callback
         .or_else(|| source_callback.map(str::to_string));
+    let scope = format!("route:{source}/{}", entry.name);
+    let debounce = entry
+        .debounce
+        .map(|d| DebouncePolicy::compile(d, scope.clone()))
+        .transpose()
+        .context("debounce")?;
     let concurrency = entry
         .concurrency
-        .map(|c| ConcurrencyPolicy::compile(c, format!("route:{source}/{}", entry.name)))
+        .map(|c| ConcurrencyPolicy::compile(c, scope))
         .transpose()
         .context("concurrency")?;
     let conditions = entry
@@ -407,6 +417,7 @@ fn compile_route(
         conditions,
         inputs,
         callback,
+        debounce,
         concurrency,
     })
 }

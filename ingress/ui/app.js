@@ -8,9 +8,9 @@
 // ---- Constants --------------------------------------------------------------------------------
 
 const STATUSES = ['queued', 'starting', 'running', 'succeeded', 'failed', 'aborted', 'timed_out',
-  'ignored', 'rejected', 'dead_lettered', 'skipped'];
+  'ignored', 'rejected', 'dead_lettered', 'skipped', 'coalesced'];
 const TERMINAL = new Set(['succeeded', 'failed', 'aborted', 'timed_out', 'ignored', 'rejected',
-  'dead_lettered', 'skipped']);
+  'dead_lettered', 'skipped', 'coalesced']);
 const REPLAYABLE = new Set(['failed', 'dead_lettered', 'aborted', 'timed_out']);
 const CANCELLABLE = new Set(['queued', 'starting', 'running']);
 
@@ -943,6 +943,8 @@ function renderDispatch(d, history, actions) {
           fact('Route', text(d.route)),
           fact('Delivery id', d.delivery_id ? h('code', {}, d.delivery_id) : dash()),
           fact('Attempts', String(num(d.attempts))),
+          d.coalesced_into ? fact('Coalesced into', h('a', { href: `#/dispatches/${encodeURIComponent(d.coalesced_into)}` },
+            h('code', {}, d.coalesced_into))) : null,
           fact('Callback', d.callback
             ? h('span', { id: 'dispatch-callback' }, `${d.callback.destination}: ${d.callback.state || 'when it ends'}`,
               d.callback.attempts ? ` after ${num(d.callback.attempts)} attempt(s)` : '',

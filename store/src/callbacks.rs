@@ -7,7 +7,7 @@ use flyhook_contract::storable::storable_text;
 use sqlx::{Postgres, Transaction};
 
 use crate::DispatchStore;
-use crate::record::{COLUMNS, DispatchRecord};
+use crate::record::{COLUMNS, DispatchRecord, ended_statuses};
 
 /// One ending whose event is still to be queued.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -129,13 +129,12 @@ impl DispatchStore {
         let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
         // The trigger queues a state that changes to pending; one pending already is queued
         // here (its outbox row, if it still has one, is kept).
-        sqlx::query_scalar(
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "WITH resent AS ( \
                 UPDATE dispatches d SET callback_state = 'pending', callback_attempts = 0, \
                     callback_at = now() \
                 WHERE id = ANY($1) AND callback IS NOT NULL AND endings > 0 \
-                  AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered', \
-                                 'ignored', 'skipped') \
+                  AND status IN {} \
                   AND (callback_state = 'failed' \
                        OR (callback_state IN ('pending', 'retrying') \
                            AND coalesce(callback_at, finished_at, updated_at) \
@@ -145,7 +144,8 @@ impl DispatchStore {
                 INSERT INTO callback_outbox (dispatch_id, ending, snapshot) \
                 SELECT id, endings, snapshot FROM resent ON CONFLICT DO NOTHING) \
              SELECT id FROM resent",
-        )
+            ended_statuses()
+        )))
         .bind(ids)
         .fetch_all(&self.pool)
         .await

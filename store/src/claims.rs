@@ -164,7 +164,7 @@ impl DispatchStore {
         dispatch: &Dispatch,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
-        self.record_ended_unstarted(dispatch, DispatchStatus::Failed, reason)
+        self.record_ended_unstarted(dispatch, DispatchStatus::Failed, reason, None)
             .await
     }
 
@@ -175,7 +175,18 @@ impl DispatchStore {
         dispatch: &Dispatch,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
-        self.record_ended_unstarted(dispatch, DispatchStatus::Skipped, reason)
+        self.record_ended_unstarted(dispatch, DispatchStatus::Skipped, reason, None)
+            .await
+    }
+
+    /// A member of a debounced burst that another member ran for: recorded `coalesced`.
+    pub async fn record_coalesced(
+        &self,
+        dispatch: &Dispatch,
+        ran: &str,
+    ) -> Result<(), sqlx::Error> {
+        let reason = format!("coalesced: its burst ran as dispatch {ran}");
+        self.record_ended_unstarted(dispatch, DispatchStatus::Coalesced, &reason, Some(ran))
             .await
     }
 
@@ -185,14 +196,16 @@ impl DispatchStore {
         dispatch: &Dispatch,
         status: DispatchStatus,
         reason: &str,
+        coalesced_into: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         let (route, delivery_id, request_id) = origin_columns(dispatch);
         sqlx::query(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, error, received_at, finished_at, route, \
-                                     delivery_id, request_id, callback) \
-             VALUES ($1, $14, $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12, $13) \
+                                     delivery_id, request_id, callback, coalesced_into) \
+             VALUES ($1, $14, $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12, $13, $15) \
              ON CONFLICT (id) DO UPDATE SET status = $14, error = $8, finished_at = now(), \
+                    coalesced_into = $15, \
                     updated_at = now(), callback = coalesce(dispatches.callback, $13) \
                 WHERE dispatches.status IN ('queued', 'starting')",
         )
@@ -210,6 +223,7 @@ impl DispatchStore {
         .bind(request_id)
         .bind(&dispatch.callback)
         .bind(status.as_str())
+        .bind(coalesced_into)
         .execute(&self.pool)
         .await
         .map(drop)

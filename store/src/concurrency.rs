@@ -7,7 +7,7 @@ use flyhook_contract::flow::{ConcurrencyKey, WhenFull};
 use flyhook_contract::{DispatchId, DispatchStatus};
 
 use crate::DispatchStore;
-use crate::record::parse_status;
+use crate::record::ended_statuses;
 
 /// What asking for a slot came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +21,6 @@ pub enum Slot {
     Ended(DispatchStatus),
 }
 
-const ENDED: &str = "('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered', 'ignored', \
-                     'rejected', 'skipped')";
-
 impl DispatchStore {
     /// Asks for a slot of `key` for dispatch `id`, which arrived at `received_at` (its place
     /// in line). Idempotent: a dispatch that holds one keeps it.
@@ -33,21 +30,9 @@ impl DispatchStore {
         received_at: DateTime<Utc>,
         key: &ConcurrencyKey,
     ) -> Result<Slot, sqlx::Error> {
+        let (mut transaction, ended) = self.lock_key(&key.scope, &key.value, id).await?;
         let id = id.to_string();
-        let mut transaction = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))")
-            .bind(&key.scope)
-            .bind(&key.value)
-            .execute(&mut *transaction)
-            .await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM dispatches WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(&mut *transaction)
-                .await?;
-        if let Some(status) = status.map(parse_status).transpose()?
-            && status.is_terminal()
-        {
+        if let Some(status) = ended {
             sqlx::query("DELETE FROM concurrency_slots WHERE dispatch_id = $1")
                 .bind(&id)
                 .execute(&mut *transaction)
@@ -59,7 +44,8 @@ impl DispatchStore {
         // key does not cover) frees its slot here.
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM concurrency_slots s USING dispatches d \
-             WHERE s.scope = $1 AND s.value = $2 AND d.id = s.dispatch_id AND d.status IN {ENDED}"
+             WHERE s.scope = $1 AND s.value = $2 AND d.id = s.dispatch_id AND d.status IN {}",
+            ended_statuses()
         )))
         .bind(&key.scope)
         .bind(&key.value)

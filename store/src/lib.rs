@@ -7,7 +7,8 @@
 //!   [`tracking`]: leases and run ends; [`control`]: await and cancel; [`listing`]: pages and
 //!   filters; [`replay`]: sending a dispatch again.
 //! - [`callbacks`]: the callback outbox and each dispatch's callback state; [`concurrency`]:
-//!   concurrency keys' slots and lines.
+//!   concurrency keys' slots and lines; [`debounce`]: debounced bursts (both locking a key
+//!   through `flow`).
 //! - [`history`]: one dispatch's status changes; [`overview`]: the fleet's figures by time.
 //! - [`keys`]: API keys managed at run time; [`audit`]: the audit log; [`sessions`]: the
 //!   console's sign-ins.
@@ -18,7 +19,9 @@ pub mod callbacks;
 pub mod claims;
 pub mod concurrency;
 pub mod control;
+pub mod debounce;
 pub mod fault;
+mod flow;
 pub mod history;
 pub mod keys;
 pub mod listing;
@@ -93,6 +96,7 @@ mod test_support {
             delivery: None,
             callback: None,
             concurrency: None,
+            debounce: None,
         }
     }
 

@@ -48,6 +48,8 @@ pub struct DispatchRecord {
     pub callback_at: Option<DateTime<Utc>>,
     /// How many times it has ended (a replay ends it again).
     pub endings: i32,
+    /// For a `coalesced` dispatch: the dispatch of its burst that ran.
+    pub coalesced_into: Option<String>,
 }
 
 /// A status read from the database (sqlx converts through `String`).
@@ -62,6 +64,16 @@ impl TryFrom<String> for StatusColumn {
     }
 }
 
+/// The statuses a dispatch ends in, as an SQL list: `('succeeded', …)`.
+pub(crate) fn ended_statuses() -> String {
+    let ended: Vec<String> = DispatchStatus::ALL
+        .into_iter()
+        .filter(|status| status.is_terminal())
+        .map(|status| format!("'{status}'"))
+        .collect();
+    format!("({})", ended.join(", "))
+}
+
 /// A status column read as text (by queries that do not go through [`StatusColumn`]).
 pub(crate) fn parse_status(text: String) -> Result<DispatchStatus, sqlx::Error> {
     text.parse()
@@ -71,7 +83,8 @@ pub(crate) fn parse_status(text: String) -> Result<DispatchStatus, sqlx::Error> 
 pub(crate) const COLUMNS: &str = "id, status, project, domain, task_name, task_version, run_name, run_url, \
                        attempts, error, error_kind, flyte_phase, outputs, received_at, started_at, \
                        finished_at, updated_at, api_key, route, delivery_id, request_id, callback, \
-                       callback_state, callback_attempts, callback_answer, callback_at, endings";
+                       callback_state, callback_attempts, callback_answer, callback_at, endings, \
+                       coalesced_into";
 
 impl DispatchStore {
     /// The inputs a dispatch was recorded with, if it was.

@@ -17,6 +17,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// What it was answered.
     pub status: u16,
+    /// When it came.
+    pub at: std::time::SystemTime,
 }
 
 impl Received {
@@ -95,6 +97,11 @@ impl Receiver {
         lock(&self.script).received.clone()
     }
 
+    /// How many requests came so far.
+    pub fn count(&self) -> usize {
+        lock(&self.script).received.len()
+    }
+
     /// The answer to every request from now on (after the scripted ones).
     pub fn answer_from_now(&self, status: u16) {
         lock(&self.script).standing = status;
@@ -134,6 +141,7 @@ async fn answer(
             .collect(),
         body: body.to_vec(),
         status,
+        at: std::time::SystemTime::now(),
     });
     HttpResponse::build(StatusCode::from_u16(status).expect("a status code")).finish()
 }

@@ -132,3 +132,114 @@ async fn a_full_key_skips_or_supersedes_and_other_keys_go_on(pool: PgPool) {
     }
     env.finish().await;
 }
+
+/// hello.main's `[[tasks]]` policy: a burst of one `count` is one run, the last one's.
+fn debounce_policy(window: &str) -> String {
+    format!(
+        "[[tasks]]\ntask = \"{HELLO_TASK}\"\n\
+         debounce = {{ key = \"/count\", window = \"{window}\", max_wait = \"30s\", keep = \"last\" }}\n{}",
+        flyhook_testkit::env::FAST_TRACKING
+    )
+}
+
+/// Waits until `count` dispatches are `coalesced`; their records.
+async fn coalesced(sender: &flyhook_testkit::Sender, count: usize) -> Vec<Value> {
+    flyhook_testkit::eventually(WAIT, &format!("{count} coalesced"), || async {
+        let (_, listed) = sender.get("/dispatches?status=coalesced&limit=500").await;
+        let items = listed["items"].as_array().cloned().unwrap_or_default();
+        if items.len() == count {
+            Ok(items)
+        } else {
+            Err(format!("{} so far", items.len()))
+        }
+    })
+    .await
+}
+
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
+async fn a_burst_of_fifty_with_one_key_makes_one_run_and_another_key_its_own(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let settings = env.settings_with_file(&debounce_policy("3s"));
+    let sender = env.start_ingress(settings.clone()).await.sender();
+    env.start_worker(&settings);
+
+    let mut sent = Vec::new();
+    for n in 0..50 {
+        let (status, body) = sender
+            .send_hello(json!({"name": format!("a{n}"), "count": 1}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        sent.push(body["id"].as_str().unwrap().to_string());
+        if n % 5 == 0 {
+            let (_, body) = sender
+                .send_hello(json!({"name": format!("b{n}"), "count": 2}))
+                .await;
+            sent.push(body["id"].as_str().unwrap().to_string());
+        }
+    }
+    let coalesced = coalesced(&sender, 58).await;
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 2, "one run per key: {runs:?}");
+    let mut names: Vec<&str> = runs
+        .iter()
+        .map(|r| r["inputs"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["a49", "b45"],
+        "each burst ran with its last payload"
+    );
+    // Each coalesced dispatch names the one that ran, which succeeded.
+    let ran: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            r["labels"]["flyhook-dispatch"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for record in &coalesced {
+        let into = record["coalesced_into"].as_str().unwrap_or_default();
+        assert!(ran.iter().any(|id| id == into), "{record}");
+    }
+    for id in &ran {
+        sender.wait_for_status(id, "succeeded", WAIT).await;
+    }
+    assert_eq!(coalesced.len() + ran.len(), sent.len());
+    env.finish().await;
+}
+
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
+async fn a_worker_killed_while_a_window_is_open_changes_nothing(pool: PgPool) {
+    let env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    let settings = env.settings_with_file(&debounce_policy("2s"));
+    let sender = env.start_ingress(settings.clone()).await.sender();
+    let mut doomed_settings = settings.clone();
+    let broker = env.broker_behind_proxy(&mut doomed_settings).await;
+    let doomed = env.start_worker(&doomed_settings);
+
+    for n in 0..5 {
+        sender
+            .send_hello(json!({"name": format!("n{n}"), "count": 7}))
+            .await;
+    }
+    flyhook_testkit::eventually(WAIT, "the burst's five members", || async {
+        let members: i64 = sqlx::query_scalar("SELECT count(*) FROM debounce_members")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (members == 5).then_some(())
+    })
+    .await;
+    doomed.kill().await;
+    broker.cut();
+
+    env.start_worker(&settings);
+    coalesced(&sender, 4).await;
+    let runs = env.sim_runs().await;
+    assert_eq!(runs.len(), 1, "still one run: {runs:?}");
+    assert_eq!(runs[0]["inputs"]["name"], "n4");
+    env.finish().await;
+}

@@ -39,6 +39,7 @@ fn hello(settings: &Settings, inputs: Value) -> Dispatch {
         delivery: None,
         callback: None,
         concurrency: None,
+        debounce: None,
     }
 }
 

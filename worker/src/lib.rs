@@ -7,7 +7,8 @@
 //!   dead letter).
 //! - [`process`]: `Processor`, one attempt at one dispatch, returning an `Outcome`.
 //! - [`callbacks`]: completion callbacks, from the outbox to the queue to the receiver.
-//! - [`concurrency`]: concurrency keys' slots, taken before a run starts.
+//! - [`debounce`] and [`concurrency`]: one run per burst, and slots per key, decided before
+//!   a run starts.
 //! - [`tracker`]: `Tracker`, following started runs to their end, shared through leases.
 //! - [`batch`]: status writes of many dispatches in one statement.
 //! - [`store_gate`]: deliveries held while PostgreSQL is away, with one probe per worker.
@@ -18,6 +19,7 @@ mod batch;
 mod callbacks;
 mod concurrency;
 mod consumer;
+mod debounce;
 mod metrics;
 mod process;
 pub mod settings;

@@ -45,7 +45,7 @@ pub struct QueueLabels {
 pub struct WorkerMetrics {
     /// Deliveries by what became of them: started, already_handled, retried, failed,
     /// dead_lettered, poisoned, refused, ignored, unreadable, split, waiting_for_slot,
-    /// skipped, superseded.
+    /// skipped, superseded, coalesced.
     pub dispatches: Family<OutcomeLabels, Counter>,
     /// Deliveries being processed by this worker now.
     pub in_progress: Gauge,

@@ -33,8 +33,8 @@ pub enum Outcome {
     RetryAfter(Duration),
     /// Given up (recorded `failed` or `dead_lettered` with the reason): to the dead-letter queue.
     DeadLetter,
-    /// Its concurrency key is full: the same message comes back after this long and asks
-    /// again (nothing failed, so no retry is counted).
+    /// Its debounce window is open, or its concurrency key full: the same message comes back
+    /// after this long and asks again (nothing failed, so no retry is counted).
     WaitTurn(Duration),
 }
 
@@ -194,7 +194,12 @@ impl Processor {
         {
             return self.unrecorded(&id, &e);
         }
-        // A slot first: a dispatch waiting for one is not yet being attempted.
+        // Its burst, then a slot: a dispatch waiting for either is not yet being attempted.
+        if let Some(key) = &dispatch.debounce
+            && let Some(outcome) = crate::debounce::admit(self, dispatch, key).await
+        {
+            return outcome;
+        }
         if let Some(key) = &dispatch.concurrency
             && let Some(outcome) = crate::concurrency::admit(self, dispatch, key).await
         {

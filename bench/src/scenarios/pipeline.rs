@@ -15,7 +15,7 @@ use super::{Figures, Options, Rows, figures, measure, run_task, warm, worker_con
 
 /// Intake's figures, plus the runs the stand-in created meanwhile and the backlog left: whether
 /// the workers kept up.
-async fn measure_with_starts(
+pub(super) async fn measure_with_starts(
     stack: &Stack,
     workload: Arc<dyn Workload>,
     load: Load,

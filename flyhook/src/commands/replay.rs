@@ -48,7 +48,7 @@ impl Replay {
     /// The dispatches to replay, checked before anything is connected.
     pub fn filter(&self) -> anyhow::Result<ListFilter> {
         let default = if self.callbacks {
-            "succeeded,failed,aborted,timed_out,dead_lettered,ignored,skipped"
+            "succeeded,failed,aborted,timed_out,dead_lettered,ignored,skipped,coalesced"
         } else {
             "failed,dead_lettered"
         };

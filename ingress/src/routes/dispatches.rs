@@ -77,6 +77,8 @@ pub struct DispatchView {
     request_id: Option<String>,
     /// The completion callback, if one was chosen.
     callback: Option<CallbackView>,
+    /// For a `coalesced` dispatch: the dispatch of its burst that ran.
+    coalesced_into: Option<String>,
 }
 
 impl DispatchView {
@@ -102,6 +104,7 @@ impl DispatchView {
             delivery_id: None,
             request_id: None,
             callback: None,
+            coalesced_into: None,
         }
     }
 
@@ -160,6 +163,7 @@ impl DispatchView {
                 last_answer: r.callback_answer,
                 at: r.callback_at,
             }),
+            coalesced_into: r.coalesced_into,
         }
     }
 }
