@@ -9,12 +9,14 @@
 //! concurrency = { key = "/repository/full_name", limit = 1, when_full = "queue" }
 //! ```
 //! `key` is a JSON Pointer into the payload (the task inputs, for `POST /run-task`) or, when it
-//! does not start with `/`, a header's name. A delivery without that value shares the key `""`.
+//! does not start with `/`, a header's name. A delivery without that value is in no burst, and
+//! shares the concurrency key `""`. A `[[tasks]]` policy's keys are the sending API key's own:
+//! one sender's deliveries never coalesce with, wait behind or supersede another's.
 //! Debounce: deliveries of one key less than `window` apart make one run, started `window`
 //! after the last (or `max_wait` after the first), with the `first` or `last` one's payload;
-//! the others end `coalesced`. Concurrency, `when_full`: `queue` (wait in arrival order),
-//! `skip` (recorded `skipped`) or `cancel_previous` (the oldest run in flight is aborted, and
-//! this one takes its place).
+//! the others end `coalesced`. Concurrency, `when_full`: `queue` (the first waiting, in
+//! arrival order, take the slots that free), `skip` (recorded `skipped`) or `cancel_previous`
+//! (the oldest run in flight that arrived before it is aborted, and this one takes the slot).
 
 use std::time::Duration;
 
@@ -75,26 +77,37 @@ enum KeySource {
 
 impl PolicyKey {
     fn parse(key: String, scope: String) -> anyhow::Result<PolicyKey> {
-        ensure!(!key.is_empty(), "key must name a JSON Pointer or a header");
         let source = if key.starts_with('/') {
             KeySource::Pointer(key)
         } else {
+            ensure!(
+                !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "key {key:?} is neither a JSON Pointer (starting with '/') nor a header name"
+            );
             KeySource::Header(key.to_ascii_lowercase())
         };
         Ok(PolicyKey { scope, source })
     }
 
-    /// The key's value in one delivery: `header` looks up a header by its lowercase name.
-    fn value<'h>(&self, payload: &Value, header: impl Fn(&str) -> Option<&'h str>) -> String {
+    /// The key's value in one delivery (`None` when it has none): `header` looks up a header
+    /// by its lowercase name.
+    fn value<'h>(
+        &self,
+        payload: &Value,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Option<String> {
         let value = match &self.source {
-            KeySource::Pointer(pointer) => match payload.pointer(pointer) {
-                Some(Value::String(text)) => text.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
+            KeySource::Pointer(pointer) => match payload.pointer(pointer)? {
+                Value::Null => return None,
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
             },
-            KeySource::Header(name) => header(name).unwrap_or_default().to_string(),
+            KeySource::Header(name) => header(name)?.to_string(),
         };
-        storable_value(value)
+        Some(storable_value(value))
     }
 }
 
@@ -133,7 +146,8 @@ impl ConcurrencyPolicy {
     ) -> ConcurrencyKey {
         ConcurrencyKey {
             scope: self.key.scope.clone(),
-            value: self.key.value(payload, header),
+            // Without one, a delivery shares the key "": the limit still holds.
+            value: self.key.value(payload, header).unwrap_or_default(),
             limit: self.limit,
             when_full: self.when_full,
         }
@@ -195,7 +209,7 @@ impl DebouncePolicy {
         let window = duration(&entry.window)?;
         let max_wait = match &entry.max_wait {
             Some(text) => duration(text)?,
-            None => window * 10,
+            None => (window * 10).min(MAX_DEBOUNCE),
         };
         ensure!(
             !window.is_zero() && window <= max_wait && max_wait <= MAX_DEBOUNCE,
@@ -209,19 +223,20 @@ impl DebouncePolicy {
         })
     }
 
-    /// The burst of one delivery: `header` looks up a header by its lowercase name.
+    /// The burst of one delivery: `header` looks up a header by its lowercase name. A delivery
+    /// without the key is in no burst (it runs on its own rather than drop others' payloads).
     pub fn key_for<'h>(
         &self,
         payload: &Value,
         header: impl Fn(&str) -> Option<&'h str>,
-    ) -> DebounceKey {
-        DebounceKey {
+    ) -> Option<DebounceKey> {
+        Some(DebounceKey {
             scope: self.key.scope.clone(),
-            value: self.key.value(payload, header),
+            value: self.key.value(payload, header)?,
             window_ms: self.window.as_millis() as u64,
             max_wait_ms: self.max_wait.as_millis() as u64,
             keep: self.keep,
-        }
+        })
     }
 }
 
@@ -283,12 +298,23 @@ mod tests {
             };
             DebouncePolicy::compile(entry, "task:t".into())
         };
-        let key = debounce("30s", None)
-            .unwrap()
-            .key_for(&json!({"pr": 7}), no_headers);
+        let policy_30s = debounce("30s", None).unwrap();
+        let key = policy_30s.key_for(&json!({"pr": 7}), no_headers).unwrap();
         assert_eq!(
             (key.value.as_str(), key.window_ms, key.max_wait_ms),
             ("7", 30_000, 300_000)
+        );
+        // Without the key, in no burst: never coalesced with strangers.
+        assert_eq!(policy_30s.key_for(&json!({"pr": null}), no_headers), None);
+        assert_eq!(policy_30s.key_for(&json!({}), no_headers), None);
+        assert_eq!(
+            debounce("3h", None)
+                .unwrap()
+                .key_for(&json!({"pr": 1}), no_headers)
+                .unwrap()
+                .max_wait_ms,
+            24 * 3600 * 1000,
+            "ten windows, at most a day"
         );
         for (window, max_wait) in [
             ("0s", None),
@@ -298,6 +324,15 @@ mod tests {
         ] {
             assert!(debounce(window, max_wait).is_err(), "{window} {max_wait:?}");
         }
+        let slashed = ConcurrencyEntry {
+            key: "repository/full_name".into(),
+            limit: 1,
+            when_full: WhenFull::Queue,
+        };
+        assert!(
+            ConcurrencyPolicy::compile(slashed, "s".into()).is_err(),
+            "a typo, not a header"
+        );
         let zero = ConcurrencyEntry {
             key: "/a".into(),
             limit: 0,

@@ -20,6 +20,7 @@ use crate::sources::Source;
 use actix_web::http::header::HeaderMap;
 use chrono::Utc;
 use flyhook_contract::dispatch::{Delivery as DeliveryMessage, DeliveryOrigin, Dispatch, Ignored};
+use flyhook_contract::flow::ConcurrencyKey;
 use flyhook_contract::principal::Principal;
 use flyhook_contract::scopes::Scopes;
 use flyhook_contract::storable::unstorable_field;
@@ -106,8 +107,15 @@ fn check_storable(inputs: &Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-/// What a replay sends again: the task, its inputs, who sent it and its callback.
-type ReplayParts = (TaskRef, Map<String, Value>, String, Option<String>);
+/// What a replay sends again: the task, its inputs, who sent it, its callback and the
+/// concurrency key it ran under (a replay is held to it too; it is debounced no more).
+type ReplayParts = (
+    TaskRef,
+    Map<String, Value>,
+    String,
+    Option<String>,
+    Option<ConcurrencyKey>,
+);
 
 fn replay_parts(source: ReplaySource) -> Result<ReplayParts, ApiError> {
     let task = TaskRef::parse(
@@ -121,7 +129,13 @@ fn replay_parts(source: ReplaySource) -> Result<ReplayParts, ApiError> {
         Value::Object(map) => map,
         _ => return Err(ApiError::NotReplayable),
     };
-    Ok((task, inputs, source.api_key, source.callback))
+    Ok((
+        task,
+        inputs,
+        source.api_key,
+        source.callback,
+        source.concurrency_key.map(|key| key.0),
+    ))
 }
 
 /// The Flyte id of a task reference, in the client's org.
@@ -169,9 +183,11 @@ impl Intake {
     ) -> Result<Accepted, ApiError> {
         check_storable(&inputs)?;
         let callback = self.policies.callback(&caller.key_name, &task, callback)?;
-        let (debounce, concurrency) = self.policies.flow_keys(&task, &inputs, |name| {
-            headers.get(name).and_then(|v| v.to_str().ok())
-        });
+        let (debounce, concurrency) =
+            self.policies
+                .flow_keys(&caller.key_name, &task, &inputs, |name| {
+                    headers.get(name).and_then(|v| v.to_str().ok())
+                });
         self.check_inputs(&task, &inputs)?;
         let id = match idempotency_key {
             Some(key) => {
@@ -229,7 +245,10 @@ impl Intake {
                     .find(|(n, _)| n.eq_ignore_ascii_case(name))
                     .map(|(_, v)| v.as_str())
             };
-            dispatch.debounce = route.debounce.as_ref().map(|p| p.key_for(payload, header));
+            dispatch.debounce = route
+                .debounce
+                .as_ref()
+                .and_then(|p| p.key_for(payload, header));
             dispatch.concurrency = route
                 .concurrency
                 .as_ref()
@@ -282,7 +301,7 @@ impl Intake {
             .replay_source(id)
             .await
             .map_err(ApiError::store_unavailable)?;
-        let (task, inputs, sender, callback) =
+        let (task, inputs, sender, callback, concurrency) =
             replay_parts(source.ok_or(ApiError::NotReplayable)?)?;
         if !scopes.allows(&task) {
             return Err(ApiError::OutOfScope);
@@ -292,6 +311,7 @@ impl Intake {
             let (mut dispatch, accepted) =
                 self.prepare(fresh, task, inputs, &sender, request_id.as_str());
             dispatch.callback = callback;
+            dispatch.concurrency = concurrency;
             return self.enqueue((dispatch, accepted)).await;
         }
         let source = store
@@ -301,10 +321,11 @@ impl Intake {
             .ok_or(ApiError::NotReplayable)?;
         let previous = source.previous_status.clone();
         // The record keeps its callback: the claim does not overwrite it with none.
-        let (task, inputs, sender, _) = replay_parts(source)?;
-        let sent = self
-            .enqueue(self.prepare(*id, task, inputs, &sender, request_id.as_str()))
-            .await;
+        let (task, inputs, sender, _, concurrency) = replay_parts(source)?;
+        let (mut dispatch, accepted) =
+            self.prepare(*id, task, inputs, &sender, request_id.as_str());
+        dispatch.concurrency = concurrency;
+        let sent = self.enqueue((dispatch, accepted)).await;
         if sent.is_err() {
             // Not re-sent: leave the record as it was, or it would wait as `queued` forever.
             let _ = store.undo_requeue(id, &previous).await;

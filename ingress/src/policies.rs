@@ -116,9 +116,11 @@ impl TaskPolicies {
     }
 
     /// The debounce and concurrency keys of a dispatch of `task` with `inputs`, from the
-    /// request's headers.
+    /// request's headers, each the sending API key's own (`sender`): one sender never
+    /// coalesces with, waits behind or supersedes another.
     pub fn flow_keys<'h>(
         &self,
+        sender: &str,
         task: &TaskRef,
         inputs: &Map<String, Value>,
         header: impl Fn(&str) -> Option<&'h str> + Copy,
@@ -131,15 +133,17 @@ impl TaskPolicies {
         }
         // The policies read the inputs as the payload they came as.
         let payload = Value::Object(inputs.clone());
-        (
-            policy
-                .debounce
-                .as_ref()
-                .map(|p| p.key_for(&payload, header)),
-            policy
-                .concurrency
-                .as_ref()
-                .map(|p| p.key_for(&payload, header)),
-        )
+        let own = |scope: &mut String| scope.push_str(&format!(" by {sender}"));
+        let debounce = policy.debounce.as_ref().and_then(|p| {
+            let mut key = p.key_for(&payload, header)?;
+            own(&mut key.scope);
+            Some(key)
+        });
+        let concurrency = policy.concurrency.as_ref().map(|p| {
+            let mut key = p.key_for(&payload, header);
+            own(&mut key.scope);
+            key
+        });
+        (debounce, concurrency)
     }
 }

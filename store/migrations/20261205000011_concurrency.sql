@@ -1,12 +1,16 @@
 -- Concurrency keys: at most `limit` runs in flight per key value, fleet-wide. A worker takes a
 -- slot (under an advisory lock of the key) before it starts a run; a dispatch whose key is
 -- full waits in line (by arrival), or ends `skipped`. A slot is freed by the transaction that
--- ends its dispatch, however it ends.
+-- ends its dispatch; one whose dispatch ended in a race with the taking, or was never
+-- recorded and stopped asking, is dropped by the next worker that takes a slot of the key.
 ALTER TABLE dispatches DROP CONSTRAINT dispatches_status_check;
 -- NOT VALID: every existing row satisfies the narrower check this replaces.
 ALTER TABLE dispatches ADD CONSTRAINT dispatches_status_check CHECK (status IN ('queued',
     'starting', 'running', 'succeeded', 'failed', 'aborted', 'timed_out', 'ignored', 'rejected',
     'dead_lettered', 'skipped')) NOT VALID;
+
+-- The key a dispatch was started under, so a replay is held to it too.
+ALTER TABLE dispatches ADD COLUMN concurrency_key jsonb;
 
 CREATE TABLE concurrency_slots (
     dispatch_id text PRIMARY KEY,
@@ -16,7 +20,10 @@ CREATE TABLE concurrency_slots (
     -- In flight (holding a slot), or waiting in line.
     holding     boolean NOT NULL DEFAULT false,
     -- The dispatch's arrival: its place in line.
-    since       timestamptz NOT NULL
+    since       timestamptz NOT NULL,
+    -- When its dispatch last asked: a waiter whose message is gone (and that no worker
+    -- recorded) stops asking, and its row is dropped after a while.
+    seen_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX concurrency_slots_by_key ON concurrency_slots (scope, value, since, dispatch_id);
 

@@ -1,6 +1,6 @@
 -- Debounce: deliveries of one key close together make one run. A burst is a window per key
 -- (at most one open at a time), its members the dispatches that joined it; the first worker
--- to look at a member after the window closes picks the member that runs, under an advisory
+-- to look at a member after the window's time picks the member that runs, under an advisory
 -- lock of the key, and the others end `coalesced`, naming it.
 ALTER TABLE dispatches DROP CONSTRAINT dispatches_status_check;
 -- NOT VALID: every existing row satisfies the narrower check this replaces.
@@ -22,7 +22,9 @@ CREATE TABLE debounce_windows (
     winner    text
 );
 CREATE UNIQUE INDEX debounce_windows_open ON debounce_windows (scope, value) WHERE closed_at IS NULL;
-CREATE INDEX debounce_windows_closed ON debounce_windows (scope, value, closed_at) WHERE closed_at IS NOT NULL;
+-- A late member looks for the closed window it arrived within; old closed windows are swept.
+CREATE INDEX debounce_windows_closed ON debounce_windows (scope, value, fires_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX debounce_windows_closed_at ON debounce_windows (closed_at) WHERE closed_at IS NOT NULL;
 
 CREATE TABLE debounce_members (
     dispatch_id text PRIMARY KEY,

@@ -61,14 +61,15 @@ impl DispatchStore {
         let proceeding: Vec<(String, i32, i32)> = sqlx::query_as(
             "INSERT INTO dispatches (id, status, project, domain, task_name, task_version, api_key, \
                                      run_name, attempts, received_at, inputs, redeliveries, \
-                                     route, delivery_id, request_id, callback) \
+                                     route, delivery_id, request_id, callback, concurrency_key) \
              SELECT id, 'starting', project, domain, task_name, task_version, api_key, run_name, 1, \
-                    received_at, inputs, redelivered::int, route, delivery_id, request_id, callback \
+                    received_at, inputs, redelivered::int, route, delivery_id, request_id, callback, \
+                    concurrency_key \
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
                          $7::text[], $8::timestamptz[], $9::jsonb[], $10::bool[], $11::text[], \
-                         $12::text[], $13::text[], $14::text[]) \
+                         $12::text[], $13::text[], $14::text[], $15::jsonb[]) \
                   AS t(id, project, domain, task_name, task_version, api_key, run_name, received_at, \
-                       inputs, redelivered, route, delivery_id, request_id, callback) \
+                       inputs, redelivered, route, delivery_id, request_id, callback, concurrency_key) \
              ORDER BY id \
              ON CONFLICT (id) DO UPDATE \
                 SET status = 'starting', attempts = dispatches.attempts + 1, updated_at = now(), \
@@ -79,7 +80,8 @@ impl DispatchStore {
                     route = coalesce(dispatches.route, EXCLUDED.route), \
                     delivery_id = coalesce(dispatches.delivery_id, EXCLUDED.delivery_id), \
                     request_id = coalesce(dispatches.request_id, EXCLUDED.request_id), \
-                    callback = coalesce(dispatches.callback, EXCLUDED.callback) \
+                    callback = coalesce(dispatches.callback, EXCLUDED.callback), \
+                    concurrency_key = coalesce(dispatches.concurrency_key, EXCLUDED.concurrency_key) \
                 WHERE dispatches.status IN ('queued', 'starting') \
                   AND (dispatches.inputs IS NULL OR dispatches.inputs = EXCLUDED.inputs) \
              RETURNING id, attempts, redeliveries",
@@ -106,6 +108,16 @@ impl DispatchStore {
             dispatches
                 .iter()
                 .map(|d| d.callback.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            dispatches
+                .iter()
+                .map(|d| {
+                    d.concurrency
+                        .as_ref()
+                        .and_then(|key| serde_json::to_value(key).ok())
+                })
                 .collect::<Vec<_>>(),
         )
         .fetch_all(&self.pool)
@@ -205,7 +217,11 @@ impl DispatchStore {
                                      delivery_id, request_id, callback, coalesced_into) \
              VALUES ($1, $14, $2, $3, $4, $5, $6, $7, 1, $8, $9, now(), $10, $11, $12, $13, $15) \
              ON CONFLICT (id) DO UPDATE SET status = $14, error = $8, finished_at = now(), \
-                    coalesced_into = $15, \
+                    coalesced_into = $15, project = coalesce(dispatches.project, $2), \
+                    domain = coalesce(dispatches.domain, $3), \
+                    task_name = coalesce(dispatches.task_name, $4), \
+                    task_version = coalesce(dispatches.task_version, $5), \
+                    api_key = coalesce(dispatches.api_key, $6), \
                     updated_at = now(), callback = coalesce(dispatches.callback, $13) \
                 WHERE dispatches.status IN ('queued', 'starting')",
         )

@@ -14,23 +14,47 @@ use crate::record::ended_statuses;
 pub enum Slot {
     /// This dispatch holds one (now, or since an earlier delivery).
     Taken,
-    /// Every slot is held (by these dispatches, oldest first), or others wait ahead: this one
-    /// waits in line, unless its policy skips (then it is out of line).
-    Full { holders: Vec<String> },
+    /// Every slot is held, or others wait ahead: `holders` hold them (oldest first, with
+    /// their arrival), `ahead` wait before this one. It waits in line, unless its policy
+    /// skips (then it is out of line).
+    Full {
+        holders: Vec<(String, DateTime<Utc>)>,
+        ahead: i64,
+    },
+    /// Another worker is deciding about this key right now: ask again shortly.
+    Busy,
     /// The dispatch has already ended (cancelled while it waited): drop the delivery.
     Ended(DispatchStatus),
 }
 
 impl DispatchStore {
     /// Asks for a slot of `key` for dispatch `id`, which arrived at `received_at` (its place
-    /// in line). Idempotent: a dispatch that holds one keeps it.
+    /// in line). Idempotent: a dispatch that holds one keeps it. The first `limit - held`
+    /// waiters in arrival order may take a free slot, whichever of them asks first.
     pub async fn take_slot(
         &self,
         id: &DispatchId,
         received_at: DateTime<Utc>,
         key: &ConcurrencyKey,
     ) -> Result<Slot, sqlx::Error> {
-        let (mut transaction, ended) = self.lock_key(&key.scope, &key.value, id).await?;
+        // In line first, lock or no lock: one that finds the key busy still holds its place.
+        let holding: bool = sqlx::query_scalar(
+            "INSERT INTO concurrency_slots (dispatch_id, scope, value, since) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (dispatch_id) DO UPDATE SET seen_at = now() \
+             RETURNING holding",
+        )
+        .bind(id.to_string())
+        .bind(&key.scope)
+        .bind(&key.value)
+        .bind(received_at)
+        .fetch_one(&self.pool)
+        .await?;
+        let Some((mut transaction, ended)) = self
+            .try_lock_key("concurrency", &key.scope, &key.value, id)
+            .await?
+        else {
+            return Ok(Slot::Busy);
+        };
         let id = id.to_string();
         if let Some(status) = ended {
             sqlx::query("DELETE FROM concurrency_slots WHERE dispatch_id = $1")
@@ -40,46 +64,35 @@ impl DispatchStore {
             transaction.commit().await?;
             return Ok(Slot::Ended(status));
         }
-        // A dispatch that ended while a slot was being taken for it (a race the lock of its
-        // key does not cover) frees its slot here.
+        if holding {
+            transaction.commit().await?;
+            return Ok(Slot::Taken);
+        }
+        // Rows of dispatches that ended in a race with their taking, and of waiters never
+        // recorded whose messages stopped asking (a waiter asks at least every 16 s).
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM concurrency_slots s USING dispatches d \
-             WHERE s.scope = $1 AND s.value = $2 AND d.id = s.dispatch_id AND d.status IN {}",
+            "DELETE FROM concurrency_slots s WHERE s.scope = $1 AND s.value = $2 AND ( \
+                EXISTS (SELECT 1 FROM dispatches d WHERE d.id = s.dispatch_id AND d.status IN {}) \
+                OR (s.seen_at < now() - interval '10 minutes' \
+                    AND NOT EXISTS (SELECT 1 FROM dispatches d WHERE d.id = s.dispatch_id)))",
             ended_statuses()
         )))
         .bind(&key.scope)
         .bind(&key.value)
         .execute(&mut *transaction)
         .await?;
-        sqlx::query(
-            "INSERT INTO concurrency_slots (dispatch_id, scope, value, since) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (dispatch_id) DO NOTHING",
+        let (held, ahead): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE holding), \
+                    count(*) FILTER (WHERE NOT holding AND (since, dispatch_id) < ($3, $4)) \
+             FROM concurrency_slots WHERE scope = $1 AND value = $2",
         )
-        .bind(&id)
         .bind(&key.scope)
         .bind(&key.value)
         .bind(received_at)
-        .execute(&mut *transaction)
+        .bind(&id)
+        .fetch_one(&mut *transaction)
         .await?;
-        let line: Vec<(String, bool)> = sqlx::query_as(
-            "SELECT dispatch_id, holding FROM concurrency_slots WHERE scope = $1 AND value = $2 \
-             ORDER BY since, dispatch_id",
-        )
-        .bind(&key.scope)
-        .bind(&key.value)
-        .fetch_all(&mut *transaction)
-        .await?;
-        let holders: Vec<String> = line
-            .iter()
-            .filter(|(_, holding)| *holding)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let holds = line.iter().any(|(d, holding)| *d == id && *holding);
-        // First in line among those waiting, and a slot free.
-        let next = line.iter().find(|(_, holding)| !holding).map(|(d, _)| d) == Some(&id);
-        let slot = if holds {
-            Slot::Taken
-        } else if next && holders.len() < key.limit as usize {
+        let slot = if ahead < i64::from(key.limit) - held {
             sqlx::query("UPDATE concurrency_slots SET holding = true WHERE dispatch_id = $1")
                 .bind(&id)
                 .execute(&mut *transaction)
@@ -92,7 +105,15 @@ impl DispatchStore {
                     .execute(&mut *transaction)
                     .await?;
             }
-            Slot::Full { holders }
+            let holders = sqlx::query_as(
+                "SELECT dispatch_id, since FROM concurrency_slots \
+                 WHERE scope = $1 AND value = $2 AND holding ORDER BY since, dispatch_id LIMIT 100",
+            )
+            .bind(&key.scope)
+            .bind(&key.value)
+            .fetch_all(&mut *transaction)
+            .await?;
+            Slot::Full { holders, ahead }
         };
         transaction.commit().await?;
         Ok(slot)

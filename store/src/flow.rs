@@ -1,6 +1,8 @@
 //! What the flow-control tables ([`crate::concurrency`], [`crate::debounce`]) share: one
 //! transaction-scoped advisory lock per key, so the whole fleet decides about a key one
-//! worker at a time, and whether the dispatch asking has already ended.
+//! worker at a time, and whether the dispatch asking has already ended. The lock is only
+//! tried: a worker that would wait for it lets the delivery ask again shortly instead, so a
+//! crowded key never ties up the workers' connections.
 
 use flyhook_contract::{DispatchId, DispatchStatus};
 use sqlx::{PgConnection, Postgres, Transaction};
@@ -9,22 +11,30 @@ use crate::DispatchStore;
 use crate::record::parse_status;
 
 impl DispatchStore {
-    /// A transaction holding the lock of key `value` under `scope`, and the status of dispatch
-    /// `id` if it has already ended.
-    pub(crate) async fn lock_key(
+    /// A transaction holding the lock of key `value` under `scope` for `kind` (`debounce`,
+    /// `concurrency`), and the status of dispatch `id` if it has already ended; `None` if
+    /// another transaction holds the lock.
+    pub(crate) async fn try_lock_key(
         &self,
+        kind: &str,
         scope: &str,
         value: &str,
         id: &DispatchId,
-    ) -> Result<(Transaction<'static, Postgres>, Option<DispatchStatus>), sqlx::Error> {
+    ) -> Result<Option<(Transaction<'static, Postgres>, Option<DispatchStatus>)>, sqlx::Error> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 0))")
-            .bind(scope)
-            .bind(value)
-            .execute(&mut *transaction)
-            .await?;
+        let locked: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || chr(31) || $2 || chr(31) || $3, 0))",
+        )
+        .bind(kind)
+        .bind(scope)
+        .bind(value)
+        .fetch_one(&mut *transaction)
+        .await?;
+        if !locked {
+            return Ok(None);
+        }
         let ended = ended(&mut transaction, id).await?;
-        Ok((transaction, ended))
+        Ok(Some((transaction, ended)))
     }
 }
 

@@ -2,6 +2,7 @@
 //! found again rather than started twice), or its task and inputs for a new dispatch.
 
 use flyhook_contract::DispatchId;
+use flyhook_contract::flow::ConcurrencyKey;
 use flyhook_contract::status::REPLAYABLE;
 use serde_json::Value;
 
@@ -19,6 +20,8 @@ pub struct ReplaySource {
     pub previous_status: String,
     /// The completion callback's destination, kept by a replay.
     pub callback: Option<String>,
+    /// The concurrency key it ran under, which holds its replay too.
+    pub concurrency_key: Option<sqlx::types::Json<ConcurrencyKey>>,
 }
 
 impl DispatchStore {
@@ -44,7 +47,7 @@ impl DispatchStore {
     ) -> Result<Option<ReplaySource>, sqlx::Error> {
         sqlx::query_as(
             "SELECT project, domain, task_name, task_version, inputs, api_key, status AS previous_status, \
-                    callback \
+                    callback, concurrency_key \
              FROM dispatches WHERE id = $1 AND project IS NOT NULL AND inputs IS NOT NULL \
                AND status NOT IN ('queued', 'starting', 'running')",
         )
@@ -68,7 +71,7 @@ impl DispatchStore {
              FROM old WHERE d.id = old.id AND old.status = ANY($2) \
                AND d.project IS NOT NULL AND d.inputs IS NOT NULL \
              RETURNING d.project, d.domain, d.task_name, d.task_version, d.inputs, d.api_key, \
-                       old.status AS previous_status, d.callback",
+                       old.status AS previous_status, d.callback, d.concurrency_key",
         )
         .bind(id.to_string())
         .bind(statuses)

@@ -1,7 +1,8 @@
 //! Concurrency keys, enforced before a run is started: the dispatch takes a slot of its key
-//! (held until it ends, however it ends), or, when every slot is held, waits its turn (its
-//! message comes back through the shortest delay queue and asks again, in arrival order), is
-//! recorded `skipped`, or aborts the oldest run in flight and then waits for its slot.
+//! (held until it ends), or, when every slot is held, waits its turn (its message comes back
+//! through the delay queues and asks again; the first in arrival order take the slots that
+//! free), is recorded `skipped`, or aborts the oldest run in flight that arrived before it and
+//! then waits for its slot.
 
 use std::time::Duration;
 
@@ -12,8 +13,12 @@ use flyte_client::RunId;
 
 use crate::process::{Outcome, Processor};
 
-/// How long a dispatch waits before asking for a slot again.
-pub const WAIT_FOR_SLOT: Duration = Duration::from_secs(1);
+/// How long a dispatch waits before asking for a slot again: a second, and a second more for
+/// every `limit` waiting ahead of it (up to 16 s), so a long line does not ask all at once.
+fn wait_for_slot(ahead: i64, limit: u32) -> Duration {
+    let rounds = u64::try_from(ahead).unwrap_or(0) / u64::from(limit.max(1));
+    Duration::from_secs((1 + rounds).min(16))
+}
 
 /// What to do with a dispatch whose key is held: `None` to go on and start its run.
 pub async fn admit(
@@ -30,19 +35,20 @@ pub async fn admit(
         Ok(slot) => slot,
         Err(e) => return Some(processor.unrecorded(id, &e)),
     };
-    let holders = match slot {
+    let (holders, ahead) = match slot {
         Slot::Taken => return None,
+        Slot::Busy => return Some(Outcome::WaitTurn(Duration::from_secs(1))),
         Slot::Ended(status) => {
             tracing::info!(dispatch = %id, %status, "ended while waiting for a concurrency slot; dropping this delivery");
             processor.metrics().count("already_handled");
             return Some(Outcome::Done);
         }
-        Slot::Full { holders } => holders,
+        Slot::Full { holders, ahead } => (holders, ahead),
     };
     match key.when_full {
         WhenFull::Queue => {
             processor.metrics().count("waiting_for_slot");
-            Some(Outcome::WaitTurn(WAIT_FOR_SLOT))
+            Some(Outcome::WaitTurn(wait_for_slot(ahead, key.limit)))
         }
         WhenFull::Skip => {
             let reason = format!(
@@ -50,7 +56,11 @@ pub async fn admit(
                 key.value,
                 key.scope,
                 holders.len(),
-                holders.join(", ")
+                holders
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             tracing::info!(dispatch = %id, %reason, "dispatch skipped");
             Some(
@@ -64,21 +74,27 @@ pub async fn admit(
             )
         }
         WhenFull::CancelPrevious => {
-            // The oldest beyond what leaves room for this one; it frees its slot as it ends.
+            // The oldest beyond what leaves room for this one, of those that arrived before
+            // it (a dispatch late to a worker never aborts a newer run); each frees its slot
+            // as it ends.
             let surplus = (holders.len() + 1).saturating_sub(key.limit as usize);
-            for holder in holders.iter().take(surplus) {
+            let older = holders
+                .iter()
+                .filter(|(_, since)| *since < dispatch.received_at);
+            for (holder, _) in older.take(surplus) {
                 cancel_previous(processor, holder, dispatch).await;
             }
             processor.metrics().count("waiting_for_slot");
-            Some(Outcome::WaitTurn(WAIT_FOR_SLOT))
+            Some(Outcome::WaitTurn(Duration::from_secs(1)))
         }
     }
 }
 
 /// Aborts the run of `holder` (a dispatch id), superseded by `newer`. A holder still starting
-/// has no run to abort yet: the next ask finds it running.
+/// has no run to abort yet: the next ask (a second later) finds it running.
 async fn cancel_previous(processor: &Processor, holder: &str, newer: &Dispatch) {
     let Ok(holder_id) = flyhook_contract::DispatchId::parse(holder) else {
+        tracing::warn!(dispatch = %holder, "a concurrency slot held under an unreadable id");
         return;
     };
     let record = match processor.store().get(&holder_id).await {

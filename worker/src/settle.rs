@@ -197,11 +197,12 @@ async fn process_and_settle(
                 // Reopened once already (see the retries below).
                 dispatch.replay = false;
             }
-            match retrier.publish(&next, delay).await {
+            // Back no later than asked: the longest delay queue within the wait.
+            match retrier.publish(&next, Topology::tier_at_most(delay)).await {
                 Ok(()) => delivery.ack(BasicAckOptions::default()).await,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "could not put the dispatch back in line; requeueing");
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(delay.min(Duration::from_secs(5))).await;
                     delivery.nack(REQUEUE).await
                 }
             }

@@ -181,6 +181,16 @@ impl Topology {
         }
     }
 
+    /// The longest delay a delay queue holds that is not longer than `delay` (the shortest,
+    /// 1 s, for less): what a message that must be back by then waits.
+    pub fn tier_at_most(delay: std::time::Duration) -> std::time::Duration {
+        let tier = (0..RETRY_TIERS)
+            .rev()
+            .find(|tier| std::time::Duration::from_secs(1 << tier) <= delay)
+            .unwrap_or(0);
+        std::time::Duration::from_secs(1 << tier)
+    }
+
     /// The work queues of partitions at and beyond the configured count that still exist (left
     /// by a deployment that had more), to be drained. Partitions are numbered without gaps, so
     /// the first one missing ends the search (operators delete leftovers from the highest down).

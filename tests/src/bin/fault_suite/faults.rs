@@ -66,7 +66,7 @@ pub async fn inject(
 ) -> anyhow::Result<()> {
     postgres_cluster()?;
     match which {
-        Scenario::KillWorkers => {
+        Scenario::KillWorkers | Scenario::KillWorkersFlow => {
             while !senders.iter().all(|s| s.is_finished()) {
                 // At random moments: every 0.5 to 2.5 s.
                 tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(..2000))).await;

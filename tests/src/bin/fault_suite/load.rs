@@ -126,6 +126,16 @@ impl Load {
             .bearer_auth(API_KEY)
     }
 
+    /// Dispatch `n`'s inputs; under flow control, every ten consecutive ones share a
+    /// debounce key (`count`).
+    fn inputs(&self, n: u64) -> Value {
+        if self.which.with_flow_control() {
+            json!({"name": format!("n{n}"), "count": n / 10})
+        } else {
+            json!({"name": format!("n{n}")})
+        }
+    }
+
     /// Sends dispatch `n` until it is accepted (for at most two minutes).
     async fn send_until_accepted(&self, n: u64) {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -133,7 +143,7 @@ impl Load {
             let response = self
                 .run_task()
                 .header("Idempotency-Key", format!("load-{n}"))
-                .json(&json!({"name": format!("n{n}")}))
+                .json(&self.inputs(n))
                 .send()
                 .await;
             match response {

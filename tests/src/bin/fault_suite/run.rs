@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use flyhook_testkit::{Flyte, Profile, Stack, StackSpec, wait_until};
+use flyhook_testkit::{Flyte, Profile, Receiver, Stack, StackSpec, wait_until};
 use flyte_sim::SimConfig;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::scenario::Scenario;
 use crate::{faults, hostile, load};
@@ -59,14 +59,29 @@ impl Outcome {
     }
 }
 
+/// Under flow control: hello.main's dispatches debounced by `count` (bursts of ten, see
+/// `load`) and calling back to the suite's receiver.
+const FLOW: &str = "[[callbacks]]\nname = \"receiver\"\nurl = \"{url}\"\n\
+                    secret = { env = \"FAULT_SUITE_WHSEC\" }\n\
+                    [[tasks]]\ntask = \"flytesnacks/development/hello.main/v1\"\ncallback = \"receiver\"\n\
+                    debounce = { key = \"/count\", window = \"2s\", max_wait = \"30s\" }\n";
+
 /// The deployment every scenario runs: one ingress, three workers (debug builds), runs that
-/// last 200 ms, patient retries and trackers; on the cluster (`cluster_url`), three partitions.
-fn spec(which: Scenario, cluster_url: Option<&str>) -> StackSpec {
+/// last 200 ms, patient retries and trackers; on the cluster (`cluster_url`), three
+/// partitions; with a `receiver` (its URL), flow control.
+fn spec(which: Scenario, cluster_url: Option<&str>, receiver: Option<&str>) -> StackSpec {
     let mut vars = hostile::secrets();
     let mut broker = String::new();
     if let Some(url) = cluster_url {
         vars.push(("AMQP_URL".into(), url.into()));
         broker = "[broker]\npartitions = 3\n".into();
+    }
+    if let Some(url) = receiver {
+        vars.push((
+            "FAULT_SUITE_WHSEC".into(),
+            "whsec_ZmF1bHQtc3VpdGUtc2VjcmV0".into(),
+        ));
+        broker.push_str(&FLOW.replace("{url}", url));
     }
     StackSpec {
         kind: format!("fault-{}", which.name()),
@@ -93,7 +108,12 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
         true => Some(cluster::up().await?),
         false => None,
     };
-    let mut stack = Stack::start(spec(which, cluster_url.as_deref())).await?;
+    // A receiver that fails a while, then recovers.
+    let receiver = which
+        .with_flow_control()
+        .then(|| Receiver::start(&[503; 200], 200));
+    let receiver_url = receiver.as_ref().map(|r| r.url.as_str());
+    let mut stack = Stack::start(spec(which, cluster_url.as_deref(), receiver_url)).await?;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()?;
@@ -121,8 +141,14 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     let accepted: Vec<String> = counts.accepted.lock().await.iter().cloned().collect();
     let drain_started = Instant::now();
     let pool = stack.database.connect().await?;
-    let terminal_query = "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
-                          AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered')";
+    // Ended, and under flow control with its callback delivered.
+    let terminal_query = if which.with_flow_control() {
+        "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
+         AND status IN ('succeeded', 'coalesced') AND callback_state = 'delivered'"
+    } else {
+        "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
+         AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered')"
+    };
     let drained = wait_until(
         Duration::from_secs(300),
         Duration::from_millis(200),
@@ -152,18 +178,11 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     .fetch_all(&pool)
     .await?;
 
-    // Exactly one run per dispatch: every accepted dispatch's run exists, nothing else does.
     let runs = stack.sim.runs().await?;
-    let run_names: HashSet<String> = runs
-        .iter()
-        .filter_map(|r| r["name"].as_str().map(str::to_string))
-        .collect();
-    let expected: HashSet<String> = accepted
-        .iter()
-        .filter_map(|id| flyhook_contract::DispatchId::parse(id).ok())
-        .map(|id| id.run_name().to_string())
-        .collect();
-    let lost = expected.difference(&run_names).count() + (accepted.len() - terminal as usize);
+    let (lost, duplicated_runs) = match &receiver {
+        Some(receiver) => flow_verdict(&runs, &accepted, dispatches, terminal as usize, receiver),
+        None => one_run_each(&runs, &accepted, terminal as usize),
+    };
     let count_of = |wanted: &[&str]| -> usize {
         statuses
             .iter()
@@ -172,7 +191,6 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
             .sum()
     };
     let unfinished = count_of(&["queued", "starting"]);
-    let duplicated_runs = runs.len() - run_names.intersection(&expected).count();
 
     stack.halt();
     pool.close().await;
@@ -210,4 +228,66 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
         drain,
         statuses: statuses.into_iter().map(|(s, n)| (s, n as usize)).collect(),
     })
+}
+
+/// Exactly one run per dispatch: every accepted dispatch's run exists, nothing else does.
+/// (Lost, duplicated runs.)
+fn one_run_each(runs: &[Value], accepted: &[String], terminal: usize) -> (usize, usize) {
+    let run_names: HashSet<String> = runs
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    let expected: HashSet<String> = accepted
+        .iter()
+        .filter_map(|id| flyhook_contract::DispatchId::parse(id).ok())
+        .map(|id| id.run_name().to_string())
+        .collect();
+    let lost = expected.difference(&run_names).count() + (accepted.len() - terminal);
+    let duplicated = runs.len() - run_names.intersection(&expected).count();
+    (lost, duplicated)
+}
+
+/// Under flow control: exactly one run per burst (ten dispatches of one `count`), by an
+/// accepted dispatch, and every accepted dispatch's callback received (ended and delivered:
+/// `terminal`). Lost counts missing bursts, dispatches not ended and callbacks not received.
+fn flow_verdict(
+    runs: &[Value],
+    accepted: &[String],
+    dispatches: usize,
+    terminal: usize,
+    receiver: &Receiver,
+) -> (usize, usize) {
+    let accepted_ids: HashSet<&str> = accepted.iter().map(String::as_str).collect();
+    let mut bursts: HashMap<i64, usize> = HashMap::new();
+    let mut strangers = 0;
+    for run in runs {
+        let ours = run["labels"]["flyhook-dispatch"]
+            .as_str()
+            .is_some_and(|id| accepted_ids.contains(id));
+        match run["inputs"]["count"].as_i64() {
+            Some(count) if ours => *bursts.entry(count).or_default() += 1,
+            _ => strangers += 1,
+        }
+    }
+    let expected_bursts = dispatches.div_ceil(10);
+    let duplicated = bursts.values().map(|n| n - 1).sum::<usize>() + strangers;
+    let called_back: HashSet<String> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.status / 100 == 2)
+        .filter_map(|r| r.header("webhook-id").map(str::to_string))
+        .collect();
+    let uncalled = accepted
+        .iter()
+        .filter_map(|id| flyhook_contract::DispatchId::parse(id).ok())
+        .filter(|id| {
+            !called_back.contains(&flyhook_contract::callbacks::Callback::webhook_id(id, 1))
+        })
+        .count();
+    let lost =
+        expected_bursts.saturating_sub(bursts.len()) + (accepted.len() - terminal) + uncalled;
+    if uncalled > 0 {
+        eprintln!("{uncalled} accepted dispatches were never called back");
+    }
+    (lost, duplicated)
 }

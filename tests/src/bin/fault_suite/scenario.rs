@@ -6,6 +6,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scenario {
     KillWorkers,
+    /// Workers killed while bursts are open and callbacks in flight.
+    KillWorkersFlow,
     RestartRabbitmq,
     StopPostgres,
     FlakyFlyte,
@@ -23,8 +25,9 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::KillWorkers,
+        Scenario::KillWorkersFlow,
         Scenario::RestartRabbitmq,
         Scenario::StopPostgres,
         Scenario::FlakyFlyte,
@@ -40,6 +43,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::KillWorkers => "kill-workers",
+            Scenario::KillWorkersFlow => "kill-workers-flow",
             Scenario::RestartRabbitmq => "restart-rabbitmq",
             Scenario::StopPostgres => "stop-postgres",
             Scenario::FlakyFlyte => "flaky-flyte",
@@ -57,6 +61,9 @@ impl Scenario {
         match self {
             Scenario::KillWorkers => {
                 "kill -9 a random worker every 0.5–2.5 s (and start a new one)"
+            }
+            Scenario::KillWorkersFlow => {
+                "kill -9 a random worker every 0.5–2.5 s while every dispatch is debounced (bursts of 10 by key, 2 s window) and calls back to a receiver whose first 200 answers are 503: one run per burst, every dispatch's callback delivered"
             }
             Scenario::RestartRabbitmq => {
                 "RabbitMQ stopped for 5 s (rabbitmqctl stop_app / start_app) during the load"
@@ -105,6 +112,11 @@ impl Scenario {
     /// 3.10's nacks after a leader loss, an ingress on the killed node answered 503 for 17 s).
     pub fn refused_seconds_allowed(self) -> Option<usize> {
         self.on_cluster().then_some(8)
+    }
+
+    /// Whether its dispatches are debounced and call back (see `run::FLOW`).
+    pub fn with_flow_control(self) -> bool {
+        self == Scenario::KillWorkersFlow
     }
 
     /// How long the load is spread over (instead of sent as fast as it goes), so that it
