@@ -118,4 +118,14 @@ impl DispatchStore {
         transaction.commit().await?;
         Ok(slot)
     }
+
+    /// Concurrency slots held and dispatches waiting for one, fleet-wide (a metric).
+    pub async fn slots_in_use(&self) -> Result<(i64, i64), sqlx::Error> {
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE holding), count(*) FILTER (WHERE NOT holding) \
+             FROM concurrency_slots",
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
 }

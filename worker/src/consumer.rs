@@ -211,16 +211,7 @@ impl Worker {
         let mut consumers = Vec::with_capacity(queues.len());
         let worker = fastrand::u32(..);
         for queue in &queues {
-            let tag = format!("flyhook-worker-{worker:08x}-{queue}");
-            let consumer = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    tag.clone().into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .with_context(|| format!("consuming {queue}"))?;
+            let (tag, consumer) = consume_from(&channel, queue, worker).await?;
             tags.push(tag);
             consumers.push(consumer);
         }
@@ -349,16 +340,7 @@ impl Worker {
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await?;
-        let tag = format!("flyhook-worker-{worker:08x}-{queue}");
-        let consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                tag.clone().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("consuming {queue}"))?;
+        let (tag, consumer) = consume_from(&channel, &queue, worker).await?;
         let deliveries = consumer.map(Some).chain(stream::once(ready(None))).boxed();
         Ok((Some((channel, tag)), deliveries))
     }
@@ -380,6 +362,26 @@ impl Worker {
             .map(|p| self.topology.work_queue(*p))
             .collect())
     }
+}
+
+/// Consumes `queue` on `channel` under a tag naming the worker and the queue; the tag and
+/// the consumer.
+async fn consume_from(
+    channel: &lapin::Channel,
+    queue: &str,
+    worker: u32,
+) -> anyhow::Result<(String, lapin::Consumer)> {
+    let tag = format!("flyhook-worker-{worker:08x}-{queue}");
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            tag.clone().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("consuming {queue}"))?;
+    Ok((tag, consumer))
 }
 
 /// The partitions `[worker] partitions` names (all when absent), refused when it names none,
@@ -431,7 +433,8 @@ impl Drop for Consuming<'_> {
 /// How often queue depths and runs in flight are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-/// Samples the queues' depths (a passive declare) and the runs in flight (one indexed count).
+/// Samples the queues' depths (a passive declare), the runs in flight (one indexed count) and
+/// the concurrency slots in use.
 async fn sample_depths(
     channel: lapin::Channel,
     queues: Vec<String>,
@@ -452,6 +455,10 @@ async fn sample_depths(
         }
         if let Ok(count) = store.count_in_flight().await {
             metrics.runs_in_flight.set(count);
+        }
+        if let Ok((held, awaited)) = store.slots_in_use().await {
+            metrics.slots_held.set(held);
+            metrics.slots_awaited.set(awaited);
         }
     }
 }

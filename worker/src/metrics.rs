@@ -53,6 +53,9 @@ pub struct WorkerMetrics {
     pub held: Gauge,
     /// Dispatches starting or running across the fleet (every worker reports the same figure).
     pub runs_in_flight: Gauge,
+    /// Concurrency slots held, and dispatches waiting for one, across the fleet.
+    pub slots_held: Gauge,
+    pub slots_awaited: Gauge,
     /// Messages ready in the work and dead-letter queues.
     pub queue_depth: Family<QueueLabels, Gauge>,
     /// From the ingress accepting a dispatch to its run being created.
@@ -71,6 +74,8 @@ impl WorkerMetrics {
             in_progress: Gauge::default(),
             held: Gauge::default(),
             runs_in_flight: Gauge::default(),
+            slots_held: Gauge::default(),
+            slots_awaited: Gauge::default(),
             queue_depth: Family::default(),
             accept_to_run_started: latency_histogram(),
             callbacks: Family::default(),
@@ -96,6 +101,16 @@ impl WorkerMetrics {
             "flyhook_runs_in_flight",
             "Dispatches starting or running, fleet-wide (the same from every worker: use max)",
             metrics.runs_in_flight.clone(),
+        );
+        registry.register(
+            "flyhook_concurrency_slots_held",
+            "Concurrency key slots held by runs in flight, fleet-wide (use max)",
+            metrics.slots_held.clone(),
+        );
+        registry.register(
+            "flyhook_concurrency_slots_awaited",
+            "Dispatches waiting for a concurrency key slot, fleet-wide (use max)",
+            metrics.slots_awaited.clone(),
         );
         registry.register(
             "flyhook_queue_depth",

@@ -548,10 +548,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn a_retry_waits_in_the_shortest_delay_queue_that_is_long_enough() {
-        let issuer = crate::IdIssuer::new(&"s".repeat(32).into());
-        let dispatch = DispatchMessage::IgnoredV1(crate::dispatch::Ignored {
+    /// An ignored delivery's message under a fresh id.
+    fn ignored(issuer: &crate::IdIssuer) -> DispatchMessage {
+        DispatchMessage::IgnoredV1(crate::dispatch::Ignored {
             id: issuer.issue(),
             source: "source:s".into(),
             delivery_id: "d".into(),
@@ -559,7 +558,13 @@ mod tests {
             received_at: chrono::Utc::now(),
             request_id: None,
             callback: None,
-        });
+        })
+    }
+
+    #[test]
+    fn a_retry_waits_in_the_shortest_delay_queue_that_is_long_enough() {
+        let issuer = crate::IdIssuer::new(&"s".repeat(32).into());
+        let dispatch = ignored(&issuer);
         for (delay, key) in [
             (Duration::ZERO, "retry-1s"),
             (Duration::from_millis(900), "retry-1s"),
@@ -602,15 +607,7 @@ mod tests {
         let issuer = crate::IdIssuer::new(&"s".repeat(32).into());
         let mut seen = std::collections::HashMap::new();
         for _ in 0..400 {
-            let message = DispatchMessage::IgnoredV1(crate::dispatch::Ignored {
-                id: issuer.issue(),
-                source: "source:s".into(),
-                delivery_id: "d".into(),
-                provider_delivery_id: None,
-                received_at: chrono::Utc::now(),
-                request_id: None,
-                callback: None,
-            });
+            let message = ignored(&issuer);
             let key = topology.routing_key(&message);
             assert_eq!(topology.routing_key(&message), key);
             *seen.entry(key).or_insert(0) += 1;
