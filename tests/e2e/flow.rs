@@ -189,6 +189,17 @@ async fn a_burst_of_fifty_with_one_key_makes_one_run_and_another_key_its_own(poo
         }
     }
     let coalesced = coalesced(&sender, 58).await;
+    // The two that run, as the coalesced ones name them, to their end.
+    let mut ran: Vec<String> = coalesced
+        .iter()
+        .map(|record| record["coalesced_into"].as_str().unwrap().to_string())
+        .collect();
+    ran.sort_unstable();
+    ran.dedup();
+    assert_eq!(ran.len(), 2, "one per key: {ran:?}");
+    for id in &ran {
+        sender.wait_for_status(id, "succeeded", WAIT).await;
+    }
     let runs = env.sim_runs().await;
     assert_eq!(runs.len(), 2, "one run per key: {runs:?}");
     let mut names: Vec<&str> = runs
@@ -201,8 +212,8 @@ async fn a_burst_of_fifty_with_one_key_makes_one_run_and_another_key_its_own(poo
         ["a49", "b45"],
         "each burst ran with its last payload"
     );
-    // Each coalesced dispatch names the one that ran, which succeeded.
-    let ran: Vec<String> = runs
+    // The runs are those of the dispatches the coalesced ones name.
+    let mut run_by: Vec<String> = runs
         .iter()
         .map(|r| {
             r["labels"]["flyhook-dispatch"]
@@ -211,13 +222,8 @@ async fn a_burst_of_fifty_with_one_key_makes_one_run_and_another_key_its_own(poo
                 .to_string()
         })
         .collect();
-    for record in &coalesced {
-        let into = record["coalesced_into"].as_str().unwrap_or_default();
-        assert!(ran.iter().any(|id| id == into), "{record}");
-    }
-    for id in &ran {
-        sender.wait_for_status(id, "succeeded", WAIT).await;
-    }
+    run_by.sort_unstable();
+    assert_eq!(run_by, ran);
     assert_eq!(coalesced.len() + ran.len(), sent.len());
     env.finish().await;
 }
@@ -248,7 +254,13 @@ async fn a_worker_killed_while_a_window_is_open_changes_nothing(pool: PgPool) {
     broker.cut();
 
     env.start_worker(&settings);
-    coalesced(&sender, 4).await;
+    let coalesced = coalesced(&sender, 4).await;
+    let ran = coalesced[0]["coalesced_into"].as_str().unwrap();
+    assert!(
+        coalesced.iter().all(|r| r["coalesced_into"] == ran),
+        "{coalesced:?}"
+    );
+    sender.wait_for_status(ran, "succeeded", WAIT).await;
     let runs = env.sim_runs().await;
     assert_eq!(runs.len(), 1, "still one run: {runs:?}");
     // With one of the burst's payloads (the last, unless a member reached a worker only after
