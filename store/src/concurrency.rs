@@ -50,7 +50,7 @@ impl DispatchStore {
         .fetch_one(&self.pool)
         .await?;
         let Some((mut transaction, ended)) = self
-            .try_lock_key("concurrency", &key.scope, &key.value, id)
+            .lock_key("concurrency", &key.scope, &key.value, id, false)
             .await?
         else {
             return Ok(Slot::Busy);

@@ -40,8 +40,12 @@ impl DispatchStore {
         received_at: DateTime<Utc>,
         key: &DebounceKey,
     ) -> Result<Burst, sqlx::Error> {
+        // Not yet a member: wait for the lock (once), or the burst could be decided without it.
+        let joined = member_of(&mut *self.pool.acquire().await?, &id.to_string())
+            .await?
+            .is_some();
         let Some((mut transaction, ended)) = self
-            .try_lock_key("debounce", &key.scope, &key.value, id)
+            .lock_key("debounce", &key.scope, &key.value, id, !joined)
             .await?
         else {
             return Ok(Burst::Open(Duration::from_secs(1)));
@@ -103,7 +107,7 @@ async fn ended_unstarted(connection: &mut PgConnection, id: &str) -> Result<bool
 }
 
 /// Adds a first-time member: to the first closed window whose time it arrived by (it reached a
-/// worker only after its burst ran: a backlog, a worker killed holding it, a busy key; the
+/// worker only after its burst ran: a backlog, a worker killed holding it; the
 /// burst still runs once, so with `keep = last` the run may carry an earlier payload than this
 /// one, and with `keep = first` a later one), else to the open
 /// window, which it keeps open for another `window` (up to `max_wait` after the first), else

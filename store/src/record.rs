@@ -64,14 +64,17 @@ impl TryFrom<String> for StatusColumn {
     }
 }
 
-/// The statuses a dispatch ends in, as an SQL list: `('succeeded', …)`.
-pub(crate) fn ended_statuses() -> String {
-    let ended: Vec<String> = DispatchStatus::ALL
-        .into_iter()
-        .filter(|status| status.is_terminal())
-        .map(|status| format!("'{status}'"))
-        .collect();
-    format!("({})", ended.join(", "))
+/// The statuses a dispatch ends in, as an SQL list: `('succeeded', …)`, made once.
+pub(crate) fn ended_statuses() -> &'static str {
+    static ENDED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let ended: Vec<String> = DispatchStatus::ALL
+            .into_iter()
+            .filter(|status| status.is_terminal())
+            .map(|status| format!("'{status}'"))
+            .collect();
+        format!("({})", ended.join(", "))
+    });
+    &ENDED
 }
 
 /// A status column read as text (by queries that do not go through [`StatusColumn`]).

@@ -38,11 +38,7 @@ pub async fn admit(
     let (holders, ahead) = match slot {
         Slot::Taken => return None,
         Slot::Busy => return Some(Outcome::WaitTurn(Duration::from_secs(1))),
-        Slot::Ended(status) => {
-            tracing::info!(dispatch = %id, %status, "ended while waiting for a concurrency slot; dropping this delivery");
-            processor.metrics().count("already_handled");
-            return Some(Outcome::Done);
-        }
+        Slot::Ended(status) => return Some(processor.ended_while_waiting(id, status)),
         Slot::Full { holders, ahead } => (holders, ahead),
     };
     match key.when_full {
@@ -63,15 +59,8 @@ pub async fn admit(
                     .join(", ")
             );
             tracing::info!(dispatch = %id, %reason, "dispatch skipped");
-            Some(
-                match processor.store().record_skipped(dispatch, &reason).await {
-                    Ok(()) => {
-                        processor.metrics().count("skipped");
-                        Outcome::Done
-                    }
-                    Err(e) => processor.unrecorded(id, &e),
-                },
-            )
+            let recorded = processor.store().record_skipped(dispatch, &reason).await;
+            Some(processor.ended_unstarted(id, recorded, "skipped"))
         }
         WhenFull::CancelPrevious => {
             // The oldest beyond what leaves room for this one, of those that arrived before

@@ -33,20 +33,11 @@ pub async fn admit(
     match burst {
         Burst::Runs => None,
         Burst::Open(left) => Some(Outcome::WaitTurn(left.min(LONGEST_LOOK))),
-        Burst::Ended(status) => {
-            tracing::info!(dispatch = %id, %status, "ended while its burst was open; dropping this delivery");
-            processor.metrics().count("already_handled");
-            Some(Outcome::Done)
+        Burst::Ended(status) => Some(processor.ended_while_waiting(id, status)),
+        Burst::CoalescedInto(ran) => {
+            tracing::info!(dispatch = %id, %ran, "coalesced into its burst's run");
+            let recorded = processor.store().record_coalesced(dispatch, &ran).await;
+            Some(processor.ended_unstarted(id, recorded, "coalesced"))
         }
-        Burst::CoalescedInto(ran) => Some(
-            match processor.store().record_coalesced(dispatch, &ran).await {
-                Ok(()) => {
-                    tracing::info!(dispatch = %id, %ran, "coalesced into its burst's run");
-                    processor.metrics().count("coalesced");
-                    Outcome::Done
-                }
-                Err(e) => processor.unrecorded(id, &e),
-            },
-        ),
     }
 }

@@ -174,6 +174,30 @@ impl Processor {
         }
     }
 
+    /// A dispatch found ended while it waited (for its burst, for a slot): its delivery goes.
+    pub(crate) fn ended_while_waiting(&self, id: &DispatchId, status: DispatchStatus) -> Outcome {
+        tracing::info!(dispatch = %id, %status, "ended while waiting to start; dropping this delivery");
+        self.metrics.count("already_handled");
+        Outcome::Done
+    }
+
+    /// A dispatch ended before any run (`skipped`, `coalesced`), once that is recorded
+    /// (counted as `label`); held or dead-lettered as the store's answer says otherwise.
+    pub(crate) fn ended_unstarted(
+        &self,
+        id: &DispatchId,
+        recorded: Result<(), sqlx::Error>,
+        label: &'static str,
+    ) -> Outcome {
+        match recorded {
+            Ok(()) => {
+                self.metrics.count(label);
+                Outcome::Done
+            }
+            Err(e) => self.unrecorded(id, &e),
+        }
+    }
+
     /// A message whose body cannot be read, published under `id`: recorded `failed`.
     pub async fn record_unreadable(&self, id: &DispatchId, reason: &str) -> Outcome {
         match self.store.record_unreadable(id, reason).await {
