@@ -99,7 +99,6 @@ impl Workload for GithubPush {
             now,
             &delivery,
         )
-        .body(body)
     }
 }
 

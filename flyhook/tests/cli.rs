@@ -204,3 +204,75 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool)
     );
     env.finish().await;
 }
+
+#[sqlx::test(migrator = "flyhook_store::MIGRATOR")]
+async fn the_tracker_examples_sent_with_the_cli_start_triage_runs_under_the_dev_configuration(
+    pool: PgPool,
+) {
+    let mut env = TestEnv::new(&pool, TestEnv::instant_runs()).await;
+    // The ingress holds the secrets `flyhook send` signs with when none is set: dev's defaults.
+    for name in [
+        "GITHUB_WEBHOOK_SECRET",
+        "LINEAR_WEBHOOK_SECRET",
+        "JIRA_WEBHOOK_SECRET",
+        "CLICKUP_WEBHOOK_SECRET",
+    ] {
+        env.set_var(name, "flyhook-dev-secret");
+    }
+    env.set_var(
+        "FLYHOOK_DEV_CALLBACK_SECRET",
+        "whsec_Zmx5aG9vay1kZXYtY2FsbGJhY2stc2VjcmV0",
+    );
+    let settings = env.settings_with_file(include_str!("../dev.toml"));
+    let ingress = env.start_ingress(settings.clone()).await;
+    env.start_worker(&settings);
+    let sender = ingress.sender();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    for (source, example, inputs) in [
+        (
+            "linear",
+            "linear-issue.json",
+            json!({"issue": "ENG-142", "title": "Checkout fails for EU cards", "status": "", "tracker": "linear"}),
+        ),
+        (
+            "jira",
+            "jira-issue-transitioned.json",
+            json!({"issue": "OPS-7", "title": "Rotate the payment gateway keys", "status": "In Review", "tracker": "jira"}),
+        ),
+        (
+            "clickup",
+            "clickup-task-status.json",
+            json!({"issue": "86b1x2y3z", "title": "", "status": "in progress", "tracker": "clickup"}),
+        ),
+    ] {
+        let path = format!("{examples}/{example}");
+        let sent = flyhook(
+            &env,
+            &["send", "--source", source, "--url", &ingress.base, &path],
+        )
+        .await;
+        let printed = stdout(&sent);
+        let (status, body) = printed.split_once('\n').unwrap();
+        assert!(status.starts_with("HTTP 202"), "{source}: {printed}");
+        let answer: Value = serde_json::from_str(body).unwrap();
+        let dispatch = &answer["dispatches"][0];
+        assert_eq!(
+            answer["dispatches"].as_array().unwrap().len(),
+            1,
+            "{answer}"
+        );
+        let id = dispatch["id"].as_str().unwrap();
+        sender.wait_for_status(id, "succeeded", WAIT).await;
+        let runs = env.sim_runs().await;
+        let run = runs
+            .iter()
+            .find(|r| r["name"] == dispatch["run_name"])
+            .unwrap_or_else(|| panic!("{source}: no run in {runs:?}"));
+        assert_eq!(run["inputs"], inputs, "{source}");
+        assert_eq!(
+            run["task"], "flytesnacks/development/triage.main:v1",
+            "{run}"
+        );
+    }
+    env.finish().await;
+}

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use secrecy::SecretString;
-use webhook_signatures::Scheme;
+use webhook_signatures::{Scheme, UnixMillis};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -15,8 +15,17 @@ fuzz_target!(|data: &[u8]| {
         .filter_map(|line| line.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let secrets = [SecretString::from("whsec_c2VjcmV0"), SecretString::from("s3cret")];
+    let secrets = [
+        SecretString::from("whsec_c2VjcmV0"),
+        SecretString::from("s3cret"),
+    ];
     for scheme in &Scheme::one_of_each() {
-        let _ = scheme.verify(&secrets, headers.as_slice(), body.as_bytes(), 1_800_000_000, 300);
+        let _ = scheme.verify(
+            &secrets,
+            headers.as_slice(),
+            body.as_bytes(),
+            UnixMillis::from_secs(1_800_000_000),
+            300,
+        );
     }
 });

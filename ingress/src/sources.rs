@@ -4,9 +4,10 @@
 //! ```toml
 //! [[sources]]
 //! name = "github"
-//! scheme = "github"        # github, stripe, slack, standard-webhooks, gitlab, shopify, hmac
+//! scheme = "github"        # github, stripe, slack, standard-webhooks, gitlab, shopify, linear,
+//!                          # clickup, jira, hmac
 //! secrets = [{ env = "GITHUB_WEBHOOK_SECRET" }, { file = "/run/secrets/github-old" }]
-//! tolerance_secs = 300     # timestamped schemes
+//! tolerance_secs = 300     # timestamped schemes (default 300; linear 60)
 //!
 //! [[sources.routes]]
 //! name = "deploy-on-push"
@@ -274,20 +275,10 @@ fn compile_source(
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         "a source name may contain only letters, digits, '-' and '_'"
     );
-    let scheme = match (entry.scheme.as_str(), entry.hmac) {
-        ("github", None) => Scheme::GitHub,
-        ("stripe", None) => Scheme::Stripe,
-        ("slack", None) => Scheme::Slack,
-        ("standard-webhooks", None) => Scheme::StandardWebhooks,
-        ("gitlab", None) => Scheme::GitLab,
-        ("shopify", None) => Scheme::Shopify,
-        ("hmac", Some(generic)) => Scheme::Hmac(generic),
-        ("hmac", None) => bail!("scheme \"hmac\" needs an [sources.hmac] table"),
-        (_, Some(_)) => bail!("only scheme \"hmac\" takes an hmac table"),
-        (other, None) => bail!(
-            "unknown scheme {other:?} (github, stripe, slack, standard-webhooks, gitlab, shopify, hmac)"
-        ),
-    };
+    let scheme = Scheme::named(&entry.scheme, entry.hmac).map_err(|e| anyhow!(e))?;
+    let tolerance_secs = entry
+        .tolerance_secs
+        .unwrap_or_else(|| scheme.default_tolerance_secs());
     anyhow::ensure!(
         !entry.secrets.is_empty(),
         "a source needs at least one secret"
@@ -323,7 +314,7 @@ fn compile_source(
         scheme,
         scheme_name: entry.scheme,
         secrets,
-        tolerance_secs: entry.tolerance_secs.unwrap_or(300),
+        tolerance_secs,
         routes,
         callback: entry.callback,
     })
@@ -611,5 +602,39 @@ inputs = { name = "/pusher/name" }
             );
         }
         std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn linear_clickup_and_jira_sources_are_named_and_keep_their_providers_windows() {
+        let source = |scheme: &str, extra: &str| {
+            format!("[[sources]]\nname = \"{scheme}\"\nscheme = \"{scheme}\"\n{extra}\n")
+        };
+        let secret = "secrets = [{ env = \"SECRET\" }]";
+        let text = ["linear", "clickup", "jira"]
+            .map(|scheme| source(scheme, secret))
+            .concat();
+        let sources = parse(&text).unwrap();
+        for (name, scheme, tolerance) in [
+            ("linear", Scheme::Linear, 60),
+            ("clickup", Scheme::ClickUp, 300),
+            ("jira", Scheme::Jira, 300),
+        ] {
+            let compiled = sources.get(name).unwrap();
+            assert_eq!(
+                (&compiled.scheme, compiled.tolerance_secs),
+                (&scheme, tolerance)
+            );
+        }
+        let wider = parse(&source(
+            "linear",
+            &format!("{secret}\ntolerance_secs = 120"),
+        ))
+        .unwrap();
+        assert_eq!(wider.get("linear").unwrap().tolerance_secs, 120);
+        // Jira lets a webhook go unsigned; a source here cannot.
+        let err = format!("{:#}", parse(&source("jira", "")).unwrap_err());
+        assert!(err.contains("needs at least one secret"), "{err}");
+        let err = format!("{:#}", parse(&source("jirra", secret)).unwrap_err());
+        assert!(err.contains("linear, clickup, jira, hmac"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //! Every scheme agrees with the provider's own library on the vectors in
 //! `tests/fixtures/webhook-vectors.jsonl`, corners included: several signatures in one header
 //! (rotation), unknown signature versions ignored, stale and future timestamps, GitHub's refusal
-//! of upper-case hex. Comparisons are constant-time; failures say which rule failed, never
+//! of upper-case hex; and Linear, ClickUp and Jira with `tests/fixtures/parity-vectors.jsonl`
+//! (Linear's SDK; the documented scheme for the other two, which publish no verifier). Comparisons are constant-time; failures say which rule failed, never
 //! anything about the secret. Timestamps are compared without overflow, whatever a sender puts
 //! in the header.
 //!
@@ -19,7 +20,9 @@
 //! | Standard Webhooks | `webhook-id` | signed (`{id}.{timestamp}.{body}`) |
 //! | Stripe | the event's `id` in the body | signed body; retries resend the event |
 //! | Slack | the body's `event_id` (Events API), else a digest of the body | Slack re-signs each retry with a new timestamp; forms (slash commands, interactions) have no id |
-//! | GitHub, GitLab, Shopify | a digest of the body | `X-GitHub-Delivery`, `X-Gitlab-Event-UUID`, `X-Shopify-Webhook-Id` are not signed (GitLab signs nothing); redeliveries resend the same bytes |
+//! | GitHub, GitLab, Shopify, Jira | a digest of the body | `X-GitHub-Delivery`, `X-Gitlab-Event-UUID`, `X-Shopify-Webhook-Id`, `X-Atlassian-Webhook-Identifier` are not signed (GitLab signs nothing); redeliveries resend the same bytes |
+//! | Linear | a digest of the signed payload without its `webhookTimestamp` | Linear stamps each retry anew (the time it was sent) and signs nothing else that names the delivery (`Linear-Delivery` is not signed; the body's `webhookId` names the webhook, not the event): the rest of the payload, `webhookId` and `createdAt` included, is the event |
+//! | ClickUp | `webhook_id`, `event` and the ids of the `history_items` | each history item is one change recorded by ClickUp; one change can be told as two events (`taskUpdated` and `taskStatusUpdated`); deliveries without history items (deletions) fall back to a digest of the body |
 //! | generic `hmac` | the `id_header` when `{id}` is in `signed_content`, else a digest of the body | only a signed id names the delivery |
 //!
 //! A consequence: two deliveries with the very same bytes are one delivery, for as long as
@@ -32,8 +35,8 @@
 //!   timestamp window, the body digest;
 //! - `providers`: the shapes several providers share (a MAC alone in one header; a MAC of the
 //!   body beside an unsigned id), then one module per provider (`github`, `gitlab`, `shopify`,
-//!   `slack`, `stripe`, `standard` for Standard Webhooks, `generic` for generic HMAC), each with
-//!   its verify, sign, dedup key and handshake side by side.
+//!   `slack`, `stripe`, `standard` for Standard Webhooks, `linear`, `clickup`, `jira`, `generic`
+//!   for generic HMAC), each with its verify, sign, dedup key and handshake side by side.
 
 mod primitives;
 mod providers;
@@ -43,7 +46,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use primitives::body_digest;
-use providers::{github, gitlab, shopify, slack, standard, stripe};
+use providers::{clickup, github, gitlab, jira, linear, shopify, slack, standard, stripe};
+
+use std::borrow::Cow;
 
 /// Why a delivery was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -52,7 +57,9 @@ pub enum Rejection {
     Missing,
     #[error("the signature header is malformed")]
     Malformed,
-    #[error("the timestamp is outside the allowed window")]
+    /// Also a timestamp missing from a signed body (Linear's `webhookTimestamp`): a delivery of
+    /// unknown age may be a replay.
+    #[error("the signed timestamp is missing or outside the allowed window")]
     Stale,
     #[error("no signature matches")]
     Mismatch,
@@ -131,6 +138,12 @@ pub enum Scheme {
     GitLab,
     /// `X-Shopify-Hmac-Sha256: <base64>` over the body.
     Shopify,
+    /// `Linear-Signature: <hex>` over the body, which carries `webhookTimestamp` (ms).
+    Linear,
+    /// `X-Signature: <hex>` over the body.
+    ClickUp,
+    /// `X-Hub-Signature: sha256=<hex>` over the body (Jira Cloud).
+    Jira,
     Hmac(GenericHmac),
 }
 
@@ -147,13 +160,46 @@ impl Headers for [(String, String)] {
     }
 }
 
-/// A delivery as the timestamped schemes verify it: against every active secret, at unix time
-/// `now`, within `tolerance_secs`.
+/// A moment, in unix milliseconds: Linear stamps its deliveries to the millisecond, the other
+/// schemes to the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UnixMillis(i64);
+
+impl UnixMillis {
+    /// The system clock's now.
+    pub fn now() -> UnixMillis {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        UnixMillis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    pub const fn from_millis(millis: i64) -> UnixMillis {
+        UnixMillis(millis)
+    }
+
+    /// Whole seconds, saturating at the ends of the range.
+    pub const fn from_secs(secs: i64) -> UnixMillis {
+        UnixMillis(secs.saturating_mul(1000))
+    }
+
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// The whole seconds, rounded down.
+    pub const fn secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+}
+
+/// A delivery as the timestamped schemes verify it: against every active secret, at `now`,
+/// within `tolerance_secs`.
 struct Delivery<'a, H: Headers + ?Sized> {
     secrets: &'a [SecretString],
     headers: &'a H,
     body: &'a [u8],
-    now: i64,
+    now: UnixMillis,
     tolerance_secs: i64,
 }
 
@@ -166,10 +212,18 @@ impl<H: Headers + ?Sized> Clone for Delivery<'_, H> {
 impl<H: Headers + ?Sized> Copy for Delivery<'_, H> {}
 
 impl<H: Headers + ?Sized> Delivery<'_, H> {
-    /// Refuses a signed timestamp `ts` outside the tolerance around now.
+    /// Refuses a signed timestamp `ts` (unix seconds) outside the tolerance around now.
     fn check_window(&self, ts: i64) -> Result<(), Rejection> {
-        primitives::check_window(self.now, ts, self.tolerance_secs)
+        primitives::check_window(self.now.secs(), ts, self.tolerance_secs)
     }
+}
+
+/// A delivery as its provider would send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed<'a> {
+    /// The body: what was given, except where the scheme signs a timestamp inside it (Linear).
+    pub body: Cow<'a, [u8]>,
+    pub headers: Vec<(String, String)>,
 }
 
 /// What verification learned about the delivery.
@@ -180,16 +234,66 @@ pub struct Verified {
     pub delivery_id: Option<String>,
     /// Whether the signature covers `delivery_id`.
     pub id_is_signed: bool,
+    /// The signed timestamp, in unix seconds.
     pub timestamp: Option<i64>,
 }
 
 impl Scheme {
+    /// The scheme of a source's `scheme` name (`hmac` takes the `[sources.hmac]` table).
+    pub fn named(name: &str, hmac: Option<GenericHmac>) -> Result<Scheme, String> {
+        Ok(match (name, hmac) {
+            ("github", None) => Scheme::GitHub,
+            ("stripe", None) => Scheme::Stripe,
+            ("slack", None) => Scheme::Slack,
+            ("standard-webhooks", None) => Scheme::StandardWebhooks,
+            ("gitlab", None) => Scheme::GitLab,
+            ("shopify", None) => Scheme::Shopify,
+            ("linear", None) => Scheme::Linear,
+            ("clickup", None) => Scheme::ClickUp,
+            ("jira", None) => Scheme::Jira,
+            ("hmac", Some(generic)) => Scheme::Hmac(generic),
+            ("hmac", None) => return Err("scheme \"hmac\" needs an [sources.hmac] table".into()),
+            (_, Some(_)) => return Err("only scheme \"hmac\" takes an hmac table".into()),
+            (other, None) => {
+                return Err(format!(
+                    "unknown scheme {other:?} ({})",
+                    Scheme::NAMES.join(", ")
+                ));
+            }
+        })
+    }
+
+    /// Every scheme's name, as sources name them.
+    pub const NAMES: [&str; 10] = [
+        "github",
+        "stripe",
+        "slack",
+        "standard-webhooks",
+        "gitlab",
+        "shopify",
+        "linear",
+        "clickup",
+        "jira",
+        "hmac",
+    ];
+
+    /// The timestamp tolerance a source gets when it sets none: Linear's SDK allows 60 s, the
+    /// other providers' libraries 300 s.
+    pub fn default_tolerance_secs(&self) -> i64 {
+        match self {
+            Scheme::Linear => 60,
+            _ => 300,
+        }
+    }
+
     /// Whether deliveries carry a timestamp checked against a tolerance.
     pub fn is_timestamped(&self) -> bool {
         match self {
-            Scheme::Stripe | Scheme::Slack | Scheme::StandardWebhooks => true,
+            Scheme::Stripe | Scheme::Slack | Scheme::StandardWebhooks | Scheme::Linear => true,
             Scheme::Hmac(g) => g.timestamp_header.is_some(),
-            Scheme::GitHub | Scheme::GitLab | Scheme::Shopify => false,
+            Scheme::GitHub | Scheme::GitLab | Scheme::Shopify | Scheme::ClickUp | Scheme::Jira => {
+                false
+            }
         }
     }
 
@@ -204,6 +308,9 @@ impl Scheme {
             Scheme::StandardWebhooks,
             Scheme::GitLab,
             Scheme::Shopify,
+            Scheme::Linear,
+            Scheme::ClickUp,
+            Scheme::Jira,
             Scheme::Hmac(GenericHmac {
                 header: "X-Signature".into(),
                 prefix: "sha512=".into(),
@@ -225,13 +332,13 @@ impl Scheme {
         ]
     }
 
-    /// Checks a delivery against every active secret (rotation), at unix time `now`.
+    /// Checks a delivery against every active secret (rotation), at `now`.
     pub fn verify(
         &self,
         secrets: &[SecretString],
         headers: &(impl Headers + ?Sized),
         body: &[u8],
-        now: i64,
+        now: UnixMillis,
         tolerance_secs: i64,
     ) -> Result<Verified, Rejection> {
         let delivery = Delivery {
@@ -248,6 +355,9 @@ impl Scheme {
             Scheme::StandardWebhooks => standard::verify(delivery),
             Scheme::GitLab => gitlab::verify(secrets, headers),
             Scheme::Shopify => shopify::SIGNING.verify(secrets, headers, body),
+            Scheme::Linear => linear::verify(delivery),
+            Scheme::ClickUp => clickup::SIGNING.verify(secrets, headers, body),
+            Scheme::Jira => jira::SIGNING.verify(secrets, headers, body),
             Scheme::Hmac(g) => g.verify(delivery),
         }
     }
@@ -255,8 +365,8 @@ impl Scheme {
     /// The key naming a delivery `verify` accepted, so that the provider's retries and
     /// redeliveries, and a captured delivery replayed under fresh ids, are one delivery. Always
     /// something the signature covers (the table in the crate's documentation): a signed id, the
-    /// event id in the signed `payload` (Stripe's `id`, Slack's `event_id`), or else a digest of
-    /// the `body`.
+    /// event id in the signed `payload` (Stripe's `id`, Slack's `event_id`), the event's identity
+    /// in it (Linear, ClickUp), or else a digest of the `body`.
     pub fn dedup_key(&self, verified: &Verified, payload: &Value, body: &[u8]) -> String {
         if let Some(id) = verified
             .delivery_id
@@ -265,35 +375,43 @@ impl Scheme {
         {
             return id.clone();
         }
-        let event_id = match self {
-            Scheme::Stripe => Some(stripe::EVENT_ID),
-            Scheme::Slack => Some(slack::EVENT_ID),
+        let named = match self {
+            Scheme::Stripe => event_id(payload, stripe::EVENT_ID),
+            Scheme::Slack => event_id(payload, slack::EVENT_ID),
+            Scheme::Linear => linear::event_identity(payload),
+            Scheme::ClickUp => clickup::event_identity(payload),
             _ => None,
         };
-        event_id
-            .and_then(|pointer| payload.pointer(pointer))
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .map_or_else(|| body_digest(body), str::to_string)
+        named.unwrap_or_else(|| body_digest(body))
     }
 
-    /// The headers a provider would send with `body`, signed with `secret` at time `now`.
-    /// `delivery_id` goes where the scheme carries one.
-    pub fn sign(
+    /// `body` as a provider would send it at `now`, signed with `secret`. `delivery_id` goes
+    /// where the scheme carries one. Linear signs the time inside the body: its
+    /// `webhookTimestamp` is set (and `webhookId`, when the body has none), so the body sent
+    /// must be the one returned.
+    pub fn sign<'a>(
         &self,
         secret: &SecretString,
-        body: &[u8],
-        now: i64,
+        body: &'a [u8],
+        now: UnixMillis,
         delivery_id: &str,
-    ) -> Vec<(String, String)> {
+    ) -> Signed<'a> {
+        let headers = |headers| Signed {
+            body: Cow::Borrowed(body),
+            headers,
+        };
+        let secs = now.secs();
         match self {
-            Scheme::GitHub => github::SIGNING.sign(secret, body, delivery_id),
-            Scheme::Stripe => stripe::sign(secret, body, now),
-            Scheme::Slack => slack::sign(secret, body, now),
-            Scheme::StandardWebhooks => standard::sign(secret, body, now, delivery_id),
-            Scheme::GitLab => gitlab::sign(secret, delivery_id),
-            Scheme::Shopify => shopify::SIGNING.sign(secret, body, delivery_id),
-            Scheme::Hmac(g) => g.sign(secret, body, now, delivery_id),
+            Scheme::GitHub => headers(github::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Stripe => headers(stripe::sign(secret, body, secs)),
+            Scheme::Slack => headers(slack::sign(secret, body, secs)),
+            Scheme::StandardWebhooks => headers(standard::sign(secret, body, secs, delivery_id)),
+            Scheme::GitLab => headers(gitlab::sign(secret, delivery_id)),
+            Scheme::Shopify => headers(shopify::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Linear => linear::sign(secret, body, now, delivery_id),
+            Scheme::ClickUp => headers(clickup::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Jira => headers(jira::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Hmac(g) => headers(g.sign(secret, body, secs, delivery_id)),
         }
     }
 
@@ -307,6 +425,15 @@ impl Scheme {
             _ => None,
         }
     }
+}
+
+/// A non-empty string at `pointer` in the signed payload: an event's own id.
+fn event_id(payload: &Value, pointer: &str) -> Option<String> {
+    payload
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -84,14 +84,24 @@ pub(crate) fn listed(signatures: &[&str], expected: &str) -> bool {
         .any(|sig| equal(sig.as_bytes(), expected.as_bytes()))
 }
 
-/// `Stale` when `ts` is further than `tolerance_secs` from `now` in either direction (always, for
-/// a negative tolerance). `abs_diff` cannot overflow, so `ts = i64::MIN` is stale, not a panic.
-pub(crate) fn check_window(now: i64, ts: i64, tolerance_secs: i64) -> Result<(), Rejection> {
-    if u64::try_from(tolerance_secs).is_ok_and(|tolerance| now.abs_diff(ts) <= tolerance) {
+/// `Stale` when `ts` is further than `tolerance` from `now` in either direction (always, for a
+/// negative tolerance); all three in one unit. `abs_diff` cannot overflow, so `ts = i64::MIN` is
+/// stale, not a panic.
+pub(crate) fn check_window(now: i64, ts: i64, tolerance: i64) -> Result<(), Rejection> {
+    if u64::try_from(tolerance).is_ok_and(|tolerance| now.abs_diff(ts) <= tolerance) {
         Ok(())
     } else {
         Err(Rejection::Stale)
     }
+}
+
+/// [`check_window`] in milliseconds (Linear's timestamps), the tolerance still in seconds.
+pub(crate) fn check_window_millis(
+    now_ms: i64,
+    ts_ms: i64,
+    tolerance_secs: i64,
+) -> Result<(), Rejection> {
+    check_window(now_ms, ts_ms, tolerance_secs.saturating_mul(1000))
 }
 
 /// The unix time in header `name`.

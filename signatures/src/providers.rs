@@ -1,10 +1,13 @@
 //! One module per provider, and the shapes several of them share: a MAC alone in one header
-//! (GitHub, Slack, Shopify, generic HMAC), and a MAC of the body beside an unsigned delivery id
-//! (GitHub, Shopify).
+//! (GitHub, Slack, Shopify, Linear, ClickUp, Jira, generic HMAC), and a MAC of the body beside an
+//! unsigned delivery id (GitHub, Shopify, Linear, Jira; ClickUp sends no id).
 
+pub(crate) mod clickup;
 pub(crate) mod generic;
 pub(crate) mod github;
 pub(crate) mod gitlab;
+pub(crate) mod jira;
+pub(crate) mod linear;
 pub(crate) mod shopify;
 pub(crate) mod slack;
 pub(crate) mod standard;
@@ -64,12 +67,12 @@ impl MacHeader<'_> {
     }
 }
 
-/// An HMAC-SHA256 of the body alone in one header, the delivery's id in another that the
-/// signature does not cover (so the dedup key is a digest of the body).
+/// An HMAC-SHA256 of the body alone in one header, the delivery's id (when the provider sends
+/// one) in another that the signature does not cover: information, never the dedup key.
 #[derive(Debug)]
 pub(crate) struct BodyMac {
     pub signature: MacHeader<'static>,
-    pub id_header: &'static str,
+    pub id_header: Option<&'static str>,
 }
 
 impl BodyMac {
@@ -82,11 +85,15 @@ impl BodyMac {
         let given = self.signature.read(headers)?;
         check_mac(secrets, Algorithm::Sha256, &[body], &given)?;
         Ok(Verified {
-            delivery_id: headers.get(self.id_header).map(str::to_string),
+            delivery_id: self
+                .id_header
+                .and_then(|name| headers.get(name))
+                .map(str::to_string),
             ..Verified::default()
         })
     }
 
+    /// The signature's header, and the id's when the provider sends one.
     pub(crate) fn sign(
         &self,
         secret: &SecretString,
@@ -98,9 +105,9 @@ impl BodyMac {
             secret.expose_secret().as_bytes(),
             &[body],
         );
-        vec![
-            self.signature.write(&mac),
-            header(self.id_header, delivery_id),
-        ]
+        let id = self.id_header.map(|name| header(name, delivery_id));
+        std::iter::once(self.signature.write(&mac))
+            .chain(id)
+            .collect()
     }
 }

@@ -9,6 +9,9 @@ fn scheme_for(provider: &str) -> Scheme {
         "stripe" => Scheme::Stripe,
         "slack" => Scheme::Slack,
         "standard-webhooks" => Scheme::StandardWebhooks,
+        "linear" => Scheme::Linear,
+        "clickup" => Scheme::ClickUp,
+        "jira" => Scheme::Jira,
         other => panic!("no scheme for provider {other}"),
     }
 }
@@ -24,11 +27,16 @@ fn check_vectors(text: &str) -> usize {
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
             .collect();
         let secret = SecretString::from(v["secret"].as_str().unwrap().to_string());
+        // The clock to the millisecond where the vector gives it (Linear's are in ms).
+        let now = v["now_ms"].as_i64().map_or_else(
+            || UnixMillis::from_secs(v["now"].as_i64().unwrap()),
+            UnixMillis::from_millis,
+        );
         let verdict = scheme_for(v["provider"].as_str().unwrap()).verify(
             &[secret],
             headers.as_slice(),
             v["body"].as_str().unwrap().as_bytes(),
-            v["now"].as_i64().unwrap(),
+            now,
             v["tolerance_s"].as_i64().unwrap_or(300),
         );
         let expected = v["expect"].as_str().unwrap();
@@ -48,9 +56,14 @@ fn check_vectors(text: &str) -> usize {
 fn every_vector_gets_the_providers_verdict() {
     let checked = check_vectors(include_str!("../tests/fixtures/webhook-vectors.jsonl"));
     assert_eq!(checked, 61);
-    // The shared copy, when this checkout sits beside it, may be newer.
-    if let Ok(shared) = std::fs::read_to_string("../../shared/webhook-vectors/vectors.jsonl") {
-        check_vectors(&shared);
+    let checked = check_vectors(include_str!("../tests/fixtures/parity-vectors.jsonl"));
+    assert_eq!(checked, 45);
+    // The shared copies, when this checkout sits beside them, may be newer.
+    for file in ["vectors.jsonl", "parity.jsonl"] {
+        if let Ok(shared) = std::fs::read_to_string(format!("../../shared/webhook-vectors/{file}"))
+        {
+            check_vectors(&shared);
+        }
     }
 }
 
@@ -67,59 +80,44 @@ fn signs_id(scheme: &Scheme) -> bool {
 fn what_we_sign_we_verify_with_any_active_secret_and_nothing_else() {
     let secret = SecretString::from("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=");
     let old = SecretString::from("whsec_b2xkLWtleQ==");
-    let body = br#"{"after":"abc"}"#;
-    let now = 1_800_000_000;
+    let now = UnixMillis::from_secs(NOW);
+    let later = |secs| UnixMillis::from_secs(NOW + secs);
     for scheme in Scheme::one_of_each() {
-        let headers = scheme.sign(&secret, body, now, "delivery-1");
+        let signed = scheme.sign(&secret, br#"{"after":"abc"}"#, now, "delivery-1");
+        let (headers, body) = (signed.headers.as_slice(), &*signed.body);
+        let verify = |secret: &SecretString, body: &[u8], at| {
+            scheme.verify(std::slice::from_ref(secret), headers, body, at, 300)
+        };
         let verified = scheme
-            .verify(
-                &[old.clone(), secret.clone()],
-                headers.as_slice(),
-                body,
-                now,
-                300,
-            )
+            .verify(&[old.clone(), secret.clone()], headers, body, now, 300)
             .unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
         assert_eq!(
             verified.delivery_id.is_some(),
-            !matches!(scheme, Scheme::Stripe | Scheme::Slack),
+            !matches!(scheme, Scheme::Stripe | Scheme::Slack | Scheme::ClickUp),
             "{scheme:?}"
         );
         assert_eq!(verified.id_is_signed, signs_id(&scheme), "{scheme:?}");
         assert_eq!(
-            scheme.verify(
-                std::slice::from_ref(&old),
-                headers.as_slice(),
-                body,
-                now,
-                300
-            ),
+            verify(&old, body, now),
             Err(Rejection::Mismatch),
             "{scheme:?}"
         );
         // GitLab's token is a shared password: it does not cover the body.
         if scheme != Scheme::GitLab {
             assert_eq!(
-                scheme.verify(
-                    std::slice::from_ref(&secret),
-                    headers.as_slice(),
-                    b"{}",
-                    now,
-                    300
-                ),
+                verify(&secret, b"{}", now),
                 Err(Rejection::Mismatch),
                 "{scheme:?}: a changed body"
             );
         }
         if scheme.is_timestamped() {
             assert_eq!(
-                scheme.verify(
-                    std::slice::from_ref(&secret),
-                    headers.as_slice(),
-                    body,
-                    now + 301,
-                    300
-                ),
+                verify(&secret, body, later(300)),
+                Ok(verified.clone()),
+                "{scheme:?}"
+            );
+            assert_eq!(
+                verify(&secret, body, later(301)),
                 Err(Rejection::Stale),
                 "{scheme:?}"
             );
@@ -139,21 +137,94 @@ fn what_we_sign_we_verify_with_any_active_secret_and_nothing_else() {
     }
 }
 
+#[test]
+fn linear_is_judged_by_the_millisecond_in_its_signed_body() {
+    let secret = SecretString::from("lin_wh_secret");
+    let sent = UnixMillis::from_millis(1_800_000_000_500);
+    let signed = Scheme::Linear.sign(&secret, br#"{"type":"Issue"}"#, sent, "d-1");
+    let verify = |body: &[u8], headers: &[(String, String)], now_ms, tolerance| {
+        Scheme::Linear.verify(
+            std::slice::from_ref(&secret),
+            headers,
+            body,
+            UnixMillis::from_millis(now_ms),
+            tolerance,
+        )
+    };
+    let (body, headers) = (&*signed.body, signed.headers.as_slice());
+    let stamp: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(stamp["webhookTimestamp"], 1_800_000_000_500_i64);
+    // 60 s either side, to the millisecond, as Linear's SDK.
+    for now_ms in [1_799_999_940_500, 1_800_000_060_500] {
+        assert!(verify(body, headers, now_ms, 60).is_ok(), "{now_ms}");
+    }
+    for now_ms in [1_799_999_940_499, 1_800_000_060_501] {
+        assert_eq!(
+            verify(body, headers, now_ms, 60),
+            Err(Rejection::Stale),
+            "{now_ms}"
+        );
+    }
+    // Signed as it is (no stamp put in), as a sender of these bodies would.
+    let mac_of = |body: &[u8]| {
+        let mac = primitives::hmac(Algorithm::Sha256, b"lin_wh_secret", &[body]);
+        [("Linear-Signature".to_string(), primitives::hex(&mac))]
+    };
+    // Signed, but of unknown age: no timestamp, or one that is not a number.
+    for unstamped in [
+        &br#"{"type":"Issue"}"#[..],
+        br#"{"webhookTimestamp":"1800000000500"}"#,
+    ] {
+        assert_eq!(
+            verify(unstamped, &mac_of(unstamped), 1_800_000_000_500, 60),
+            Err(Rejection::Stale)
+        );
+    }
+    // A float, as Linear's schema types it, and numbers beyond any window.
+    for (stamp, verdict) in [
+        ("1800000000500.0", Ok(())),
+        ("1e300", Err(Rejection::Stale)),
+        ("-1e300", Err(Rejection::Stale)),
+        ("18446744073709551615", Err(Rejection::Stale)),
+    ] {
+        let body = format!(r#"{{"webhookTimestamp":{stamp}}}"#);
+        assert_eq!(
+            verify(
+                body.as_bytes(),
+                &mac_of(body.as_bytes()),
+                1_800_000_000_500,
+                60
+            )
+            .map(|_| ()),
+            verdict,
+            "{stamp}"
+        );
+    }
+}
+
 const NOW: i64 = 1_800_000_000;
 
 #[test]
 fn extreme_timestamps_and_tolerances_are_answered_not_a_panic() {
     let secret = SecretString::from("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=");
     let body = b"{}";
+    let now = UnixMillis::from_secs(NOW).millis();
     for scheme in Scheme::one_of_each()
         .into_iter()
         .filter(Scheme::is_timestamped)
     {
         let refusal = |signed_at: i64, now: i64, tolerance: i64| {
-            let headers = scheme.sign(&secret, body, signed_at, "d-1");
+            let signed = scheme.sign(&secret, body, UnixMillis::from_millis(signed_at), "d-1");
             let secrets = std::slice::from_ref(&secret);
+            let now = UnixMillis::from_millis(now);
             scheme
-                .verify(secrets, headers.as_slice(), body, now, tolerance)
+                .verify(
+                    secrets,
+                    signed.headers.as_slice(),
+                    &signed.body,
+                    now,
+                    tolerance,
+                )
                 .err()
         };
         let stale = Some(Rejection::Stale);
@@ -163,24 +234,41 @@ fn extreme_timestamps_and_tolerances_are_answered_not_a_panic() {
         } else {
             stale
         };
-        assert_eq!(refusal(i64::MIN, NOW, 300), stale, "{scheme:?}");
-        assert_eq!(refusal(i64::MAX, NOW, 300), future, "{scheme:?}");
-        assert_eq!(refusal(NOW, i64::MIN, 300), future, "{scheme:?}");
-        assert_eq!(refusal(NOW, i64::MAX, 300), stale, "{scheme:?}");
-        assert_eq!(refusal(NOW, NOW, i64::MIN), stale, "{scheme:?}");
-        assert_eq!(refusal(i64::MIN, i64::MAX, i64::MAX), stale, "{scheme:?}");
+        assert_eq!(refusal(i64::MIN, now, 300), stale, "{scheme:?}");
+        assert_eq!(refusal(i64::MAX, now, 300), future, "{scheme:?}");
+        assert_eq!(refusal(now, i64::MIN, 300), future, "{scheme:?}");
+        assert_eq!(refusal(now, i64::MAX, 300), stale, "{scheme:?}");
+        assert_eq!(refusal(now, now, i64::MIN), stale, "{scheme:?}");
+        assert_eq!(refusal(now, now, i64::MAX), None, "{scheme:?}");
+        // Any verdict, as long as it is one.
+        refusal(i64::MIN, i64::MAX, i64::MAX);
     }
+    // A header may carry any i64: the window is computed without overflow.
+    let signed = Scheme::Slack.sign(&secret, body, UnixMillis::from_secs(NOW), "d-1");
+    let mut headers = signed.headers.clone();
+    headers[0].1 = i64::MIN.to_string();
+    assert_eq!(
+        Scheme::Slack.verify(
+            std::slice::from_ref(&secret),
+            headers.as_slice(),
+            body,
+            UnixMillis::from_millis(i64::MAX),
+            i64::MAX
+        ),
+        Err(Rejection::Stale)
+    );
 }
 
 /// The dedup key of `body` as `scheme`'s provider would deliver it at `at` under `id`.
 fn key_of(scheme: &Scheme, body: &[u8], at: i64, id: &str) -> String {
     let secret = SecretString::from("whsec_c2VjcmV0LWtleS1mb3ItdGVzdHM=");
-    let headers = scheme.sign(&secret, body, at, id);
+    let at = UnixMillis::from_secs(at);
+    let signed = scheme.sign(&secret, body, at, id);
     let verified = scheme
-        .verify(&[secret], headers.as_slice(), body, at, 300)
+        .verify(&[secret], signed.headers.as_slice(), &signed.body, at, 300)
         .unwrap_or_else(|e| panic!("{scheme:?}: {e}"));
-    let payload = serde_json::from_slice(body).unwrap_or(Value::Null);
-    scheme.dedup_key(&verified, &payload, body)
+    let payload = serde_json::from_slice(&signed.body).unwrap_or(Value::Null);
+    scheme.dedup_key(&verified, &payload, &signed.body)
 }
 
 #[test]
@@ -211,6 +299,66 @@ fn stripe_and_slack_events_are_named_by_the_event_id_in_their_signed_body() {
     assert_eq!(
         key_of(&Scheme::Slack, form, NOW, ""),
         key_of(&Scheme::Slack, form, NOW + 60, "")
+    );
+}
+
+#[test]
+fn linear_and_clickup_events_are_named_by_what_the_event_is_not_by_the_webhook() {
+    // Linear: a retry is stamped anew; every event of one webhook has the same webhookId.
+    let issue = |id: &str| {
+        format!(
+            r#"{{"action":"create","type":"Issue","createdAt":"2026-12-05T10:00:00.000Z","data":{{"id":"{id}"}},"webhookId":"wh-1"}}"#
+        )
+    };
+    let created = key_of(&Scheme::Linear, issue("i-1").as_bytes(), NOW, "d-1");
+    assert_eq!(
+        created,
+        key_of(&Scheme::Linear, issue("i-1").as_bytes(), NOW + 59, "d-2"),
+        "Linear's retry"
+    );
+    assert_ne!(
+        created,
+        key_of(&Scheme::Linear, issue("i-2").as_bytes(), NOW, "d-1"),
+        "another event of the same webhook"
+    );
+    // ClickUp: history items name the changes; one change told as two events is two.
+    let change = |event: &str, spacing: &str| {
+        format!(
+            r#"{{"event":"{event}",{spacing}"task_id":"t1","webhook_id":"w1","history_items":[{{"id":"2800763136","field":"status"}}]}}"#
+        )
+    };
+    let updated = key_of(
+        &Scheme::ClickUp,
+        change("taskUpdated", "").as_bytes(),
+        NOW,
+        "",
+    );
+    assert!(updated.starts_with("taskUpdated:"), "{updated}");
+    assert_eq!(
+        updated,
+        key_of(
+            &Scheme::ClickUp,
+            change("taskUpdated", " ").as_bytes(),
+            NOW,
+            ""
+        ),
+        "the same change, written otherwise"
+    );
+    assert_ne!(
+        updated,
+        key_of(
+            &Scheme::ClickUp,
+            change("taskStatusUpdated", "").as_bytes(),
+            NOW,
+            ""
+        ),
+        "the same change as another event"
+    );
+    // Without history items (a deletion), the bytes name it.
+    let deleted = br#"{"event":"taskDeleted","task_id":"t1","webhook_id":"w1"}"#;
+    assert_eq!(
+        key_of(&Scheme::ClickUp, deleted, NOW, ""),
+        primitives::body_digest(deleted)
     );
 }
 

@@ -7,7 +7,7 @@ use flyhook_ingress::sources::Source;
 use reqwest::RequestBuilder;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use webhook_signatures::Scheme;
+use webhook_signatures::{Scheme, UnixMillis};
 
 use crate::wait::eventually;
 use crate::{API_KEY, HELLO_TASK};
@@ -19,8 +19,8 @@ pub async fn answer(request: RequestBuilder) -> (u16, Value) {
     (status, response.json().await.expect("a JSON body"))
 }
 
-/// `request` with the signature headers `scheme` puts on `body`, signed with `secret` at unix
-/// time `at` under `delivery_id`.
+/// `request` with `body` as `scheme`'s provider sends it (Linear stamps it) and its signature
+/// headers, signed with `secret` at unix time `at` under `delivery_id`.
 pub fn signed(
     mut request: RequestBuilder,
     scheme: &Scheme,
@@ -29,10 +29,11 @@ pub fn signed(
     at: i64,
     delivery_id: &str,
 ) -> RequestBuilder {
-    for (name, value) in scheme.sign(secret, body, at, delivery_id) {
+    let signed = scheme.sign(secret, body, UnixMillis::from_secs(at), delivery_id);
+    for (name, value) in signed.headers {
         request = request.header(name, value);
     }
-    request
+    request.body(signed.body.into_owned())
 }
 
 /// A `POST` of `body` to `url`, signed with `source`'s newest secret (as `flyhook send` and a
@@ -47,10 +48,7 @@ pub fn signed_by(
     delivery_id: &str,
 ) -> RequestBuilder {
     let secret = source.secrets.last().expect("the source has a secret");
-    let request = http
-        .post(url)
-        .header("Content-Type", content_type)
-        .body(body.to_vec());
+    let request = http.post(url).header("Content-Type", content_type);
     signed(request, &source.scheme, secret, body, at, delivery_id)
 }
 

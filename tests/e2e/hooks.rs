@@ -107,9 +107,42 @@ hmac = { header = "X-Partner-Signature", prefix = "sha512=", algorithm = "sha512
 name = "job"
 task = "flytesnacks/development/hello.main/v1"
 inputs = { name = "/who", count = { pointer = "/times", default = 3 } }
+
+[[sources]]
+name = "linear"
+scheme = "linear"
+secrets = [{ env = "LINEAR_SECRET" }]
+
+[[sources.routes]]
+name = "triage"
+task = "flytesnacks/development/hello.main/v1"
+when = [{ pointer = "/type", equals = "Issue" }, { pointer = "/action", equals = "create" }]
+inputs = { name = "/data/identifier" }
+
+[[sources]]
+name = "clickup"
+scheme = "clickup"
+secrets = [{ env = "CLICKUP_SECRET" }]
+
+[[sources.routes]]
+name = "status"
+task = "flytesnacks/development/hello.main/v1"
+when = [{ pointer = "/event", equals = "taskStatusUpdated" }]
+inputs = { name = "/task_id" }
+
+[[sources]]
+name = "jira"
+scheme = "jira"
+secrets = [{ env = "JIRA_SECRET" }]
+
+[[sources.routes]]
+name = "transitioned"
+task = "flytesnacks/development/deploy.main/v1"
+when = [{ pointer = "/webhookEvent", equals = "jira:issue_updated" }, { pointer = "/changelog/items/0/field", equals = "status" }]
+inputs = { commit = "/issue/key", ref = "/changelog/items/0/toString" }
 "#;
 
-const SECRETS: [(&str, &str); 8] = [
+const SECRETS: [(&str, &str); 11] = [
     ("GH_OLD_SECRET", "gh-old"),
     ("GH_SECRET", "gh-current"),
     ("STRIPE_SECRET", "whsec_stripe-test"),
@@ -118,6 +151,9 @@ const SECRETS: [(&str, &str); 8] = [
     ("GITLAB_SECRET", "gitlab-token"),
     ("SHOPIFY_SECRET", "shopify-secret"),
     ("PARTNER_SECRET", "partner-secret"),
+    ("LINEAR_SECRET", "lin_wh_e2e"),
+    ("CLICKUP_SECRET", "clickup-secret"),
+    ("JIRA_SECRET", "jira-secret"),
 ];
 
 /// The test's world, every source configured, with its ingress running: the env, the settings

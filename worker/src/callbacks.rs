@@ -22,7 +22,7 @@ use flyte_client::FlyteClient;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use webhook_signatures::Scheme;
+use webhook_signatures::{Scheme, Signed, UnixMillis};
 
 use crate::metrics::WorkerMetrics;
 use crate::process::Outcome;
@@ -160,11 +160,12 @@ impl Callbacks {
         destination: &Destination,
         callback: &Callback,
     ) -> Result<reqwest::StatusCode, String> {
-        let body = serde_json::to_vec(&callback.event).map_err(|e| e.to_string())?;
-        let headers = Scheme::StandardWebhooks.sign(
+        let event = serde_json::to_vec(&callback.event).map_err(|e| e.to_string())?;
+        // Standard Webhooks signs the body as it is, so the event's own bytes are sent.
+        let Signed { headers, .. } = Scheme::StandardWebhooks.sign(
             &destination.secret,
-            &body,
-            Utc::now().timestamp(),
+            &event,
+            UnixMillis::now(),
             &callback.webhook_id,
         );
         let mut request = self
@@ -172,7 +173,7 @@ impl Callbacks {
             .post(&destination.url)
             .timeout(destination.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
+            .body(event);
         for (name, value) in headers {
             request = request.header(name, value);
         }

@@ -1,5 +1,5 @@
 //! `flyhook dev`: everything on one machine, with development defaults (a built-in key and
-//! GitHub secret, `flyhook/dev.toml` as the configuration), against the local RabbitMQ and
+//! webhook secret, `flyhook/dev.toml` as the configuration), against the local RabbitMQ and
 //! PostgreSQL. `flyhook send` reads the same defaults.
 
 use std::time::Duration;
@@ -17,7 +17,10 @@ pub(super) fn dev_env(name: &str) -> Option<String> {
     let no_real_flyte = env("FLYTE_ENDPOINT").is_none() && env("FLYTE_API_KEY").is_none();
     match name {
         "WEBHOOK_API_KEY" => env(name).or_else(|| Some(DEV_API_KEY.into())),
-        "GITHUB_WEBHOOK_SECRET" => env(name).or_else(|| Some(DEV_GITHUB_SECRET.into())),
+        "GITHUB_WEBHOOK_SECRET"
+        | "LINEAR_WEBHOOK_SECRET"
+        | "JIRA_WEBHOOK_SECRET"
+        | "CLICKUP_WEBHOOK_SECRET" => env(name).or_else(|| Some(DEV_WEBHOOK_SECRET.into())),
         "FLYHOOK_DEV_CALLBACK_SECRET" => env(name).or_else(|| Some(DEV_CALLBACK_SECRET.into())),
         "FLYTE_CONSOLE_URL" => {
             env(name).or_else(|| no_real_flyte.then(|| "http://127.0.0.1:8090".into()))
@@ -33,7 +36,7 @@ pub(super) fn dev_env(name: &str) -> Option<String> {
 }
 
 const DEV_CONFIG: &str = include_str!("../../dev.toml");
-const DEV_GITHUB_SECRET: &str = "flyhook-dev-secret";
+const DEV_WEBHOOK_SECRET: &str = "flyhook-dev-secret";
 /// `whsec_` and the base64 of `flyhook-dev-callback-secret`.
 const DEV_CALLBACK_SECRET: &str = "whsec_Zmx5aG9vay1kZXYtY2FsbGJhY2stc2VjcmV0";
 
@@ -69,7 +72,7 @@ pub async fn run(shutdown: CancellationToken) -> anyhow::Result<()> {
     tasks.spawn(async move { app.run_until_stopped().await.context("ingress") });
 
     println!(
-        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n\nWhen a hello.main run or a deploy ends, a signed callback arrives in the stand-in's inbox:\n\n  curl -s http://127.0.0.1:8090/_sim/inbox\n\nThe operator console: http://127.0.0.1:{port}/ui/ (sign in with the key above).\nThe API: http://127.0.0.1:{port}/openapi.json. Metrics: http://127.0.0.1:{port}/metrics (ingress), http://127.0.0.1:{worker_ops_port}/metrics (worker).\n",
+        "\nflyhook dev is up{}. Start a run:\n\n  curl -s -X POST http://127.0.0.1:{port}/run-task/flytesnacks/development/hello.main/v1 \\\n    -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"name\": \"world\"}}'\n\nthen follow it at the status_url it returns:\n\n  curl -s http://127.0.0.1:{port}/dispatches/<id> -H 'Authorization: Bearer {api_key}'\n\nor send a signed GitHub push, or a Linear issue (see the configuration with FLYHOOK_CONFIG unset: flyhook/dev.toml):\n\n  cargo run -p flyhook -- send --source github examples/github-push.json\n  cargo run -p flyhook -- send --source linear examples/linear-issue.json\n\nWhen a hello.main run or a deploy ends, a signed callback arrives in the stand-in's inbox:\n\n  curl -s http://127.0.0.1:8090/_sim/inbox\n\nThe operator console: http://127.0.0.1:{port}/ui/ (sign in with the key above).\nThe API: http://127.0.0.1:{port}/openapi.json. Metrics: http://127.0.0.1:{port}/metrics (ingress), http://127.0.0.1:{worker_ops_port}/metrics (worker).\n",
         if connected {
             ""
         } else {

@@ -2,7 +2,7 @@
 //! sent to `POST /hooks/{source}`: the quickest way to try a route.
 
 use anyhow::Context;
-use webhook_signatures::Scheme;
+use webhook_signatures::{Scheme, UnixMillis};
 
 use super::dev::dev_env;
 use crate::Settings;
@@ -12,7 +12,8 @@ pub struct Send {
     /// The source, as named in the config file.
     #[arg(long)]
     source: String,
-    /// The payload to send, sent byte for byte.
+    /// The payload to send, sent byte for byte (a Linear payload gets its `webhookTimestamp`
+    /// set to now, as Linear stamps each delivery).
     file: std::path::PathBuf,
     /// The flyhook ingress.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -44,7 +45,9 @@ impl Send {
         let secret = source.secrets.first().context("the source has no secret")?;
         let body = std::fs::read(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
-        let now = chrono::Utc::now().timestamp();
+        let signed = source
+            .scheme
+            .sign(secret, &body, UnixMillis::now(), &delivery_id);
         let mut request = reqwest::Client::new()
             .post(format!(
                 "{}/hooks/{}",
@@ -52,13 +55,17 @@ impl Send {
                 source.name
             ))
             .header("Content-Type", &self.content_type);
-        for (name, value) in source.scheme.sign(secret, &body, now, &delivery_id) {
+        for (name, value) in signed.headers {
             request = request.header(name, value);
         }
         if source.scheme == Scheme::GitHub {
             request = request.header("X-GitHub-Event", &self.event);
         }
-        let response = request.body(body).send().await.context("sending")?;
+        let response = request
+            .body(signed.body.into_owned())
+            .send()
+            .await
+            .context("sending")?;
         let status = response.status();
         println!(
             "HTTP {status}\n{}",

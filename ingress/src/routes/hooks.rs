@@ -11,6 +11,7 @@ use flyhook_contract::DispatchId;
 use flyhook_contract::principal::Principal;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use webhook_signatures::UnixMillis;
 
 use crate::error::{ApiError, Problem};
 use crate::intake::{Delivery, RoutedDispatch};
@@ -104,14 +105,13 @@ async fn handle(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let now = chrono::Utc::now().timestamp();
     let verified = source
         .scheme
         .verify(
             &source.secrets,
             headers.as_slice(),
             &body,
-            now,
+            UnixMillis::now(),
             source.tolerance_secs,
         )
         .map_err(|rejection| {

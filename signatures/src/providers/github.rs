@@ -15,7 +15,7 @@ pub(crate) const SIGNING: BodyMac = BodyMac {
         prefix: "sha256=",
         text: MacText::LowerHex,
     },
-    id_header: "X-GitHub-Delivery",
+    id_header: Some("X-GitHub-Delivery"),
 };
 
 /// A ping only checks that the hook is reachable: it is answered and starts nothing.

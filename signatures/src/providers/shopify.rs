@@ -11,5 +11,5 @@ pub(crate) const SIGNING: BodyMac = BodyMac {
         prefix: "",
         text: MacText::Trimmed(Encoding::Base64),
     },
-    id_header: "X-Shopify-Webhook-Id",
+    id_header: Some("X-Shopify-Webhook-Id"),
 };

@@ -39,7 +39,7 @@ pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Ve
         listed(&signatures, &hex(&mac))
     })?;
     // Stripe's library refuses old timestamps only; so do we.
-    if t < delivery.now.saturating_sub(delivery.tolerance_secs) {
+    if t < delivery.now.secs().saturating_sub(delivery.tolerance_secs) {
         return Err(Rejection::Stale);
     }
     Ok(Verified {

@@ -78,6 +78,9 @@ async fn retries_signed_anew_and_bodies_replayed_under_fresh_ids_start_one_run(p
     let push = json!({"checkout_sha": "da1560886d", "project": {"path_with_namespace": "g/app"}})
         .to_string();
     let job = json!({"who": "partner-job"}).to_string();
+    let issue = json!({"action": "create", "type": "Issue", "createdAt": "2026-12-05T10:00:00.000Z", "data": {"id": "9cfb482a", "identifier": "ENG-43"}, "webhookId": "wh-e2e"}).to_string();
+    let change = json!({"event": "taskStatusUpdated", "task_id": "1vj37mc", "webhook_id": "w-e2e", "history_items": [{"id": "2800763137"}]}).to_string();
+    let transition = json!({"webhookEvent": "jira:issue_updated", "timestamp": 1796115176000_i64, "issue": {"key": "OPS-8"}, "changelog": {"items": [{"field": "status", "toString": "Done"}]}}).to_string();
     // Per source: the body, the first delivery (id, signed at, headers) and its retry or replay.
     type Attempt<'a> = (&'a str, i64, Vec<(&'a str, &'a str)>);
     let cases: Vec<(&str, &str, Attempt, Attempt)> = vec![
@@ -95,7 +98,22 @@ async fn retries_signed_anew_and_bodies_replayed_under_fresh_ids_start_one_run(p
                 ],
             ),
         ),
+        // Linear stamps and signs each retry anew, under a new (unsigned) Linear-Delivery.
+        (
+            "linear",
+            &issue,
+            ("lin-delivery-1", now - 30, vec![]),
+            ("lin-delivery-2", now, vec![]),
+        ),
+        // ClickUp resends the same change (it sends no delivery id).
+        ("clickup", &change, ("", now, vec![]), ("", now, vec![])),
         // The rest: a captured body sent again under a fresh id their signature does not cover.
+        (
+            "jira",
+            &transition,
+            ("jira-delivery-1", now, vec![]),
+            ("jira-forged", now, vec![]),
+        ),
         (
             "shopify",
             &order,

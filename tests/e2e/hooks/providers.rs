@@ -31,6 +31,9 @@ async fn every_provider_scheme_starts_its_routed_task_with_the_mapped_inputs(poo
         json!({"checkout_sha": "da1560886d", "project": {"path_with_namespace": "group/app"}});
     let shopify = json!({"id": 820982911946154508_i64, "customer": {"first_name": "Bob"}});
     let partner = json!({"who": "partner-job"});
+    let linear = json!({"action": "create", "type": "Issue", "createdAt": "2026-12-05T10:00:00.000Z", "data": {"id": "9cfb482a", "identifier": "ENG-42"}, "webhookId": "wh-e2e"});
+    let clickup = json!({"event": "taskStatusUpdated", "task_id": "1vj37mc", "webhook_id": "w-e2e", "history_items": [{"id": "2800763136", "field": "status"}]});
+    let jira = json!({"webhookEvent": "jira:issue_updated", "timestamp": 1796115176000_i64, "issue": {"key": "OPS-7"}, "changelog": {"items": [{"field": "status", "toString": "Done"}]}});
 
     let cases: Vec<ProviderCase> = vec![
         (
@@ -93,6 +96,30 @@ async fn every_provider_scheme_starts_its_routed_task_with_the_mapped_inputs(poo
             "application/json",
             vec![],
             vec![("job", json!({"name": "partner-job", "count": 3}))],
+        ),
+        (
+            "linear",
+            linear.to_string().into_bytes(),
+            "application/json",
+            vec![("Linear-Event", "Issue")],
+            vec![("triage", json!({"name": "ENG-42", "count": 1}))],
+        ),
+        (
+            "clickup",
+            clickup.to_string().into_bytes(),
+            "application/json",
+            vec![],
+            vec![("status", json!({"name": "1vj37mc", "count": 1}))],
+        ),
+        (
+            "jira",
+            jira.to_string().into_bytes(),
+            "application/json",
+            vec![],
+            vec![(
+                "transitioned",
+                json!({"commit": "OPS-7", "ref": "Done", "repository": ""}),
+            )],
         ),
     ];
     for (source, body, content_type, extra, expected) in cases {

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use webhook_signatures::Scheme;
+use webhook_signatures::{Scheme, UnixMillis};
 
 use super::serve;
 
@@ -37,10 +37,24 @@ async fn forged_stale_and_malformed_deliveries_are_refused_and_enqueue_nothing(p
         }
     };
     let signed = |scheme: &Scheme, secret: &str, body: &[u8], at: i64| {
-        scheme.sign(&SecretString::from(secret.to_string()), body, at, "d-1")
+        let secret = SecretString::from(secret.to_string());
+        scheme
+            .sign(&secret, body, UnixMillis::from_secs(at), "d-1")
+            .headers
     };
     let now = chrono::Utc::now().timestamp();
     let gh = |secret| signed(&Scheme::GitHub, secret, body.as_bytes(), now);
+    // Linear's time is in its body: the headers and the body it stamped.
+    let linear = |secret: &str, at: i64| {
+        let secret = SecretString::from(secret.to_string());
+        let signed =
+            Scheme::Linear.sign(&secret, body.as_bytes(), UnixMillis::from_secs(at), "d-1");
+        (signed.headers, signed.body.into_owned(), "/hooks/linear")
+    };
+    let jira_mac = signed(&Scheme::Jira, "jira-secret", body.as_bytes(), now)[0]
+        .1
+        .trim_start_matches("sha256=")
+        .to_string();
 
     assert_eq!(
         post(
@@ -99,6 +113,33 @@ async fn forged_stale_and_malformed_deliveries_are_refused_and_enqueue_nothing(p
             ),
             body.clone().into_bytes(),
             "/hooks/slack",
+        ),
+        {
+            let (headers, body, path) = linear("not-the-secret", now);
+            ("signature_mismatch", headers, body, path)
+        },
+        {
+            // Signed an hour ago: Linear allows 60 s.
+            let (headers, body, path) = linear("lin_wh_e2e", now - 3600);
+            ("stale_timestamp", headers, body, path)
+        },
+        (
+            "signature_mismatch",
+            signed(&Scheme::ClickUp, "not-the-secret", body.as_bytes(), now),
+            body.clone().into_bytes(),
+            "/hooks/clickup",
+        ),
+        (
+            "signature_mismatch",
+            signed(&Scheme::Jira, "not-the-secret", body.as_bytes(), now),
+            body.clone().into_bytes(),
+            "/hooks/jira",
+        ),
+        (
+            "malformed_signature",
+            vec![("X-Hub-Signature".into(), jira_mac)],
+            body.clone().into_bytes(),
+            "/hooks/jira",
         ),
         // Not even parsed: a broken body with a forged signature is a signature problem.
         (
