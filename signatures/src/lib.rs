@@ -4,10 +4,12 @@
 //! Every scheme agrees with the provider's own library on the vectors in
 //! `tests/fixtures/webhook-vectors.jsonl`, corners included: several signatures in one header
 //! (rotation), unknown signature versions ignored, stale and future timestamps, GitHub's refusal
-//! of upper-case hex; and Linear, ClickUp and Jira with `tests/fixtures/parity-vectors.jsonl`
-//! (Linear's SDK; the documented scheme for the other two, which publish no verifier). Comparisons are constant-time; failures say which rule failed, never
-//! anything about the secret. Timestamps are compared without overflow, whatever a sender puts
-//! in the header.
+//! of upper-case hex. Linear, ClickUp and Jira agree with `tests/fixtures/parity-vectors.jsonl`
+//! (judged by Linear's SDK, and by the documented scheme for the other two, which publish no
+//! verifier). Where a library lets something through that says nothing about a delivery's age,
+//! we refuse it (see `providers/linear.rs`). Comparisons are constant-time; failures say which
+//! rule failed, never anything about the secret. Timestamps are compared without overflow,
+//! whatever a sender puts in the header.
 //!
 //! # One delivery, one dispatch
 //!
@@ -365,9 +367,11 @@ impl Scheme {
     /// The key naming a delivery `verify` accepted, so that the provider's retries and
     /// redeliveries, and a captured delivery replayed under fresh ids, are one delivery. Always
     /// something the signature covers (the table in the crate's documentation): a signed id, the
-    /// event id in the signed `payload` (Stripe's `id`, Slack's `event_id`), the event's identity
-    /// in it (Linear, ClickUp), or else a digest of the `body`.
-    pub fn dedup_key(&self, verified: &Verified, payload: &Value, body: &[u8]) -> String {
+    /// event id in the signed body read as JSON (Stripe's `id`, Slack's `event_id`), the event's
+    /// identity in it (Linear, ClickUp), or else a digest of the `body`. Only the bytes count,
+    /// never how the request says to read them: a captured JSON body replayed under another
+    /// (unsigned) `Content-Type` is still the same delivery.
+    pub fn dedup_key(&self, verified: &Verified, body: &[u8]) -> String {
         if let Some(id) = verified
             .delivery_id
             .as_ref()
@@ -375,20 +379,21 @@ impl Scheme {
         {
             return id.clone();
         }
-        let named = match self {
-            Scheme::Stripe => event_id(payload, stripe::EVENT_ID),
-            Scheme::Slack => event_id(payload, slack::EVENT_ID),
-            Scheme::Linear => linear::event_identity(payload),
-            Scheme::ClickUp => clickup::event_identity(payload),
+        let identity: Option<fn(&Value) -> Option<String>> = match self {
+            Scheme::Stripe => Some(|event| event_id(event, stripe::EVENT_ID)),
+            Scheme::Slack => Some(|event| event_id(event, slack::EVENT_ID)),
+            Scheme::Linear => Some(linear::event_identity),
+            Scheme::ClickUp => Some(clickup::event_identity),
             _ => None,
         };
-        named.unwrap_or_else(|| body_digest(body))
+        identity
+            .and_then(|identity| identity(&serde_json::from_slice(body).ok()?))
+            .unwrap_or_else(|| body_digest(body))
     }
 
     /// `body` as a provider would send it at `now`, signed with `secret`. `delivery_id` goes
     /// where the scheme carries one. Linear signs the time inside the body: its
-    /// `webhookTimestamp` is set (and `webhookId`, when the body has none), so the body sent
-    /// must be the one returned.
+    /// `webhookTimestamp` is set, so the body sent must be the one returned.
     pub fn sign<'a>(
         &self,
         secret: &SecretString,
@@ -396,22 +401,22 @@ impl Scheme {
         now: UnixMillis,
         delivery_id: &str,
     ) -> Signed<'a> {
-        let headers = |headers| Signed {
+        let unchanged = |headers| Signed {
             body: Cow::Borrowed(body),
             headers,
         };
         let secs = now.secs();
         match self {
-            Scheme::GitHub => headers(github::SIGNING.sign(secret, body, delivery_id)),
-            Scheme::Stripe => headers(stripe::sign(secret, body, secs)),
-            Scheme::Slack => headers(slack::sign(secret, body, secs)),
-            Scheme::StandardWebhooks => headers(standard::sign(secret, body, secs, delivery_id)),
-            Scheme::GitLab => headers(gitlab::sign(secret, delivery_id)),
-            Scheme::Shopify => headers(shopify::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::GitHub => unchanged(github::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Stripe => unchanged(stripe::sign(secret, body, secs)),
+            Scheme::Slack => unchanged(slack::sign(secret, body, secs)),
+            Scheme::StandardWebhooks => unchanged(standard::sign(secret, body, secs, delivery_id)),
+            Scheme::GitLab => unchanged(gitlab::sign(secret, delivery_id)),
+            Scheme::Shopify => unchanged(shopify::SIGNING.sign(secret, body, delivery_id)),
             Scheme::Linear => linear::sign(secret, body, now, delivery_id),
-            Scheme::ClickUp => headers(clickup::SIGNING.sign(secret, body, delivery_id)),
-            Scheme::Jira => headers(jira::SIGNING.sign(secret, body, delivery_id)),
-            Scheme::Hmac(g) => headers(g.sign(secret, body, secs, delivery_id)),
+            Scheme::ClickUp => unchanged(clickup::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Jira => unchanged(jira::SIGNING.sign(secret, body, delivery_id)),
+            Scheme::Hmac(g) => unchanged(g.sign(secret, body, secs, delivery_id)),
         }
     }
 

@@ -22,7 +22,7 @@ use flyte_client::FlyteClient;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use webhook_signatures::{Scheme, Signed, UnixMillis};
+use webhook_signatures::{Scheme, UnixMillis};
 
 use crate::metrics::WorkerMetrics;
 use crate::process::Outcome;
@@ -161,8 +161,7 @@ impl Callbacks {
         callback: &Callback,
     ) -> Result<reqwest::StatusCode, String> {
         let event = serde_json::to_vec(&callback.event).map_err(|e| e.to_string())?;
-        // Standard Webhooks signs the body as it is, so the event's own bytes are sent.
-        let Signed { headers, .. } = Scheme::StandardWebhooks.sign(
+        let signed = Scheme::StandardWebhooks.sign(
             &destination.secret,
             &event,
             UnixMillis::now(),
@@ -173,8 +172,8 @@ impl Callbacks {
             .post(&destination.url)
             .timeout(destination.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(event);
-        for (name, value) in headers {
+            .body(signed.body.into_owned());
+        for (name, value) in signed.headers {
             request = request.header(name, value);
         }
         let response = request.send().await.map_err(|e| without_url(&e))?;

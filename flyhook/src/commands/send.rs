@@ -12,8 +12,8 @@ pub struct Send {
     /// The source, as named in the config file.
     #[arg(long)]
     source: String,
-    /// The payload to send, sent byte for byte (a Linear payload gets its `webhookTimestamp`
-    /// set to now, as Linear stamps each delivery).
+    /// The payload to send, byte for byte; except a Linear payload, which gets its
+    /// `webhookTimestamp` set to now (as Linear stamps each delivery) and is written out again.
     file: std::path::PathBuf,
     /// The flyhook ingress.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -45,6 +45,12 @@ impl Send {
         let secret = source.secrets.first().context("the source has no secret")?;
         let body = std::fs::read(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
+        anyhow::ensure!(
+            source.scheme != Scheme::Linear
+                || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+                    .is_ok(),
+            "a Linear payload is a JSON object (Linear signs the time it was sent inside it)"
+        );
         let signed = source
             .scheme
             .sign(secret, &body, UnixMillis::now(), &delivery_id);

@@ -129,7 +129,7 @@ async fn handle(
         return Ok(HttpResponse::Ok().json(answer));
     }
     // Dispatch ids derive from what the signature covers; the provider's own id is only echoed.
-    let dedup_key = source.scheme.dedup_key(&verified, &payload, &body);
+    let dedup_key = source.scheme.dedup_key(&verified, &body);
     let delivery_id = verified.delivery_id.unwrap_or_else(|| dedup_key.clone());
     let request_id = RequestId::of(&req);
     match services

@@ -22,8 +22,8 @@ pub(crate) const SIGNING: BodyMac = BodyMac {
     id_header: None,
 };
 
-/// `{event}:{digest}` of the webhook, the event and its history items' ids; `None` when the
-/// payload lists no history item with an id.
+/// A digest of the webhook, the event and its history items' ids; `None` when the payload lists
+/// no history item with an id.
 pub(crate) fn event_identity(payload: &Value) -> Option<String> {
     let changes: Vec<&Value> = payload
         .get("history_items")?
@@ -34,10 +34,6 @@ pub(crate) fn event_identity(payload: &Value) -> Option<String> {
     if changes.is_empty() {
         return None;
     }
-    let event = payload.get("event").and_then(Value::as_str).unwrap_or("");
-    let identity = json!([payload.get("webhook_id"), event, changes]);
-    Some(format!(
-        "{event}:{}",
-        body_digest(identity.to_string().as_bytes())
-    ))
+    let identity = json!([payload.get("webhook_id"), payload.get("event"), changes]);
+    Some(body_digest(identity.to_string().as_bytes()))
 }

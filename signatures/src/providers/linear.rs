@@ -1,15 +1,21 @@
 //! Linear: `Linear-Signature: <hex>`, an HMAC-SHA256 of the body in lower-case hex, compared as
 //! text (as Linear's SDK does). The time is inside the signed body: `webhookTimestamp`, in unix
-//! milliseconds, must be within the tolerance of now (the SDK allows 60 s), and a body without
-//! one is refused, since its age is unknown. It is read only once the MAC holds, so nothing
-//! unauthenticated is parsed.
+//! milliseconds, must be within the tolerance of now (the SDK allows 60 s). It is read only once
+//! the MAC holds, so nothing unauthenticated is parsed.
+//!
+//! Stricter than the SDK, on purpose: the SDK checks the window only when the body has a truthy
+//! `webhookTimestamp`, coerces a numeric string, and takes the last of two such keys. Here a body
+//! that is not a JSON object, has no `webhookTimestamp`, has it as anything but a number, or has
+//! it twice is refused as stale: none of them says when it was sent, so it may be a replay of
+//! any age.
 //!
 //! Linear re-sends a failed delivery with a new `webhookTimestamp` (each delivery is signed
 //! anew), and `Linear-Delivery` is not signed. The body's `webhookId` names the webhook, not the
 //! event: every event a webhook sends carries the same one. So the dedup key is a digest of the
 //! signed payload without its `webhookTimestamp`: the rest, `webhookId` and the event's
-//! `createdAt` included, stays the same across Linear's retries and names the event. No
-//! handshake.
+//! `createdAt` included, stays the same across Linear's retries and names the event. This
+//! assumes the timestamp is the only field a retry changes; were Linear to add another, each
+//! retry would become a dispatch of its own (a duplicate run, never a lost one). No handshake.
 
 use std::borrow::Cow;
 
@@ -50,8 +56,11 @@ fn millis(number: &Number) -> Option<i64> {
 
 pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Verified, Rejection> {
     let verified = SIGNING.verify(delivery.secrets, delivery.headers, delivery.body)?;
-    let sent_at = serde_json::from_slice::<Stamp>(delivery.body)
-        .ok()
+    // A derived struct would also read an array (`[1796115164108]`): only an object is a payload.
+    let is_object = delivery.body.trim_ascii_start().starts_with(b"{");
+    let sent_at = is_object
+        .then(|| serde_json::from_slice::<Stamp>(delivery.body).ok())
+        .flatten()
         .and_then(|stamp| stamp.timestamp)
         .as_ref()
         .and_then(millis)
@@ -63,8 +72,9 @@ pub(crate) fn verify(delivery: Delivery<'_, impl Headers + ?Sized>) -> Result<Ve
     })
 }
 
-/// `body` stamped as sent at `now` (its `webhookTimestamp`), then signed. A body that is not a
-/// JSON object is signed as it is (and will not verify).
+/// `body` stamped as sent at `now` (its `webhookTimestamp`; the object is written out again,
+/// keys sorted, without whitespace), then signed. A body that is not a JSON object is signed as
+/// it is, and will not verify.
 pub(crate) fn sign<'a>(
     secret: &SecretString,
     body: &'a [u8],
