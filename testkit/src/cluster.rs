@@ -53,6 +53,12 @@ pub async fn leader(queue: &str) -> anyhow::Result<u8> {
         .with_context(|| format!("the leader of {queue}: {node:?}"))
 }
 
+/// Every queue's ready and unacknowledged messages, consumers and leader (in the default virtual
+/// host), as `rabbitmqctl list_queues` prints them: what a failed scenario reports.
+pub async fn queues() -> anyhow::Result<String> {
+    script(&["queues"]).await
+}
+
 /// The node listening for AMQP at `address` (`127.0.0.1:5682` is node 2).
 pub fn node_at(address: &str) -> anyhow::Result<u8> {
     let port: u16 = address

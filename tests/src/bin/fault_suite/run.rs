@@ -191,6 +191,15 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
             .sum()
     };
     let unfinished = count_of(&["queued", "starting"]);
+    if terminal as usize != accepted.len() {
+        describe_unended(&pool, &accepted, terminal_query).await;
+        if which.on_cluster() {
+            match cluster::queues().await {
+                Ok(queues) => eprintln!("  the cluster's queues:\n{queues}"),
+                Err(e) => eprintln!("  the cluster's queues could not be listed: {e:#}"),
+            }
+        }
+    }
 
     stack.halt();
     pool.close().await;
@@ -228,6 +237,45 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
         drain,
         statuses: statuses.into_iter().map(|(s, n)| (s, n as usize)).collect(),
     })
+}
+
+/// Prints what became of the accepted dispatches that did not end (at most 10): their record
+/// and its history, or that there is none, so a failed run in CI says where to look.
+async fn describe_unended(pool: &sqlx::PgPool, accepted: &[String], terminal_query: &str) {
+    let ended_query = terminal_query.replace("SELECT count(*)", "SELECT id");
+    let ended: HashSet<String> = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(ended_query))
+        .bind(accepted)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for id in accepted.iter().filter(|id| !ended.contains(*id)).take(10) {
+        let record: Option<(String, i32, Option<String>)> =
+            sqlx::query_as("SELECT status, attempts, error FROM dispatches WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .unwrap_or_default();
+        let history: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT status, at FROM dispatch_events WHERE dispatch_id = $1 ORDER BY at",
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        let history: Vec<String> = history
+            .iter()
+            .map(|(status, at)| format!("{status} at {}", at.format("%H:%M:%S%.3f")))
+            .collect();
+        match record {
+            Some((status, attempts, error)) => eprintln!(
+                "  not ended: {id}: {status}, {attempts} attempts, error {error:?}; history: {}",
+                history.join(", ")
+            ),
+            None => eprintln!("  not ended: {id}: no record (never reached a worker)"),
+        }
+    }
 }
 
 /// Exactly one run per dispatch: every accepted dispatch's run exists, nothing else does.
