@@ -22,7 +22,7 @@ pub fn table(result: &Value) -> String {
     // Rates first, then latencies in rising order, then the rest.
     let rank = |key: &str| FIRST.iter().position(|k| *k == key).unwrap_or(FIRST.len());
     keys.sort_by_key(|k| rank(k));
-    let mains = ["ok_per_s", "started_per_s", "added_mib"];
+    let mains = ["ok_per_s", "started_per_s", "added_mib", "confirmed_per_s"];
     let main_of = |row: &Value| {
         mains
             .into_iter()

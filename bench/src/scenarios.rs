@@ -3,6 +3,7 @@
 //! every figure. Here: the list, the figures every load gives, and the medians; the scenarios,
 //! by family, in `scenarios/`.
 
+mod ceiling;
 mod console;
 mod flow;
 mod intake;
@@ -29,7 +30,7 @@ pub type Figures = BTreeMap<String, f64>;
 /// One run of a scenario: its rows, labelled.
 pub type Rows = Vec<(String, Figures)>;
 
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "intake",
     "intake-5k",
     "hooks-5k",
@@ -43,6 +44,7 @@ pub const NAMES: [&str; 16] = [
     "backlog",
     "overload",
     "seed",
+    "broker-ceiling",
     "scale-out",
     "console",
     "flow",
@@ -86,6 +88,7 @@ pub async fn run_once(name: &str, options: Options) -> anyhow::Result<Rows> {
         "backlog" => intake::backlog(options, 100_000).await,
         "overload" => overload::overload(options).await,
         "seed" => seed::seed(options).await,
+        "broker-ceiling" => ceiling::broker_ceiling(options).await,
         "scale-out" => scale_out::scale_out(options).await,
         "console" => console::console(options, 100_000).await,
         "flow" => flow::flow(options, 800.0).await,

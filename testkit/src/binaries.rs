@@ -102,18 +102,22 @@ impl Drop for Reaped {
     }
 }
 
-/// Starts `program args…` with `vars` (and `RUST_LOG=warn`), its output discarded but for its
-/// stderr when `show_stderr`.
+/// Starts `program args…` with `vars` (and `RUST_LOG=warn` unless `vars` set it: a benchmark
+/// at the default level sets `info`), its output discarded but for its stderr when
+/// `show_stderr`.
 pub fn spawn(
     program: &Path,
     args: &[String],
     vars: &Vars,
     show_stderr: bool,
 ) -> anyhow::Result<Reaped> {
-    Command::new(program)
+    let mut command = Command::new(program);
+    if !vars.contains_key("RUST_LOG") {
+        command.env("RUST_LOG", "warn");
+    }
+    command
         .args(args)
         .envs(vars)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(if show_stderr {
             Stdio::inherit()
