@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-/// A running canned Flyte, on one thread of its own.
+/// A running canned Flyte, on one thread of its own; stopped when dropped.
 #[derive(Debug)]
 pub struct CannedFlyte {
     pub url: String,
@@ -30,14 +30,19 @@ impl CannedFlyte {
             }))
         })
         .workers(1)
+        // The benchmark's process keeps its own Ctrl-C.
+        .disable_signals()
         .listen(listener)?
         .run();
         let handle = server.handle();
         tokio::spawn(server);
         Ok(CannedFlyte { url, handle })
     }
+}
 
-    pub async fn stop(self) {
-        self.handle.stop(false).await;
+impl Drop for CannedFlyte {
+    fn drop(&mut self) {
+        let stopping = self.handle.stop(false);
+        tokio::spawn(stopping);
     }
 }

@@ -127,7 +127,7 @@ async fn measure(workload: Arc<dyn Workload>, load: Load) -> anyhow::Result<Repo
 /// A short load at the same settings first: connections open, the task interface cached, the
 /// broker's queue warm.
 async fn warm_then_measure(workload: Arc<dyn Workload>, load: Load) -> anyhow::Result<Report> {
-    load::run(load, workload.clone()).await.map(drop).ok();
+    load::run(warm(load), workload.clone()).await?;
     measure(workload, load).await
 }
 

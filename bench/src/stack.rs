@@ -12,6 +12,12 @@ pub use flyhook_testkit::API_KEY;
 
 pub const GITHUB_SECRET: &str = "bench-github-secret";
 
+/// The processes' logs as a user gets them: no `RUST_LOG`, so flyhook's own default filter
+/// (`info`, an access line per request). A deployment without it logs at `warn`.
+pub fn default_logs() -> (String, String) {
+    ("RUST_LOG".into(), String::new())
+}
+
 /// What to deploy.
 #[derive(Debug, Clone, Default)]
 pub struct Spec {

@@ -102,9 +102,9 @@ impl Drop for Reaped {
     }
 }
 
-/// Starts `program args…` with `vars` (and `RUST_LOG=warn` unless `vars` set it: a benchmark
-/// at the default level sets `info`), its output discarded but for its stderr when
-/// `show_stderr`.
+/// Starts `program args…` with `vars` (and `RUST_LOG=warn` unless `vars` set it; set empty, the
+/// binary's own default filter applies, as a user runs it), its output discarded but for its
+/// stderr when `show_stderr`.
 pub fn spawn(
     program: &Path,
     args: &[String],
@@ -112,12 +112,12 @@ pub fn spawn(
     show_stderr: bool,
 ) -> anyhow::Result<Reaped> {
     let mut command = Command::new(program);
-    if !vars.contains_key("RUST_LOG") {
-        command.env("RUST_LOG", "warn");
+    command.env("RUST_LOG", "warn").envs(vars);
+    if vars.get("RUST_LOG").is_some_and(String::is_empty) {
+        command.env_remove("RUST_LOG");
     }
     command
         .args(args)
-        .envs(vars)
         .stdout(Stdio::null())
         .stderr(if show_stderr {
             Stdio::inherit()

@@ -142,21 +142,20 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     let drain_started = Instant::now();
     let pool = stack.database.connect().await?;
     // Ended, and under flow control with its callback delivered.
-    let terminal_query = if which.with_flow_control() {
-        "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
-         AND status IN ('succeeded', 'coalesced') AND callback_state = 'delivered'"
+    let ended = if which.with_flow_control() {
+        ENDED_WITH_CALLBACK
     } else {
-        "SELECT count(*) FROM dispatches WHERE id = ANY($1) \
-         AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered')"
+        ENDED
     };
+    let terminal_query = format!("SELECT count(*) FROM dispatches WHERE {ended}");
     let drained = wait_until(
         Duration::from_secs(300),
         Duration::from_millis(200),
         "the backlog drained",
         || {
-            let (pool, ids) = (pool.clone(), accepted.clone());
+            let (pool, ids, query) = (pool.clone(), accepted.clone(), terminal_query.clone());
             async move {
-                sqlx::query_scalar::<_, i64>(terminal_query)
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(query))
                     .bind(&ids)
                     .fetch_one(&pool)
                     .await
@@ -167,7 +166,7 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     )
     .await;
     let drain = drain_started.elapsed();
-    let terminal: i64 = sqlx::query_scalar(terminal_query)
+    let terminal: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(terminal_query.clone()))
         .bind(&accepted)
         .fetch_one(&pool)
         .await?;
@@ -192,7 +191,7 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     };
     let unfinished = count_of(&["queued", "starting"]);
     if terminal as usize != accepted.len() {
-        describe_unended(&pool, &accepted, terminal_query).await;
+        describe_unended(which, &pool, &accepted, ended).await;
         if which.on_cluster() {
             match cluster::queues().await {
                 Ok(queues) => eprintln!("  the cluster's queues:\n{queues}"),
@@ -239,41 +238,67 @@ pub async fn scenario(which: Scenario, dispatches: usize) -> anyhow::Result<Outc
     })
 }
 
-/// Prints what became of the accepted dispatches that did not end (at most 10): their record
-/// and its history, or that there is none, so a failed run in CI says where to look.
-async fn describe_unended(pool: &sqlx::PgPool, accepted: &[String], terminal_query: &str) {
-    let ended_query = terminal_query.replace("SELECT count(*)", "SELECT id");
-    let ended: HashSet<String> = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(ended_query))
+/// Which accepted dispatches (`id = ANY($1)`) ended: in a terminal status.
+const ENDED: &str = "id = ANY($1) \
+    AND status IN ('succeeded', 'failed', 'aborted', 'timed_out', 'dead_lettered')";
+/// Under flow control: ran or was coalesced, and its callback was delivered.
+const ENDED_WITH_CALLBACK: &str = "id = ANY($1) \
+    AND status IN ('succeeded', 'coalesced') AND callback_state = 'delivered'";
+
+/// Prints what became of the accepted dispatches that did not end (`ended` says which did; at
+/// most 10): their record and its history, or that there is none, so a failed run in CI says
+/// where to look.
+async fn describe_unended(which: Scenario, pool: &sqlx::PgPool, accepted: &[String], ended: &str) {
+    let query = format!("SELECT id FROM dispatches WHERE {ended}");
+    let ended: HashSet<String> = match sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(query))
         .bind(accepted)
         .fetch_all(pool)
         .await
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    for id in accepted.iter().filter(|id| !ended.contains(*id)).take(10) {
-        let record: Option<(String, i32, Option<String>)> =
-            sqlx::query_as("SELECT status, attempts, error FROM dispatches WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .unwrap_or_default();
-        let history: Vec<(String, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+    {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => {
+            eprintln!(
+                "{}: the ended dispatches could not be read: {e}",
+                which.name()
+            );
+            return;
+        }
+    };
+    let unended: Vec<&String> = accepted.iter().filter(|id| !ended.contains(*id)).collect();
+    eprintln!(
+        "{}: {} of {} accepted dispatches did not end (the first 10):",
+        which.name(),
+        unended.len(),
+        accepted.len()
+    );
+    for id in unended.into_iter().take(10) {
+        let record = sqlx::query_as::<_, (String, i32, Option<String>, Option<String>)>(
+            "SELECT status, attempts, error, callback_state FROM dispatches WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await;
+        let history = sqlx::query_as::<_, (String, chrono::DateTime<chrono::Utc>)>(
             "SELECT status, at FROM dispatch_events WHERE dispatch_id = $1 ORDER BY at",
         )
         .bind(id)
         .fetch_all(pool)
-        .await
-        .unwrap_or_default();
-        let history: Vec<String> = history
-            .iter()
-            .map(|(status, at)| format!("{status} at {}", at.format("%H:%M:%S%.3f")))
-            .collect();
+        .await;
+        let history = match history {
+            Ok(events) => events
+                .iter()
+                .map(|(status, at)| format!("{status} at {}", at.format("%H:%M:%S%.3f")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => format!("unreadable ({e})"),
+        };
         match record {
-            Some((status, attempts, error)) => eprintln!(
-                "  not ended: {id}: {status}, {attempts} attempts, error {error:?}; history: {}",
-                history.join(", ")
+            Ok(Some((status, attempts, error, callback))) => eprintln!(
+                "  {id}: {status}, {attempts} attempts, error {error:?}, callback {callback:?}; \
+                 history: {history}"
             ),
-            None => eprintln!("  not ended: {id}: no record (never reached a worker)"),
+            Ok(None) => eprintln!("  {id}: no record (no worker ever recorded it)"),
+            Err(e) => eprintln!("  {id}: its record could not be read: {e}"),
         }
     }
 }
