@@ -140,27 +140,32 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool)
         .envs(&env.vars)
         .env("FLYHOOK_LISTEN", format!("127.0.0.1:{port}"))
         .env("FLYHOOK_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
+        // The intake's own line is `debug`: asked for here, to see the span reach the handler.
+        .env("RUST_LOG", "info,flyhook_ingress::intake=debug")
         .env_remove("FLYHOOK_CONFIG")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("flyhook ingress starts");
     let base = format!("http://127.0.0.1:{port}");
-    let response = eventually(WAIT, "the ingress accepting", || async {
-        let response = env
-            .http
-            .post(format!(
-                "{base}/run-task/flytesnacks/development/hello.main/v1"
-            ))
-            .bearer_auth(API_KEY)
-            .header("X-Request-Id", "json-log-check")
-            .json(&json!({"name": "ann"}))
-            .send()
-            .await
-            .ok()?;
-        (response.status() == 202).then_some(response)
+    // Ready first, so the one request sent is the one accepted (a request refused while the
+    // broker connects would write lines of its own under the same request id).
+    eventually(WAIT, "the ingress ready", || async {
+        let response = env.http.get(format!("{base}/readyz")).send().await.ok()?;
+        response.status().is_success().then_some(())
     })
     .await;
+    let response = env
+        .http
+        .post(format!(
+            "{base}/run-task/flytesnacks/development/hello.main/v1"
+        ))
+        .bearer_auth(API_KEY)
+        .header("X-Request-Id", "json-log-check")
+        .json(&json!({"name": "ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
     let id = response.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -196,12 +201,12 @@ async fn json_logs_carry_the_request_id_on_every_line_of_a_request(pool: PgPool)
             .any(|l| l["message"] == "dispatch queued" && l["dispatch"] == id.as_str()),
         "{output}"
     );
-    assert!(
-        of_request
-            .iter()
-            .any(|l| l["target"] == "flyhook::access" && l["status"] == 202),
-        "{output}"
-    );
+    // One line per accepted request at `info`: the access line, naming the dispatch.
+    let at_info: Vec<&&Value> = of_request.iter().filter(|l| l["level"] == "INFO").collect();
+    assert_eq!(at_info.len(), 1, "{output}");
+    assert_eq!(at_info[0]["target"], "flyhook::access", "{output}");
+    assert_eq!(at_info[0]["status"], 202, "{output}");
+    assert_eq!(at_info[0]["dispatches"], id.as_str(), "{output}");
     env.finish().await;
 }
 

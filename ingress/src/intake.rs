@@ -267,7 +267,7 @@ impl Intake {
                 }),
             };
             self.publish(&message).await?;
-            tracing::info!(%sender, dispatches = routed.len(), "delivery queued");
+            tracing::debug!(%sender, dispatches = routed.len(), "delivery queued");
             return Ok(Delivery::Routed(routed));
         }
         let id = self
@@ -406,7 +406,8 @@ impl Intake {
     ) -> Result<Accepted, ApiError> {
         let (id, sender) = (dispatch.id, dispatch.api_key.clone());
         self.publish(&DispatchMessage::DispatchV1(dispatch)).await?;
-        tracing::info!(dispatch = %id, %sender, "dispatch queued");
+        // The request's access line names the dispatch at `info`; this line is for tracing.
+        tracing::debug!(dispatch = %id, %sender, "dispatch queued");
         Ok(accepted)
     }
 

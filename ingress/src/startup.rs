@@ -183,6 +183,19 @@ impl Application {
                 .app_data(metrics.clone())
                 .app_data(gatekeeper.clone())
                 .app_data(sessions.clone())
+                // Intake first: actix tries each resource in turn, and these take nearly every
+                // request (seventeen misses before them were 4 % of an accepted request). No
+                // other pattern overlaps them; where patterns do overlap, the first wins, so
+                // `/dispatches/replay` stays before `/dispatches/{id}`.
+                .service(
+                    resource("/run-task/{project}/{domain}/{name}/{version}")
+                        .route(web::post().to(run_task::run_task)),
+                )
+                .service(
+                    resource("/run-task-and-wait/{project}/{domain}/{name}/{version}")
+                        .route(web::post().to(run_task::run_task_and_wait)),
+                )
+                .service(resource("/hooks/{source}").route(web::post().to(hooks::receive)))
                 .service(resource("/health").route(web::get().to(health::health)))
                 .service(resource("/livez").route(web::get().to(health::livez)))
                 .service(resource("/readyz").route(web::get().to(health::readyz)))
@@ -214,15 +227,6 @@ impl Application {
                 .service(resource("/ui/").route(web::get().to(console::page)))
                 .service(resource("/ui/app.js").route(web::get().to(console::script)))
                 .service(resource("/ui/app.css").route(web::get().to(console::styles)))
-                .service(
-                    resource("/run-task/{project}/{domain}/{name}/{version}")
-                        .route(web::post().to(run_task::run_task)),
-                )
-                .service(
-                    resource("/run-task-and-wait/{project}/{domain}/{name}/{version}")
-                        .route(web::post().to(run_task::run_task_and_wait)),
-                )
-                .service(resource("/hooks/{source}").route(web::post().to(hooks::receive)))
                 .service(resource("/github-webhook").route(web::post().to(hooks::github_webhook)))
                 .service(resource("/dispatches").route(web::get().to(dispatches::list_dispatches)))
                 .service(
