@@ -4,6 +4,7 @@
 //! ([`scenarios`]) and the report with its plots ([`report`]).
 
 pub mod canned_flyte;
+pub mod cpu;
 pub mod load;
 pub mod report;
 pub mod scenarios;

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::load::{Load, Workload};
+use crate::cpu;
+use crate::load::{self, Load, Workload};
 use crate::stack::{self, API_KEY, Spec, memory_mib};
 use crate::workloads::{HELLO_TASK, Keeping, RunTask, Status};
 
-use super::{Figures, Options, Rows, figures, measure, run_task, warm_then_measure};
+use super::{Figures, Options, Rows, figures, measure, run_task, warm};
 
 pub(super) async fn status(options: Options) -> anyhow::Result<Rows> {
     let stack = stack::start(&Spec {
@@ -37,14 +38,17 @@ pub(super) async fn status(options: Options) -> anyhow::Result<Rows> {
         key: API_KEY.into(),
         ids,
     });
-    let saturated = warm_then_measure(workload.clone(), options.load(None, 64)).await?;
+    let saturated = options.load(None, 64);
+    load::run(warm(saturated), workload.clone()).await?;
+    let cpu_before = cpu::Snapshot::take()?;
+    let saturated = measure(workload.clone(), saturated).await?;
+    let cpu = cpu::Snapshot::take()?.shares_since(&cpu_before, stack.ingress_pid());
     let steady = measure(workload, options.load(Some(2000.0), 64)).await?;
     stack.stop().await?;
+    let mut saturated = figures(&saturated);
+    saturated.extend(cpu);
     Ok(vec![
-        (
-            "GET /dispatches/{id}, saturated".into(),
-            figures(&saturated),
-        ),
+        ("GET /dispatches/{id}, saturated".into(), saturated),
         ("GET /dispatches/{id} at 2000/s".into(), figures(&steady)),
     ])
 }

@@ -7,23 +7,27 @@ use std::time::{Duration, SystemTime};
 
 use flyhook_testkit::Stack;
 
+use crate::cpu;
 use crate::load::{Load, Workload};
 use crate::stack::{self, API_KEY, Spec};
 use crate::workloads::{Keeping, RunTask};
 
 use super::{Figures, Options, Rows, figures, measure, run_task, warm, worker_config};
 
-/// Intake's figures, plus the runs the stand-in created meanwhile and the backlog left: whether
-/// the workers kept up.
+/// Intake's figures, plus the runs the stand-in created meanwhile, the backlog left (whether
+/// the workers kept up) and where the CPU went.
 pub(super) async fn measure_with_starts(
     stack: &Stack,
     workload: Arc<dyn Workload>,
     load: Load,
 ) -> anyhow::Result<Figures> {
     let before = stack.sim.runs_created().await?;
+    let cpu_before = cpu::Snapshot::take()?;
     let report = measure(workload, load).await?;
+    let cpu = cpu::Snapshot::take()?.shares_since(&cpu_before, stack.ingress_pid());
     let started = stack.sim.runs_created().await? - before;
     let mut f = figures(&report);
+    f.extend(cpu);
     f.insert(
         "started_per_s".into(),
         started as f64 / report.elapsed.as_secs_f64(),
