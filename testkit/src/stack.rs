@@ -166,6 +166,14 @@ impl Stack {
             .expect("the ingress runs")
     }
 
+    /// The process ids of the workers and of the stand-in (when it runs as a process).
+    pub fn other_pids(&self) -> (Vec<u32>, Option<u32>) {
+        (
+            self.workers.iter().map(Reaped::id).collect(),
+            self.sim_process.as_ref().map(Reaped::id),
+        )
+    }
+
     pub fn topology(&self) -> Topology {
         self.settings.deployment.topology()
     }

@@ -42,7 +42,7 @@ pub(super) async fn status(options: Options) -> anyhow::Result<Rows> {
     load::run(warm(saturated), workload.clone()).await?;
     let cpu_before = cpu::Snapshot::take()?;
     let saturated = measure(workload.clone(), saturated).await?;
-    let cpu = cpu::Snapshot::take()?.shares_since(&cpu_before, stack.ingress_pid());
+    let cpu = cpu::Snapshot::take()?.shares_since(&cpu_before, &stack);
     let steady = measure(workload, options.load(Some(2000.0), 64)).await?;
     stack.stop().await?;
     let mut saturated = figures(&saturated);

@@ -24,7 +24,7 @@ pub(super) async fn measure_with_starts(
     let before = stack.sim.runs_created().await?;
     let cpu_before = cpu::Snapshot::take()?;
     let report = measure(workload, load).await?;
-    let cpu = cpu::Snapshot::take()?.shares_since(&cpu_before, stack.ingress_pid());
+    let cpu = cpu::Snapshot::take()?.shares_since(&cpu_before, stack);
     let started = stack.sim.runs_created().await? - before;
     let mut f = figures(&report);
     f.extend(cpu);
